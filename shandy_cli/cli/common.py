@@ -1,0 +1,163 @@
+"""What every command shares: connection options, the API session, errors, output.
+
+Commands stay thin: parse flags, call the library, render. Everything that can
+go wrong surfaces as a ``ShandyError`` and becomes one line on stderr and the
+contract's exit code here, never a traceback (unless ``--verbose``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import orjson
+import typer
+from rich.console import Console
+
+from shandy_cli.client import SaleshandyClient
+from shandy_cli.config import Settings, ensure_private_dir, mask_secret, resolve_settings
+from shandy_cli.errors import ShandyError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SANDBOX_KEY = "sandbox-key"
+
+
+@dataclass
+class Globals:
+    verbose: bool = False
+    quiet: bool = False
+
+
+GLOBALS = Globals()
+
+
+def stdout_console() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def say(message: str) -> None:
+    """A progress or info line on stderr (silenced by --quiet)."""
+    if not GLOBALS.quiet:
+        print(message, file=sys.stderr, flush=True)
+
+
+def warn(message: str) -> None:
+    if not GLOBALS.quiet:
+        print(f"shandy: warning: {message}", file=sys.stderr, flush=True)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+    sys.stdout.flush()
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    print(f"shandy: error: {message}", file=sys.stderr, flush=True)
+    return typer.Exit(code)
+
+
+def handle_errors(func: F) -> F:
+    """Turn our errors into one line and an exit code; hide the key in anything printed."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ShandyError as exc:
+            if GLOBALS.verbose:
+                traceback.print_exc()
+            raise fail(exc.message, exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:  # a bug of ours: say so in one line, details with -v
+            if GLOBALS.verbose:
+                traceback.print_exc()
+            raise fail(
+                f"internal error: {type(exc).__name__}: {exc} (run with -v for details)", 1
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+# -- connection options, shared by every command that talks to the API -----------------------
+
+ApiKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        help="API key (discouraged: visible in `ps`; prefer SALESHANDY_API_KEY).",
+        show_default=False,
+    ),
+]
+BaseUrlOpt = Annotated[
+    str | None, typer.Option("--base-url", help="API base URL [env: SALESHANDY_BASE_URL].")
+]
+StateDirOpt = Annotated[
+    Path | None,
+    typer.Option("--state-dir", help="Journal, locks, reports [env: SHANDY_STATE_DIR]."),
+]
+SandboxOpt = Annotated[
+    bool, typer.Option("--sandbox", help="Use the built-in Saleshandy emulator (no key needed).")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+@dataclass
+class Connection:
+    settings: Settings
+    sandbox: bool
+
+
+def settings_from(api_key: str | None, base_url: str | None, state_dir: Path | None) -> Settings:
+    if api_key:
+        warn("--api-key is visible to other users in `ps`; prefer SALESHANDY_API_KEY")
+    return resolve_settings(api_key=api_key, base_url=base_url, state_dir=state_dir)
+
+
+@contextmanager
+def api_session(
+    api_key: str | None,
+    base_url: str | None,
+    state_dir: Path | None,
+    sandbox: bool,
+) -> Iterator[tuple[SaleshandyClient, Connection]]:
+    """Resolve settings, start the in-process sandbox if asked, and open a client."""
+    settings = settings_from(api_key, base_url, state_dir)
+    if not sandbox:
+        with SaleshandyClient(settings.base_url, settings.api_key) as client:
+            yield client, Connection(settings, False)
+        return
+    from shandy_cli.sandbox import SandboxConfig, start_sandbox
+
+    sandbox_dir = ensure_private_dir(settings.state_dir / "sandbox")
+    server = start_sandbox(SandboxConfig(state_dir=sandbox_dir, delay_base=_sandbox_delay()))
+    try:
+        key = settings.api_key or SANDBOX_KEY
+        local = Settings(api_key=key, base_url=server.url, state_dir=settings.state_dir)
+        if GLOBALS.verbose:
+            say(f"sandbox listening on {server.url} (key {mask_secret(key)})")
+        with SaleshandyClient(server.url, key) as client:
+            yield client, Connection(local, True)
+    finally:
+        server.stop()
+
+
+def _sandbox_delay() -> float:
+    try:
+        return float(os.environ.get("SHANDY_SANDBOX_DELAY", "1.0"))
+    except ValueError:
+        return 1.0

@@ -1,0 +1,139 @@
+"""`shandy import`: parse flags, call ``import_files``, render the result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shandy_cli.cli.common import (
+    ApiKeyOpt,
+    BaseUrlOpt,
+    JsonOpt,
+    SandboxOpt,
+    StateDirOpt,
+    api_session,
+    fail,
+    handle_errors,
+    print_json,
+    stdout_console,
+)
+from shandy_cli.cli.render import progress_for, reasons_table, summary_table
+from shandy_cli.pipeline.chunking import API_MAX_BYTES, API_MAX_ROWS
+from shandy_cli.pipeline.mapping import parse_pairs
+from shandy_cli.pipeline.run import ImportOptions, import_files
+
+EPILOG = """\b
+Examples:
+  shandy import leads.csv --step StepA1
+  shandy import leads.xlsx --sheet Leads --sequence "Outbound Q4" --tag webinar
+  shandy import a.csv b.csv --map "Mail=Email" --set "Lead Source=Webinar" --json
+  cat leads.csv | shandy import - --step StepA1 --no-wait
+  shandy import leads.csv --dry-run
+"""
+
+
+@handle_errors
+def import_(
+    files: Annotated[
+        list[str], typer.Argument(help="CSV/TSV/TXT/XLSX/XLS/ODS/JSONL files; - is stdin.")
+    ],
+    step: Annotated[str | None, typer.Option("--step", help="Sequence step id.")] = None,
+    sequence: Annotated[
+        str | None, typer.Option("--sequence", help="Sequence name or id (its first step).")
+    ] = None,
+    step_number: Annotated[int, typer.Option("--step-number", help="Step of --sequence.")] = 1,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag (repeatable).")] = None,
+    conflict: Annotated[
+        str, typer.Option("--conflict", help="noUpdate | overwrite | addMissingFields.")
+    ] = "noUpdate",
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Verify emails.")] = False,
+    map_: Annotated[
+        list[str] | None, typer.Option("--map", help='"Column=Field Label" (repeatable).')
+    ] = None,
+    mapping: Annotated[
+        Path | None, typer.Option("--mapping", help="TOML or JSON mapping file.")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help='"Field Label=value" on every prospect.')
+    ] = None,
+    sheet: Annotated[str | None, typer.Option("--sheet", help="Workbook sheet.")] = None,
+    encoding: Annotated[str | None, typer.Option("--encoding", help="Text encoding.")] = None,
+    delimiter: Annotated[str | None, typer.Option("--delimiter", help="CSV delimiter.")] = None,
+    on_unknown_column: Annotated[
+        str, typer.Option("--on-unknown-column", help="error | ignore | create.")
+    ] = "error",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Everything but sending.")] = False,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for completion.")] = True,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Seconds to wait for completion.")
+    ] = None,
+    max_rows: Annotated[
+        int, typer.Option("--max-rows", help="Prospects per request.")
+    ] = API_MAX_ROWS,
+    max_bytes: Annotated[
+        int, typer.Option("--max-bytes", help="Bytes per request.")
+    ] = API_MAX_BYTES,
+    rejects: Annotated[Path | None, typer.Option("--rejects", help="Rejects CSV path.")] = None,
+    report_dir: Annotated[
+        Path | None, typer.Option("--report-dir", help="Where report CSVs are saved.")
+    ] = None,
+    json_out: JsonOpt = False,
+    api_key: ApiKeyOpt = None,
+    base_url: BaseUrlOpt = None,
+    state_dir: StateDirOpt = None,
+    sandbox: SandboxOpt = False,
+) -> None:
+    """Read, map, validate, chunk, submit and (by default) wait for the import.
+
+    Exit codes: 0 all imported, 1 some rows rejected or failed, 2 bad input (nothing
+    sent), 3 authentication, 4 API/network failure (resumable), 5 --timeout passed.
+    """
+    options = ImportOptions(
+        step_id=step,
+        sequence=sequence,
+        step_number=step_number,
+        tags=tag or [],
+        conflict=conflict,
+        verify=verify,
+        column_map=parse_pairs(map_ or [], "--map"),
+        mapping_file=mapping,
+        constants=parse_pairs(set_ or [], "--set"),
+        sheet=sheet,
+        encoding=encoding,
+        delimiter=delimiter,
+        on_unknown_column=on_unknown_column,
+        dry_run=dry_run,
+        wait=wait,
+        timeout=timeout,
+        max_rows=max_rows,
+        max_bytes=max_bytes,
+        rejects=rejects,
+        report_dir=report_dir,
+    )
+    options.check()
+    keyless_dry_run = dry_run and not sandbox
+    with progress_for(json_out) as listener:
+        if keyless_dry_run:
+            result = import_files(
+                files, options, api_key=api_key, base_url=base_url, state_dir=state_dir,
+                listener=listener,
+            )  # fmt: skip
+        else:
+            with api_session(api_key, base_url, state_dir, sandbox) as (client, conn):
+                result = import_files(
+                    files, options, client=client, state_dir=conn.settings.state_dir,
+                    listener=listener,
+                )  # fmt: skip
+    if json_out:
+        print_json(result.to_dict())
+    else:
+        console = stdout_console()
+        console.print(summary_table(result))
+        reasons = reasons_table(result.reasons)
+        if reasons is not None:
+            console.print(reasons)
+    if result.error:
+        raise fail(result.error, result.exit_code)
+    raise typer.Exit(result.exit_code)

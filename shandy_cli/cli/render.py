@@ -1,0 +1,184 @@
+"""How runs look: rich live progress on a terminal, timestamped lines elsewhere, a summary.
+
+Progress goes to stderr; the summary table (or JSON) to stdout. Off a TTY
+there are no ANSI codes, so cron mail and log files stay readable.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from shandy_cli.cli.common import GLOBALS
+from shandy_cli.pipeline.events import ChunkEvent, Event, Notice, Phase, ReadProgress
+from shandy_cli.pipeline.run import ImportResult
+from shandy_cli.status import RequestStatus
+
+
+class PlainProgress:
+    """Timestamped lines on stderr, throttled so a million rows are a handful of lines."""
+
+    def __init__(self, every: float = 5.0) -> None:
+        self.every = every
+        self._last = 0.0
+
+    def __enter__(self) -> PlainProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def line(self, text: str) -> None:
+        if not GLOBALS.quiet:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+            print(f"{stamp} shandy: {text}", file=sys.stderr, flush=True)
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, ReadProgress):
+            now = time.monotonic()
+            if event.done or now - self._last >= self.every:
+                self._last = now
+                total = f" of {event.bytes_total:,} bytes" if event.bytes_total else ""
+                state = "read" if event.done else "reading"
+                self.line(f"{state} {event.file}: {event.rows:,} rows{total}")
+        elif isinstance(event, Phase):
+            total = f" ({event.total} chunk(s))" if event.total else ""
+            self.line(f"{event.name}{total}")
+        elif isinstance(event, ChunkEvent):
+            if event.state in ("planned", "sending") and not GLOBALS.verbose:
+                return
+            rid = f" request {event.request_id}" if event.request_id else ""
+            self.line(f"chunk {event.index + 1}: {event.state}{rid} ({event.rows:,} rows)")
+        elif isinstance(event, Notice):
+            if event.level == "warning":
+                print(f"shandy: warning: {event.text}", file=sys.stderr, flush=True)
+            else:
+                self.line(event.text)
+
+
+class LiveProgress:
+    """rich progress bars: reading (rows, rate, ETA on bytes), submitting, processing."""
+
+    def __init__(self) -> None:
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self.tasks: dict[str, TaskID] = {}
+        self.states: dict[int, str] = {}
+        self.started = time.monotonic()
+
+    def __enter__(self) -> LiveProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def _task(self, key: str, description: str, total: float | None) -> TaskID:
+        if key not in self.tasks:
+            self.tasks[key] = self.progress.add_task(description, total=total, detail="")
+        return self.tasks[key]
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, ReadProgress):
+            self._read(event)
+        elif isinstance(event, Phase) and event.name in ("submitting", "processing"):
+            self._task(event.name, event.name, event.total)
+        elif isinstance(event, ChunkEvent):
+            self._chunk(event)
+        elif isinstance(event, Notice):
+            style = "yellow" if event.level == "warning" else "dim"
+            self.console.print(f"[{style}]{event.text}[/]", highlight=False)
+
+    def _read(self, event: ReadProgress) -> None:
+        task = self._task(f"read:{event.file}", f"reading {event.file}", event.bytes_total)
+        rate = event.rows / max(time.monotonic() - self.started, 1e-6)
+        detail = f"{event.rows:,} rows {rate:,.0f}/s"
+        if event.done:
+            total = event.bytes_total or event.bytes_read or 1
+            self.progress.update(task, total=total, completed=total, detail=detail)
+        else:
+            self.progress.update(task, completed=event.bytes_read, detail=detail)
+
+    def _chunk(self, event: ChunkEvent) -> None:
+        self.states[event.index] = event.state
+        if "submitting" in self.tasks:
+            sent = sum(s in ("accepted", "completed", "failed") for s in self.states.values())
+            self.progress.update(self.tasks["submitting"], completed=sent, detail=f"{sent} sent")
+        if "processing" in self.tasks:
+            done = sum(s in ("completed", "failed") for s in self.states.values())
+            busy = sum(s == "accepted" for s in self.states.values())
+            self.progress.update(
+                self.tasks["processing"], completed=done, detail=f"{done} done, {busy} processing"
+            )
+
+
+def progress_for(json_out: bool) -> PlainProgress | LiveProgress:
+    if sys.stderr.isatty() and not GLOBALS.quiet:
+        return LiveProgress()
+    return PlainProgress()
+
+
+def summary_table(result: ImportResult) -> Table:
+    title = "dry run (nothing sent)" if result.dry_run else f"run {result.run_id}"
+    table = Table("", "", title=title, show_header=False)
+    target = result.step_id or "prospect list"
+    rows: list[tuple[str, Any]] = [
+        ("target", target),
+        ("files", ", ".join(result.files)),
+        ("rows read", f"{result.rows_read:,}"),
+        ("submitted", f"{result.rows_submitted:,}"),
+        ("rejected here", f"{result.rows_rejected:,}"),
+        ("skipped", f"{result.rows_skipped:,}"),
+        ("failed at Saleshandy", f"{result.rows_failed:,}"),
+        ("chunks", ", ".join(_chunk_text(c) for c in result.chunks) or "none"),
+        ("completed", "yes" if result.completed else "no"),
+    ]
+    if result.rejects_file:
+        rows.append(("rejects file", result.rejects_file))
+    if result.failures_file:
+        rows.append(("failures file", result.failures_file))
+    for label, value in rows:
+        table.add_row(label, str(value))
+    return table
+
+
+def _chunk_text(chunk: Any) -> str:
+    rid = f" {chunk.request_id}" if chunk.request_id else ""
+    return f"#{chunk.index + 1} {chunk.rows:,} rows {chunk.state}{rid}"
+
+
+def reasons_table(reasons: list[tuple[str, int]], limit: int = 10) -> Table | None:
+    if not reasons:
+        return None
+    table = Table("rows", "reason", title="top reasons rows did not land")
+    for reason, count in reasons[:limit]:
+        table.add_row(f"{count:,}", reason)
+    return table
+
+
+def status_table(results: list[RequestStatus]) -> Table:
+    table = Table("request id", "completed", "failed rows", "report")
+    for r in results:
+        failed = "?" if r.failed_rows is None else f"{r.failed_rows:,}"
+        table.add_row(r.request_id, "yes" if r.completed else "no", failed, r.report_file or "")
+    return table

@@ -1,0 +1,68 @@
+"""`shandy status`: where earlier imports stand, and what failed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shandy_cli.cli.common import (
+    ApiKeyOpt,
+    BaseUrlOpt,
+    JsonOpt,
+    SandboxOpt,
+    StateDirOpt,
+    api_session,
+    fail,
+    handle_errors,
+    print_json,
+    stdout_console,
+)
+from shandy_cli.cli.render import progress_for, status_table
+from shandy_cli.status import check_status
+
+
+@handle_errors
+def status(
+    request_ids: Annotated[list[str], typer.Argument(help="Request ids printed by import.")],
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for completion.")] = False,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds to wait.")] = None,
+    report_dir: Annotated[
+        Path | None, typer.Option("--report-dir", help="Where report CSVs are saved.")
+    ] = None,
+    json_out: JsonOpt = False,
+    api_key: ApiKeyOpt = None,
+    base_url: BaseUrlOpt = None,
+    state_dir: StateDirOpt = None,
+    sandbox: SandboxOpt = False,
+) -> None:
+    """Show whether Saleshandy finished each request, and how many rows failed.
+
+    \b
+    Examples:
+      shandy status 129a184
+      shandy status 129a184 7fe01c2 --wait --timeout 600 --json
+    """
+    with (
+        progress_for(json_out) as listener,
+        api_session(api_key, base_url, state_dir, sandbox) as (client, conn),
+    ):
+        results = check_status(
+            request_ids,
+            client=client,
+            state_dir=conn.settings.state_dir,
+            wait=wait,
+            timeout=timeout,
+            report_dir=report_dir,
+            listener=listener,
+        )
+    if json_out:
+        print_json([r.to_dict() for r in results])
+    else:
+        stdout_console().print(status_table(results))
+    pending = [r.request_id for r in results if not r.completed]
+    if pending and wait:
+        raise fail(f"--timeout passed; still processing: {' '.join(pending)}", 5)
+    failed = any(r.failed_rows for r in results)
+    raise typer.Exit(1 if failed else 0)

@@ -1,0 +1,345 @@
+"""A small client for the Saleshandy Open API, over httpx.
+
+Every call goes through ``_request``: it adds ``x-api-key``, sends
+``Content-Type`` only with a body (the API answers a GET carrying one with
+406), retries what is worth retrying, unwraps ``payload``-wrapped and bare
+answers alike, and turns every failure into one ``shandy_cli.errors`` type.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+
+from shandy_cli._version import __version__
+from shandy_cli.config import is_loopback_host
+from shandy_cli.errors import (
+    ApiError,
+    ApiValidationError,
+    AuthenticationError,
+    RateLimitError,
+    RequestTooLargeError,
+    ServerError,
+    TransportError,
+)
+
+USER_AGENT = (
+    f"shandy/{__version__} (+https://github.com/shandy-cli/shandy) httpx/{httpx.__version__}"
+)
+IMPORT_TO_STEP = "/v1/sequences/prospects/import-with-field-name"
+IMPORT_TO_LIST = "/v1/prospects/import-with-field-name"
+REPORT_MAX_BYTES = (
+    512 * 1024 * 1024
+)  # a report of 100k failed rows is ~20 MB; far above that is hostile
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Capped exponential backoff with full jitter, bounded in attempts and total time."""
+
+    attempts: int = 6
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    max_total: float = 300.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_delay)
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+
+
+NO_RETRY = RetryPolicy(attempts=1)
+
+
+@dataclass(frozen=True)
+class ImportStatus:
+    request_id: str
+    completed: bool
+    report_url: str | None
+
+
+RetryHook = Callable[[str, int, float, ApiError], None]
+
+
+def _stderr_retry_hook(what: str, attempt: int, delay: float, error: ApiError) -> None:
+    print(
+        f"shandy: {what}: {error.message}; retry {attempt} in {delay:.1f}s",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` is either delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def unwrap(data: Any) -> Any:
+    """The API wraps most answers as ``{"message", "payload"}``; some clients see them bare."""
+    if isinstance(data, dict) and "payload" in data:
+        return data["payload"]
+    return data
+
+
+def _server_message(response: httpx.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        text = response.text.strip()
+        return text[:300] or response.reason_phrase
+    if isinstance(data, dict):
+        msg = data.get("message") or data.get("error") or data
+        if isinstance(msg, list):  # NestJS-style validation: a list of messages
+            return "; ".join(str(m) for m in msg)
+        return str(msg)
+    return str(data)[:300]
+
+
+def error_for(response: httpx.Response, what: str) -> ApiError:
+    """Map a failed response to the exception hierarchy, keeping the server's own message."""
+    code = response.status_code
+    msg = f"{what}: HTTP {code}: {_server_message(response)}"
+    if code in (401, 403):
+        return AuthenticationError(
+            f"{what}: authentication failed (HTTP {code}); check SALESHANDY_API_KEY",
+            status_code=code,
+        )
+    if code == 413:
+        return RequestTooLargeError(msg, status_code=code)
+    if code == 429:
+        return RateLimitError(
+            msg, retry_after=parse_retry_after(response.headers.get("retry-after"))
+        )
+    if code >= 500:
+        return ServerError(msg, status_code=code)
+    return ApiValidationError(msg, status_code=code)
+
+
+class SaleshandyClient:
+    """The API calls shandy makes. Use as a context manager, or call ``close()``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        *,
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        on_retry: RetryHook | None = _stderr_retry_hook,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self.retry = retry or RetryPolicy()
+        self.on_retry = on_retry
+        # verify=True always: TLS verification is never switched off (custom CAs via
+        # SSL_CERT_FILE / SSL_CERT_DIR, which httpx honours).
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout, connect=15.0),
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            follow_redirects=False,
+            trust_env=True,
+        )
+
+    def __repr__(self) -> str:
+        return f"SaleshandyClient(base_url={self.base_url!r})"
+
+    def __enter__(self) -> SaleshandyClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- the one place requests are made -------------------------------------------------
+
+    def _auth_headers(self) -> dict[str, str]:
+        if not self._api_key:
+            raise AuthenticationError(
+                "no API key: set SALESHANDY_API_KEY (environment or .env), or use --sandbox"
+            )
+        return {"x-api-key": self._api_key}
+
+    def _send_once(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None,
+        json_body: Any,
+        body_file: Path | None,
+    ) -> httpx.Response:
+        headers = self._auth_headers()
+        content: Any = None
+        if json_body is not None:
+            content = orjson.dumps(json_body)
+            headers["Content-Type"] = "application/json"
+        try:
+            if body_file is not None:
+                headers["Content-Type"] = "application/json"
+                headers["Content-Length"] = str(body_file.stat().st_size)
+                with body_file.open("rb") as fh:  # streamed from disk, never held in memory
+                    return self._http.request(
+                        method, path, params=params, content=_iter_file(fh), headers=headers
+                    )
+            return self._http.request(method, path, params=params, content=content, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise TransportError(f"{method} {path}: timed out ({type(exc).__name__})") from None
+        except httpx.HTTPError as exc:
+            raise TransportError(f"{method} {path}: {type(exc).__name__}: {exc}") from None
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+        body_file: Path | None = None,
+        ok: tuple[int, ...] = (200, 201),
+    ) -> Any:
+        what = f"{method} {path}"
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                response = self._send_once(
+                    method, path, params=params, json_body=json_body, body_file=body_file
+                )
+                if response.status_code in ok:
+                    return unwrap(_json(response, what))
+                raise error_for(response, what)
+            except (RateLimitError, ServerError, TransportError) as exc:
+                attempt += 1
+                retry_after = exc.retry_after if isinstance(exc, RateLimitError) else None
+                delay = self.retry.delay(attempt, retry_after)
+                spent = time.monotonic() - started
+                if attempt >= self.retry.attempts or spent + delay > self.retry.max_total:
+                    raise
+                if self.on_retry:
+                    self.on_retry(what, attempt, delay, exc)
+                time.sleep(delay)
+
+    # -- the API ---------------------------------------------------------------------------
+
+    def list_fields(self, system_fields: bool = True) -> list[dict[str, Any]]:
+        params = {"systemFields": "true"} if system_fields else None
+        return _as_list(self._request("GET", "/v1/fields", params=params), "fields")
+
+    def create_field(self, label: str, field_type: str = "text") -> dict[str, Any]:
+        body = {"label": label, "fieldType": field_type}
+        return self._request("POST", "/v1/fields", json_body=body) or {}
+
+    def list_sequences(self) -> list[dict[str, Any]]:
+        return _as_list(self._request("GET", "/v1/sequences"), "sequences")
+
+    def list_steps(self, sequence_id: str) -> list[dict[str, Any]]:
+        return _as_list(self._request("GET", f"/v1/sequences/{sequence_id}/steps"), "steps")
+
+    def import_prospects(self, body_file: Path, *, to_step: bool) -> str:
+        """POST a prepared request body (a file) and return Saleshandy's request id."""
+        path = IMPORT_TO_STEP if to_step else IMPORT_TO_LIST
+        data = self._request("POST", path, body_file=body_file)
+        request_id = data.get("requestId") if isinstance(data, dict) else None
+        if not request_id:
+            raise ApiError(f"POST {path}: the answer has no requestId")
+        return str(request_id)
+
+    def import_status(self, request_id: str) -> ImportStatus:
+        data = self._request("GET", f"/v1/prospects/import-status/{request_id}")
+        if not isinstance(data, dict):
+            raise ApiError(f"import status {request_id}: unexpected answer")
+        url = data.get("reportURL") or data.get("failedProspectsURL") or None
+        return ImportStatus(request_id, bool(data.get("isCompleted")), url)
+
+    def list_prospects(self, search: str = "", page: int = 1, page_size: int = 100) -> Any:
+        params = {"search": search, "page": page, "pageSize": page_size}
+        return self._request("GET", "/v1/prospects", params=params)
+
+    def download_report(self, url: str, dest: Path, *, max_bytes: int = REPORT_MAX_BYTES) -> Path:
+        """Save the failed-rows CSV behind ``url`` to ``dest`` (0600, atomically)."""
+        headers = self._report_headers(url)
+        what = "download report"
+        tmp_fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".report-", suffix=".part")
+        try:
+            with os.fdopen(tmp_fd, "wb") as out:
+                try:
+                    with self._http.stream("GET", url, headers=headers) as response:
+                        if response.status_code != 200:
+                            response.read()
+                            raise error_for(response, what)
+                        total = 0
+                        for part in response.iter_bytes():
+                            total += len(part)
+                            if total > max_bytes:
+                                raise ApiError(f"{what}: report larger than {max_bytes} bytes")
+                            out.write(part)
+                except httpx.HTTPError as exc:
+                    raise TransportError(f"{what}: {type(exc).__name__}") from None
+            os.replace(tmp_name, dest)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+        return dest
+
+    def _report_headers(self, url: str) -> dict[str, str]:
+        """Only https (or loopback http); the key goes only to the API's own host."""
+        parts = urlsplit(url)
+        if not parts.hostname or parts.scheme not in ("http", "https"):
+            raise ApiError(f"report URL is not an http(s) URL: {parts.scheme}://…")
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+            raise ApiError(f"refusing plain-http report URL on {parts.hostname}")
+        api = urlsplit(self.base_url)
+        if (parts.scheme, parts.netloc) == (api.scheme, api.netloc) and self._api_key:
+            return {"x-api-key": self._api_key}
+        return {}
+
+
+def _iter_file(fh: Any, size: int = 1024 * 1024) -> Iterator[bytes]:
+    while part := fh.read(size):
+        yield part
+
+
+def _json(response: httpx.Response, what: str) -> Any:
+    if not response.content:
+        return {}
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        raise ApiError(f"{what}: the answer is not JSON") from None
+
+
+def _as_list(data: Any, what: str) -> list[dict[str, Any]]:
+    if isinstance(data, dict):  # tolerate {"fields": [...]} style wrappers
+        for value in data.values():
+            if isinstance(value, list):
+                data = value
+                break
+    if not isinstance(data, list):
+        raise ApiError(f"{what}: unexpected answer")
+    return [item for item in data if isinstance(item, dict)]

@@ -1,0 +1,109 @@
+"""One exception hierarchy for everything shandy raises on purpose.
+
+Every error carries the process exit code the contract gives it, so the CLI can
+turn any ``ShandyError`` into one line on stderr and the right exit status
+without knowing which stage raised it. Messages are written for people and
+never contain the API key.
+"""
+
+from __future__ import annotations
+
+
+class ShandyError(Exception):
+    """Base class of every error shandy raises deliberately."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InputError(ShandyError):
+    """Bad input or usage: a file, a row, a column, a flag. Nothing was sent (exit 2)."""
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        row: int | None = None,
+        column: str | None = None,
+    ) -> None:
+        self.file = file
+        self.row = row
+        self.column = column
+        where = []
+        if file is not None:
+            where.append(str(file))
+        if row is not None:
+            where.append(f"row {row}")
+        if column is not None:
+            where.append(f"column {column!r}")
+        super().__init__(f"{': '.join([', '.join(where), message]) if where else message}")
+        self.reason = message
+
+
+class ConfigError(InputError):
+    """A setting is missing or invalid (no API key, a bad base URL, ...)."""
+
+
+class ApiError(ShandyError):
+    """The Saleshandy API (or the network to it) failed. Exit 4: resumable."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class AuthenticationError(ApiError):
+    """401/403: the key is missing, wrong or lacks permission (exit 3)."""
+
+    exit_code = 3
+
+
+class ApiValidationError(ApiError):
+    """400/404/406/422: the server refused the request as invalid, with its own message."""
+
+    exit_code = 2
+
+
+class RequestTooLargeError(ApiValidationError):
+    """413: the request body exceeded the API's size limit."""
+
+
+class RateLimitError(ApiError):
+    """429: too many requests. ``retry_after`` is in seconds when the server said."""
+
+    def __init__(
+        self, message: str, *, status_code: int = 429, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status_code=status_code)
+        self.retry_after = retry_after
+
+
+class ServerError(ApiError):
+    """5xx from the API."""
+
+
+class TransportError(ApiError):
+    """The request did not complete: connection refused or dropped, timeout, TLS failure."""
+
+
+class ImportTimeout(ShandyError):
+    """``--timeout`` passed while Saleshandy was still processing (exit 5)."""
+
+    exit_code = 5
+
+
+class Interrupted(ShandyError):
+    """Ctrl-C or SIGTERM stopped the run; the journal is saved (exit 130)."""
+
+    exit_code = 130

@@ -1,0 +1,234 @@
+"""Chunking: split the valid prospects into request bodies within the API limits.
+
+The limits apply to the exact bytes sent, so this module builds those bytes
+itself and counts them, instead of estimating.  One request body is exactly::
+
+    PREFIX + item_0 + b"," + item_1 + ... + item_n + suffix
+
+with ``PREFIX = b'{"prospectList":['``, each item ``orjson.dumps(prospect)``, and
+``suffix = body_suffix(options)`` closing the list and adding the other keys
+(``stepId``, ``verifyProspects``, ...).  Each body is written to a spool file as
+it grows, so memory stays flat however large the import; the submitter sends
+the file as is.
+
+Packing is greedy and keeps the order: a chunk is closed only when the next
+item would take it past ``max_rows`` or ``max_bytes``, so every chunk but the
+last is as full as the next item allows.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import orjson
+
+from shandy_cli.errors import InputError
+
+API_MAX_ROWS = 100_000
+API_MAX_BYTES = 90_000_000
+PREFIX = b'{"prospectList":['
+# The smallest prospect worth sending; a --max-bytes that cannot hold one
+# alongside the prefix and suffix could never send anything.
+MIN_ITEM = orjson.dumps({"Email": "a@b.co"})
+_BUFFER = 1 << 20
+
+
+def encode_prospect(prospect: dict[str, str]) -> bytes:
+    """The JSON bytes of one prospect, exactly as they go into the body.
+
+    Raises ``ValueError`` for text that is not valid Unicode (a lone surrogate
+    from a mis-decoded file), so the caller can reject that row.
+    """
+    try:
+        return orjson.dumps(prospect)
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(f"prospect cannot be encoded as JSON: {exc}") from exc
+
+
+def body_suffix(options: dict[str, object]) -> bytes:
+    """The bytes after the last item: ``]``, the other top-level members, ``}``."""
+    if "prospectList" in options:
+        raise ValueError("options must not contain 'prospectList'")
+    if not options:
+        return b"]}"
+    return b"]," + orjson.dumps(options)[1:-1] + b"}"
+
+
+def body_size(item_sizes: list[int], suffix_len: int) -> int:
+    """Exact length of a body holding items of these sizes (at least one)."""
+    return len(PREFIX) + sum(item_sizes) + len(item_sizes) - 1 + suffix_len
+
+
+class _Fill:
+    """How full the current chunk is: the one rule shared by Chunker and plan_chunks."""
+
+    __slots__ = ("max_bytes", "max_rows", "rows", "size", "suffix_len")
+
+    def __init__(self, suffix_len: int, max_rows: int, max_bytes: int) -> None:
+        self.suffix_len = suffix_len
+        self.max_rows = max_rows
+        self.max_bytes = max_bytes
+        self.rows = 0
+        self.size = len(PREFIX)  # body bytes so far, without the suffix
+
+    def fits_alone(self, item_len: int) -> bool:
+        return len(PREFIX) + item_len + self.suffix_len <= self.max_bytes
+
+    def has_room(self, item_len: int) -> bool:
+        """Whether an item (one that fits alone) can join the current chunk."""
+        if self.rows == 0:
+            return True
+        return (
+            self.rows < self.max_rows
+            and self.size + 1 + item_len + self.suffix_len <= self.max_bytes
+        )
+
+    def add(self, item_len: int) -> None:
+        self.size += item_len + (1 if self.rows else 0)
+        self.rows += 1
+
+    def reset(self) -> None:
+        self.rows = 0
+        self.size = len(PREFIX)
+
+
+def plan_chunks(
+    sizes: list[int], suffix_len: int, max_rows: int, max_bytes: int
+) -> list[list[int]]:
+    """Indices of the items in each chunk, as the Chunker would pack them."""
+    fill = _Fill(suffix_len, max_rows, max_bytes)
+    plan: list[list[int]] = []
+    for index, size in enumerate(sizes):
+        if not fill.fits_alone(size):
+            raise ValueError(f"item {index} is {size} bytes, too big for any chunk")
+        if not fill.has_room(size):
+            fill.reset()
+        if fill.rows == 0:
+            plan.append([])
+        plan[-1].append(index)
+        fill.add(size)
+    return plan
+
+
+@dataclass
+class Chunk:
+    index: int
+    rows: int
+    bytes: int  # exact body length, == the spool file's size
+    path: Path  # the complete body, valid JSON, mode 0600
+    first: tuple[str, int]  # (file, row) of the first prospect
+    last: tuple[str, int]
+
+
+class Chunker:
+    """Packs encoded prospects, in order, into spooled request bodies."""
+
+    def __init__(
+        self,
+        suffix: bytes,
+        *,
+        max_rows: int = API_MAX_ROWS,
+        max_bytes: int = API_MAX_BYTES,
+        spool_dir: Path,
+    ) -> None:
+        _check_limits(suffix, max_rows, max_bytes)
+        self.suffix = suffix
+        self.max_rows = max_rows
+        self.max_bytes = max_bytes
+        self.spool_dir = Path(spool_dir)
+        self._fill = _Fill(len(suffix), max_rows, max_bytes)
+        self._index = 0
+        self._out: BinaryIO | None = None
+        self._path: Path | None = None
+        self._first: tuple[str, int] = ("", 0)
+        self._last: tuple[str, int] = ("", 0)
+
+    def fits_alone(self, item: bytes) -> bool:
+        """Whether ``item`` fits in a request by itself (PREFIX + item + suffix)."""
+        return self._fill.fits_alone(len(item))
+
+    def oversize_reason(self, item: bytes) -> str:
+        """The reject reason for an item that does not fit alone."""
+        return (
+            f"prospect is {len(item):,} bytes, more than any request may hold "
+            f"({self.max_bytes:,} bytes)"
+        )
+
+    def add(self, item: bytes, *, file: str, row: int) -> Chunk | None:
+        """Append ``item``; return the chunk it closed, if it did not fit in it."""
+        fill = self._fill
+        size = len(item)
+        if not fill.fits_alone(size):
+            raise ValueError(self.oversize_reason(item))
+        closed = None if fill.has_room(size) else self._close()
+        out = self._out
+        if out is None:
+            out = self._open()
+            self._first = (file, row)
+            out.write(PREFIX)
+        else:
+            out.write(b",")
+        out.write(item)
+        fill.add(size)
+        self._last = (file, row)
+        return closed
+
+    def finish(self) -> Chunk | None:
+        """Close the last chunk; None when nothing is pending."""
+        return self._close() if self._fill.rows else None
+
+    def abort(self) -> None:
+        """Drop the chunk being built (after an error): close and delete its file."""
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
+            self._path = None
+        self._fill.reset()
+
+    def _open(self) -> BinaryIO:
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        # mkstemp creates the file 0600 and never reuses a name, so two runs
+        # sharing a spool directory cannot clobber each other's bodies.
+        fd, name = tempfile.mkstemp(
+            prefix=f"chunk-{self._index:05d}-", suffix=".json", dir=self.spool_dir
+        )
+        self._path = Path(name)
+        self._out = os.fdopen(fd, "wb", buffering=_BUFFER)
+        return self._out
+
+    def _close(self) -> Chunk:
+        assert self._out is not None and self._path is not None
+        self._out.write(self.suffix)
+        self._out.close()
+        fill = self._fill
+        chunk = Chunk(
+            index=self._index,
+            rows=fill.rows,
+            bytes=fill.size + fill.suffix_len,
+            path=self._path,
+            first=self._first,
+            last=self._last,
+        )
+        self._out, self._path = None, None
+        self._index += 1
+        fill.reset()
+        return chunk
+
+
+def _check_limits(suffix: bytes, max_rows: int, max_bytes: int) -> None:
+    if not 1 <= max_rows <= API_MAX_ROWS:
+        raise InputError(f"--max-rows must be between 1 and {API_MAX_ROWS:,}, not {max_rows:,}")
+    if max_bytes > API_MAX_BYTES:
+        raise InputError(f"--max-bytes may only lower the API limit of {API_MAX_BYTES:,} bytes")
+    smallest = len(PREFIX) + len(MIN_ITEM) + len(suffix)
+    if max_bytes < smallest:
+        raise InputError(
+            f"--max-bytes {max_bytes:,} cannot hold even one prospect "
+            f"(a request needs at least {smallest:,} bytes)"
+        )

@@ -1,0 +1,79 @@
+"""Stage 5: where the chunks go (a step, found by id or by sequence name) and sending them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from shandy_cli.client import SaleshandyClient
+from shandy_cli.errors import ApiError, InputError
+from shandy_cli.pipeline.chunking import Chunk
+from shandy_cli.pipeline.events import ChunkEvent, Listener
+
+
+@dataclass
+class Submitted:
+    chunk: Chunk
+    request_id: str
+
+
+def resolve_step(client: SaleshandyClient, sequence: str, step_number: int = 1) -> str:
+    """The id of step ``step_number`` of the sequence named (or with id) ``sequence``.
+
+    An exact id or an exact (case-insensitive) title wins; otherwise a unique
+    title containing the text. Several candidates: list them and send nothing.
+    """
+    sequences = client.list_sequences()
+    wanted = sequence.strip()
+    exact = [s for s in sequences if str(s.get("id")) == wanted] or [
+        s for s in sequences if str(s.get("title", "")).casefold() == wanted.casefold()
+    ]
+    matches = exact or [
+        s for s in sequences if wanted.casefold() in str(s.get("title", "")).casefold()
+    ]
+    if not matches:
+        titles = ", ".join(repr(s.get("title")) for s in sequences[:20]) or "none"
+        raise InputError(f"no sequence matches {sequence!r}; sequences: {titles}")
+    if len(matches) > 1:
+        listing = "; ".join(f"{s.get('title')!r} (id {s.get('id')})" for s in matches)
+        raise InputError(
+            f"{sequence!r} matches {len(matches)} sequences: {listing}; pass the sequence id"
+        )
+    return _step_of(client, matches[0], step_number)
+
+
+def _step_of(client: SaleshandyClient, seq: dict[str, Any], step_number: int) -> str:
+    steps = seq.get("steps")
+    if not steps:
+        steps = client.list_steps(str(seq.get("id")))
+    if step_number < 1 or step_number > len(steps):
+        raise InputError(
+            f"sequence {seq.get('title')!r} has {len(steps)} step(s); "
+            f"--step-number {step_number} is out of range"
+        )
+    return str(steps[step_number - 1]["id"])
+
+
+def submit_chunks(
+    client: SaleshandyClient,
+    chunks: Iterable[Chunk],
+    *,
+    to_step: bool,
+    listener: Listener,
+) -> Iterator[Submitted]:
+    """POST each chunk's spooled body in order, yielding as each is accepted.
+
+    Raises the client's error for the first chunk that could not be sent after
+    retries; the caller knows which chunks were accepted from what was yielded.
+    """
+    for chunk in chunks:
+        listener(ChunkEvent(chunk.index, "sending", chunk.rows, chunk.bytes))
+        try:
+            request_id = client.import_prospects(chunk.path, to_step=to_step)
+        except ApiError as exc:
+            listener(ChunkEvent(chunk.index, "planned", chunk.rows, chunk.bytes))
+            exc.message = f"chunk {chunk.index + 1}: {exc.message}"
+            raise
+        listener(ChunkEvent(chunk.index, "accepted", chunk.rows, chunk.bytes, request_id))
+        yield Submitted(chunk, request_id)

@@ -1,0 +1,132 @@
+"""``shandy status``: the state of earlier requests, their failed rows, and the failures file.
+
+When a request id belongs to a run made on this machine (its ``run.json`` is
+in the state dir) and every request of that run has completed, Saleshandy's
+failed rows are joined back to that run's source rows, as ``import`` does.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from shandy_cli.client import ImportStatus, SaleshandyClient
+from shandy_cli.config import ensure_private_dir, resolve_settings
+from shandy_cli.errors import InputError
+from shandy_cli.pipeline.events import ChunkEvent, Listener, ignore
+from shandy_cli.pipeline.polling import FIRST_INTERVAL, poll_until_done
+from shandy_cli.pipeline.reporting import SentIndex, parse_report, write_failures
+from shandy_cli.pipeline.run import read_meta, update_meta
+
+
+@dataclass
+class RequestStatus:
+    request_id: str
+    completed: bool
+    report_url: str | None
+    failed_rows: int | None
+    report_file: str | None = None
+    failures_file: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_status(
+    request_ids: Sequence[str],
+    *,
+    client: SaleshandyClient | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
+    wait: bool = False,
+    timeout: float | None = None,
+    report_dir: Path | None = None,
+    poll_interval: float = FIRST_INTERVAL,
+    listener: Listener = ignore,
+) -> list[RequestStatus]:
+    """Ask Saleshandy about each request id (optionally waiting for completion)."""
+    if not request_ids:
+        raise InputError("give at least one request id")
+    settings = resolve_settings(api_key=api_key, base_url=base_url, state_dir=state_dir)
+    own = client is None
+    client = client or SaleshandyClient(settings.base_url, settings.api_key)
+    try:
+        statuses = _statuses(client, request_ids, wait, timeout, poll_interval, listener)
+        folder = ensure_private_dir(Path(report_dir or settings.state_dir / "reports"))
+        results = [_report(client, statuses[rid], folder) for rid in request_ids]
+        _join_runs(settings.state_dir, results)
+        return results
+    finally:
+        if own:
+            client.close()
+
+
+def _statuses(
+    client: SaleshandyClient,
+    ids: Sequence[str],
+    wait: bool,
+    timeout: float | None,
+    interval: float,
+    listener: Listener,
+) -> dict[str, ImportStatus]:
+    if not wait:
+        return {rid: client.import_status(rid) for rid in dict.fromkeys(ids)}
+
+    def on_status(status: ImportStatus) -> None:
+        state = "completed" if status.completed else "accepted"
+        listener(ChunkEvent(ids.index(status.request_id), state, 0, 0, status.request_id))
+
+    return poll_until_done(
+        client, ids, timeout=timeout, first_interval=interval, on_status=on_status
+    )
+
+
+def _report(client: SaleshandyClient, status: ImportStatus, folder: Path) -> RequestStatus:
+    result = RequestStatus(status.request_id, status.completed, status.report_url, None)
+    if not status.completed:
+        return result
+    if not status.report_url:
+        result.failed_rows = 0
+        return result
+    path = client.download_report(status.report_url, folder / f"{status.request_id}.csv")
+    result.report_file = str(path)
+    result.failed_rows = len(parse_report(path, status.request_id))
+    return result
+
+
+def _join_runs(state_dir: Path, results: list[RequestStatus]) -> None:
+    """Write the failures file of each local run whose requests have all completed."""
+    runs = Path(state_dir) / "runs"
+    if not runs.is_dir():
+        return
+    by_id = {r.request_id: r for r in results}
+    for run_dir in sorted(runs.iterdir()):
+        try:
+            meta = read_meta(run_dir)
+        except (OSError, ValueError):
+            continue
+        ids = meta.get("request_ids") or []
+        if not ids or not set(ids) & by_id.keys():
+            continue
+        if not all(rid in by_id and by_id[rid].completed for rid in ids):
+            continue
+        failures = []
+        for rid in ids:
+            if by_id[rid].report_file:
+                failures.extend(parse_report(Path(by_id[rid].report_file), rid))
+        rejects = Path(meta["rejects_file"]) if meta.get("rejects_file") else None
+        path, _ = write_failures(
+            Path(meta["failures_file"]),
+            meta["columns"],
+            rejects,
+            failures,
+            SentIndex.reader(run_dir / "sent.jsonl"),
+            meta["file_columns"],
+        )
+        for rid in ids:
+            by_id[rid].failures_file = str(path) if path else None
+        update_meta(run_dir, completed=True)

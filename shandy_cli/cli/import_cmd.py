@@ -79,6 +79,9 @@ def import_(
     report_dir: Annotated[
         Path | None, typer.Option("--report-dir", help="Where report CSVs are saved.")
     ] = None,
+    poll_interval: Annotated[
+        float, typer.Option("--poll-interval", hidden=True, help="First poll interval (s).")
+    ] = 1.0,
     json_out: JsonOpt = False,
     api_key: ApiKeyOpt = None,
     base_url: BaseUrlOpt = None,
@@ -111,6 +114,7 @@ def import_(
         max_bytes=max_bytes,
         rejects=rejects,
         report_dir=report_dir,
+        poll_interval=poll_interval,
     )
     options.check()
     keyless_dry_run = dry_run and not sandbox

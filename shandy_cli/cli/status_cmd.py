@@ -31,6 +31,9 @@ def status(
     report_dir: Annotated[
         Path | None, typer.Option("--report-dir", help="Where report CSVs are saved.")
     ] = None,
+    poll_interval: Annotated[
+        float, typer.Option("--poll-interval", hidden=True, help="First poll interval (s).")
+    ] = 1.0,
     json_out: JsonOpt = False,
     api_key: ApiKeyOpt = None,
     base_url: BaseUrlOpt = None,
@@ -55,6 +58,7 @@ def status(
             wait=wait,
             timeout=timeout,
             report_dir=report_dir,
+            poll_interval=poll_interval,
             listener=listener,
         )
     if json_out:

@@ -78,11 +78,15 @@ class _Fill:
     def fits_alone(self, item_len: int) -> bool:
         return len(PREFIX) + item_len + self.suffix_len <= self.max_bytes
 
-    def has_room(self, item_len: int) -> bool:
-        """Whether an item (one that fits alone) can join the current chunk."""
-        if self.rows == 0:
-            return True
-        return (
+    def joins(self, item_len: int) -> bool:
+        """Whether the next item joins the current chunk (else it starts a new one).
+
+        Raises ``ValueError`` for an item that fits in no chunk at all.  One call
+        per item, because this is the hot path of a million-row import.
+        """
+        if len(PREFIX) + item_len + self.suffix_len > self.max_bytes:
+            raise ValueError(f"item of {item_len} bytes fits in no request")
+        return self.rows == 0 or (
             self.rows < self.max_rows
             and self.size + 1 + item_len + self.suffix_len <= self.max_bytes
         )
@@ -103,9 +107,7 @@ def plan_chunks(
     fill = _Fill(suffix_len, max_rows, max_bytes)
     plan: list[list[int]] = []
     for index, size in enumerate(sizes):
-        if not fill.fits_alone(size):
-            raise ValueError(f"item {index} is {size} bytes, too big for any chunk")
-        if not fill.has_room(size):
+        if not fill.joins(size):
             fill.reset()
         if fill.rows == 0:
             plan.append([])
@@ -162,9 +164,11 @@ class Chunker:
         """Append ``item``; return the chunk it closed, if it did not fit in it."""
         fill = self._fill
         size = len(item)
-        if not fill.fits_alone(size):
-            raise ValueError(self.oversize_reason(item))
-        closed = None if fill.has_room(size) else self._close()
+        try:
+            joins = fill.joins(size)
+        except ValueError:
+            raise ValueError(self.oversize_reason(item)) from None
+        closed = None if joins else self._close()
         out = self._out
         if out is None:
             out = self._open()

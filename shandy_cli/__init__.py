@@ -1,0 +1,60 @@
+"""shandy: bulk-import prospects into Saleshandy sequences.
+
+The import pipeline is a library; the ``shandy`` command is a thin layer over it::
+
+    from shandy_cli import import_files
+
+    result = import_files(["leads.csv"], step_id="StepA1", tags=["webinar"])
+    print(result.rows_submitted, result.rows_rejected, result.exit_code)
+
+Everything raised on purpose is a ``ShandyError`` (see ``shandy_cli.errors``).
+"""
+
+from shandy_cli._version import __version__
+from shandy_cli.client import ImportStatus, RetryPolicy, SaleshandyClient
+from shandy_cli.config import Settings, resolve_settings
+from shandy_cli.errors import (
+    ApiError,
+    ApiValidationError,
+    AuthenticationError,
+    ConfigError,
+    ImportTimeout,
+    InputError,
+    Interrupted,
+    RateLimitError,
+    RequestTooLargeError,
+    ServerError,
+    ShandyError,
+    TransportError,
+)
+from shandy_cli.pipeline.run import ChunkResult, ImportOptions, ImportResult, import_files
+from shandy_cli.preview import preview_file
+from shandy_cli.status import RequestStatus, check_status
+
+__all__ = [
+    "ApiError",
+    "ApiValidationError",
+    "AuthenticationError",
+    "ChunkResult",
+    "ConfigError",
+    "ImportOptions",
+    "ImportResult",
+    "ImportStatus",
+    "ImportTimeout",
+    "InputError",
+    "Interrupted",
+    "RateLimitError",
+    "RequestStatus",
+    "RequestTooLargeError",
+    "RetryPolicy",
+    "SaleshandyClient",
+    "ServerError",
+    "Settings",
+    "ShandyError",
+    "TransportError",
+    "__version__",
+    "check_status",
+    "import_files",
+    "preview_file",
+    "resolve_settings",
+]

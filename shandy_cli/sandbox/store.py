@@ -1,0 +1,391 @@
+"""The sandbox's state in SQLite, so it outlives the process that served the import.
+
+Two views of the prospects are kept:
+
+* the *decided* state (``prospects``, ``step_members``) holds the effect of every
+  accepted import, finished or not. A new import is judged against it at receipt,
+  the way a queue that processes imports in order would judge it.
+* the *visible* state (``v_*`` tables) is what ``GET /v1/prospects`` shows: the
+  ``writes`` of imports whose completion time has passed, replayed ("settled")
+  lazily. Each value remembers the import (``seq``) that wrote it, so imports that
+  finish out of order still end with the latest-accepted value.
+
+Completion is a timestamp (``done_at``) fixed at receipt, so any process opening the
+same database agrees on it. Connections are short-lived (one per call) because the
+HTTP server runs every request on its own thread; WAL lets readers and a writer in
+several processes share the file.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import string
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from shandy_cli.sandbox import seed
+from shandy_cli.sandbox.imports import REASON_IN_STEP, ImportRequest, Rejected, classify, merge
+
+DB_NAME = "sandbox.sqlite3"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS fields (
+    pos INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+    label TEXT NOT NULL UNIQUE COLLATE NOCASE, field_type TEXT NOT NULL,
+    system INTEGER NOT NULL, seeded INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS sequences (
+    pos INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, title TEXT NOT NULL, active INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS steps (
+    pos INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, sequence_id TEXT NOT NULL, name TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS imports (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, request_id TEXT NOT NULL UNIQUE, step_id TEXT,
+    accepted_at REAL NOT NULL, done_at REAL NOT NULL, rows INTEGER NOT NULL,
+    failed INTEGER NOT NULL, report_key TEXT UNIQUE, conflict_action TEXT NOT NULL,
+    verify INTEGER NOT NULL, tags TEXT NOT NULL, settled INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS failures (
+    request_id TEXT NOT NULL, idx INTEGER NOT NULL, data TEXT NOT NULL, reason TEXT NOT NULL,
+    PRIMARY KEY (request_id, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS prospects (
+    email TEXT PRIMARY KEY, pos INTEGER NOT NULL, fields TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS step_members (
+    step_id TEXT NOT NULL, email TEXT NOT NULL, PRIMARY KEY (step_id, email)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS writes (
+    request_id TEXT NOT NULL, email TEXT NOT NULL, pos INTEGER NOT NULL, fields TEXT NOT NULL,
+    PRIMARY KEY (request_id, email)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS v_prospects (pos INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS v_values (
+    email TEXT NOT NULL, label TEXT NOT NULL, value TEXT NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (email, label)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS v_steps (
+    email TEXT NOT NULL, step_id TEXT NOT NULL, PRIMARY KEY (email, step_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS v_tags (
+    email TEXT NOT NULL, tag TEXT NOT NULL, PRIMARY KEY (email, tag)) WITHOUT ROWID;
+"""
+
+# Tables holding prospects and imports; ``reset`` empties them and keeps the seed.
+_DATA_TABLES = (
+    "imports", "failures", "prospects", "step_members", "writes",
+    "v_prospects", "v_values", "v_steps", "v_tags",
+)  # fmt: skip
+
+_ID_ALPHABET = string.ascii_letters + string.digits
+
+
+def _random_id(length: int = 10) -> str:
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+@dataclass(frozen=True)
+class ImportState:
+    request_id: str
+    done_at: float
+    failed: int
+    report_key: str | None
+
+
+@dataclass(frozen=True)
+class Prospect:
+    id: str
+    email: str
+    attributes: list[tuple[str, str]]
+    steps: list[str]
+    tags: list[str]
+
+
+class Store:
+    """All reads and writes of the sandbox database."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = Path(state_dir)
+        if not self.state_dir.exists():
+            # The db holds imported contact data: keep it private to the user.
+            self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.path = self.state_dir / DB_NAME
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)  # outside a transaction: executescript commits first
+            with _transaction(db):
+                self._seed(db)
+
+    # -- connections -------------------------------------------------------------------
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        # isolation_level=None: we issue BEGIN ourselves, so a write takes the lock up front.
+        db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.create_function("sb_contains", 2, _contains, deterministic=True)
+            yield db
+        finally:
+            db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._connect() as db, _transaction(db):
+            yield db
+
+    # -- seed --------------------------------------------------------------------------
+
+    @staticmethod
+    def _seed(db: sqlite3.Connection) -> None:
+        insert_field = "INSERT OR IGNORE INTO fields (id, label, field_type, system, seeded) VALUES (?,?,?,?,1)"
+        db.executemany(insert_field, [(i, lbl, seed.SYSTEM_FIELD_TYPE, 1) for i, lbl in seed.SYSTEM_FIELDS])
+        db.executemany(insert_field, [(i, lbl, t, 0) for i, lbl, t in seed.CUSTOM_FIELDS])
+        for pos, sequence in enumerate(seed.SEQUENCES):
+            db.execute(
+                "INSERT OR IGNORE INTO sequences (pos, id, title, active) VALUES (?,?,?,?)",
+                (pos, sequence.id, sequence.title, int(sequence.active)),
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO steps (pos, id, sequence_id, name) VALUES (?,?,?,?)",
+                [(pos * 100 + n, sid, sequence.id, name) for n, (sid, name) in enumerate(sequence.steps)],
+            )
+
+    def reset(self) -> None:
+        """Forget every prospect, import and created field; keep the seeded account."""
+        with self._write() as db:
+            for table in _DATA_TABLES:
+                db.execute(f"DELETE FROM {table}")
+            db.execute("DELETE FROM fields WHERE seeded = 0")
+
+    # -- fields, sequences -------------------------------------------------------------
+
+    def fields(self, *, system: bool) -> list[dict[str, str]]:
+        sql = "SELECT id, label, field_type FROM fields WHERE system = 0 OR ? ORDER BY pos"
+        with self._connect() as db:
+            rows = db.execute(sql, (int(system),)).fetchall()
+        return [{"id": i, "label": label, "fieldType": t} for i, label, t in rows]
+
+    def labels(self) -> set[str]:
+        with self._connect() as db:
+            return {label for (label,) in db.execute("SELECT label FROM fields")}
+
+    def create_field(self, label: str, field_type: str) -> dict[str, str]:
+        with self._write() as db:
+            clash = db.execute("SELECT label FROM fields WHERE label = ?", (label,)).fetchone()
+            if clash:
+                raise Rejected(400, f"Field with label {clash[0]!r} already exists")
+            field_id = _random_id()
+            db.execute(
+                "INSERT INTO fields (id, label, field_type, system, seeded) VALUES (?,?,?,0,0)",
+                (field_id, label, field_type),
+            )
+        return {"id": field_id, "label": label, "fieldType": field_type}
+
+    def sequences(self) -> list[dict[str, Any]]:
+        with self._connect() as db:
+            seqs = db.execute("SELECT id, title, active FROM sequences ORDER BY pos").fetchall()
+            steps = db.execute("SELECT sequence_id, id, name FROM steps ORDER BY pos").fetchall()
+        return [
+            {
+                "id": sid,
+                "title": title,
+                "active": bool(active),
+                "steps": [{"id": i, "name": n} for owner, i, n in steps if owner == sid],
+            }
+            for sid, title, active in seqs
+        ]
+
+    def steps(self, sequence_id: str) -> list[dict[str, str]] | None:
+        """The steps of one sequence, or ``None`` when there is no such sequence."""
+        for sequence in self.sequences():
+            if sequence["id"] == sequence_id:
+                return sequence["steps"]
+        return None
+
+    def step_ids(self) -> set[str]:
+        with self._connect() as db:
+            return {i for (i,) in db.execute("SELECT id FROM steps")}
+
+    # -- imports -----------------------------------------------------------------------
+
+    def accept_import(self, request: ImportRequest, *, now: float, done_at: float) -> str:
+        """Decide every row of an import now, store the outcome, and return its request id."""
+        rows = classify(request.prospects)
+        request_id = secrets.token_hex(6)
+        failures = list(rows.failures)
+        with self._write() as db:
+            existing = _existing(db, rows.accepted.keys())
+            in_step = _in_step(db, request.step_id) if existing and request.step_id else set()
+            next_pos = db.execute("SELECT COALESCE(MAX(pos), 0) + 1 FROM prospects").fetchone()[0]
+            new, changed, members, writes = [], [], [], []
+            for email, (index, given) in rows.accepted.items():
+                old = existing.get(email)
+                if old is None:
+                    pos, fields, written = next_pos, dict(given), dict(given)
+                    next_pos += 1
+                    new.append((email, pos, _dumps(fields)))
+                else:
+                    pos = old[0]
+                    fields, written = merge(old[1], given, request.conflict_action)
+                    if written:
+                        changed.append((_dumps(fields), email))
+                writes.append((request_id, email, pos, _dumps(written)))
+                if request.step_id is None:
+                    continue
+                if email in in_step:
+                    failures.append((index, given, REASON_IN_STEP))
+                else:
+                    members.append((request.step_id, email))
+            db.executemany("INSERT INTO prospects (email, pos, fields) VALUES (?,?,?)", new)
+            db.executemany("UPDATE prospects SET fields = ? WHERE email = ?", changed)
+            db.executemany("INSERT INTO step_members (step_id, email) VALUES (?,?)", members)
+            db.executemany("INSERT INTO writes (request_id, email, pos, fields) VALUES (?,?,?,?)", writes)
+            db.executemany(
+                "INSERT INTO failures (request_id, idx, data, reason) VALUES (?,?,?,?)",
+                [(request_id, i, _dumps(row), why) for i, row, why in sorted(failures, key=_first)],
+            )
+            db.execute(
+                "INSERT INTO imports (request_id, step_id, accepted_at, done_at, rows, failed,"
+                " report_key, conflict_action, verify, tags) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    request_id, request.step_id, now, done_at, len(request.prospects),
+                    len(failures), secrets.token_urlsafe(24) if failures else None,
+                    request.conflict_action, int(request.verify), _dumps(request.tags),
+                ),
+            )  # fmt: skip
+        return request_id
+
+    def import_state(self, request_id: str) -> ImportState | None:
+        sql = "SELECT request_id, done_at, failed, report_key FROM imports WHERE request_id = ?"
+        with self._connect() as db:
+            row = db.execute(sql, (request_id,)).fetchone()
+        return ImportState(*row) if row else None
+
+    def report(self, key: str) -> tuple[ImportState, list[tuple[dict[str, str], str]]] | None:
+        """The failed rows (and why) of the import whose report link carries ``key``."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT request_id, done_at, failed, report_key FROM imports WHERE report_key = ?",
+                (key,),
+            ).fetchone()
+            if row is None:
+                return None
+            failures = db.execute(
+                "SELECT data, reason FROM failures WHERE request_id = ? ORDER BY idx", (row[0],)
+            ).fetchall()
+        return ImportState(*row), [(orjson.loads(data), reason) for data, reason in failures]
+
+    # -- visible prospects -------------------------------------------------------------
+
+    def settle(self, now: float) -> None:
+        """Make every import that has completed by ``now`` visible. Idempotent, multi-process safe."""
+        with self._connect() as db:
+            pending = "SELECT 1 FROM imports WHERE settled = 0 AND done_at <= ? LIMIT 1"
+            if db.execute(pending, (now,)).fetchone() is None:
+                return  # the common case: nothing to do, and no write lock taken
+            with _transaction(db):
+                due = db.execute(
+                    "SELECT seq, request_id, step_id, tags FROM imports"
+                    " WHERE settled = 0 AND done_at <= ? ORDER BY seq",
+                    (now,),
+                ).fetchall()
+                for seq, request_id, step_id, tags in due:
+                    _settle_one(db, seq, request_id, step_id, tags)
+
+    def prospects(self, *, search: str, page: int, page_size: int, now: float) -> tuple[list[Prospect], int]:
+        """One page of visible prospects (oldest first) and how many match in all."""
+        self.settle(now)
+        where, params = "", {"s": search.casefold(), "limit": page_size, "offset": (page - 1) * page_size}
+        if search:
+            where = (
+                "WHERE sb_contains(p.email, :s) OR EXISTS (SELECT 1 FROM v_values v"
+                " WHERE v.email = p.email AND sb_contains(v.value, :s))"
+            )
+        with self._connect() as db:
+            total = db.execute(f"SELECT COUNT(*) FROM v_prospects p {where}", params).fetchone()[0]
+            page_rows = db.execute(
+                f"SELECT p.pos, p.email FROM v_prospects p {where} ORDER BY p.pos LIMIT :limit OFFSET :offset",
+                params,
+            ).fetchall()
+            return [_load_prospect(db, pos, email) for pos, email in page_rows], total
+
+
+def _first(item: tuple[Any, ...]) -> Any:
+    return item[0]
+
+
+def _contains(haystack: str | None, needle: str) -> bool:
+    return haystack is not None and needle in haystack.casefold()
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    # IMMEDIATE: take the write lock before reading, so decisions can't race another writer.
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _existing(db: sqlite3.Connection, emails: Iterable[str]) -> dict[str, tuple[int, dict[str, str]]]:
+    """The decided prospects among ``emails``, via a temp table: one join beats 100k lookups."""
+    if db.execute("SELECT 1 FROM prospects LIMIT 1").fetchone() is None:
+        return {}
+    db.execute("CREATE TEMP TABLE IF NOT EXISTS incoming (email TEXT PRIMARY KEY) WITHOUT ROWID")
+    db.execute("DELETE FROM incoming")
+    db.executemany("INSERT INTO incoming (email) VALUES (?)", ((e,) for e in emails))
+    rows = db.execute("SELECT p.email, p.pos, p.fields FROM incoming JOIN prospects p USING (email)")
+    return {email: (pos, orjson.loads(fields)) for email, pos, fields in rows}
+
+
+def _in_step(db: sqlite3.Connection, step_id: str) -> set[str]:
+    """Which of the emails in ``incoming`` (see ``_existing``) are already in ``step_id``."""
+    sql = "SELECT m.email FROM incoming JOIN step_members m ON m.step_id = ? AND m.email = incoming.email"
+    return {email for (email,) in db.execute(sql, (step_id,))}
+
+
+def _settle_one(db: sqlite3.Connection, seq: int, request_id: str, step_id: str | None, tags: str) -> None:
+    db.execute(
+        "INSERT OR IGNORE INTO v_prospects (pos, email) SELECT pos, email FROM writes WHERE request_id = ?",
+        (request_id,),
+    )
+    # A value is replaced only by a later-accepted import's, whatever order they finish in.
+    db.execute(
+        "INSERT INTO v_values (email, label, value, seq)"
+        " SELECT w.email, j.key, j.value, ? FROM writes w, json_each(w.fields) j WHERE w.request_id = ?"
+        " ON CONFLICT (email, label) DO UPDATE SET value = excluded.value, seq = excluded.seq"
+        " WHERE excluded.seq > v_values.seq",
+        (seq, request_id),
+    )
+    if step_id is not None:
+        db.execute(
+            "INSERT OR IGNORE INTO v_steps (email, step_id) SELECT email, ? FROM writes WHERE request_id = ?",
+            (step_id, request_id),
+        )
+    db.execute(
+        "INSERT OR IGNORE INTO v_tags (email, tag)"
+        " SELECT w.email, t.value FROM writes w, json_each(?) t WHERE w.request_id = ?",
+        (tags, request_id),
+    )
+    db.execute("UPDATE imports SET settled = 1 WHERE seq = ?", (seq,))
+
+
+def _load_prospect(db: sqlite3.Connection, pos: int, email: str) -> Prospect:
+    values = db.execute(
+        "SELECT v.label, v.value FROM v_values v LEFT JOIN fields f ON f.label = v.label"
+        " WHERE v.email = ? ORDER BY f.pos, v.label",
+        (email,),
+    ).fetchall()
+    steps = db.execute(
+        "SELECT v.step_id FROM v_steps v LEFT JOIN steps s ON s.id = v.step_id"
+        " WHERE v.email = ? ORDER BY s.pos",
+        (email,),
+    ).fetchall()
+    tags = db.execute("SELECT tag FROM v_tags WHERE email = ? ORDER BY tag", (email,)).fetchall()
+    shown_email = dict(values).get(seed.EMAIL_LABEL, email)
+    return Prospect(str(pos), shown_email, values, [s for (s,) in steps], [t for (t,) in tags])

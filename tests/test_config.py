@@ -1,0 +1,77 @@
+"""Configuration precedence (flag > environment > .env > default) and URL safety."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from shandy_cli.config import (
+    DEFAULT_BASE_URL,
+    check_base_url,
+    mask_secret,
+    resolve_settings,
+)
+from shandy_cli.errors import ConfigError
+
+
+def write_env(tmp_path: Path, text: str, mode: int = 0o600) -> Path:
+    path = tmp_path / ".env"
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def test_flag_beats_environment_beats_dotenv(tmp_path: Path) -> None:
+    dotenv = write_env(tmp_path, "SALESHANDY_API_KEY=from-dotenv\nSHANDY_STATE_DIR=/tmp/dot\n")
+    env = {"SALESHANDY_API_KEY": "from-env"}
+    s = resolve_settings(environ=env, dotenv_path=dotenv)
+    assert s.api_key == "from-env"
+    assert s.state_dir == Path("/tmp/dot")
+    s = resolve_settings(api_key="from-flag", environ=env, dotenv_path=dotenv)
+    assert s.api_key == "from-flag"
+    s = resolve_settings(environ={}, dotenv_path=dotenv)
+    assert s.api_key == "from-dotenv"
+
+
+def test_defaults_without_anything(tmp_path: Path) -> None:
+    s = resolve_settings(environ={}, dotenv_path=tmp_path / "missing.env")
+    assert s.api_key is None
+    assert s.base_url == DEFAULT_BASE_URL
+    assert "shandy" in str(s.state_dir)
+
+
+def test_dotenv_does_not_touch_process_environment(tmp_path: Path) -> None:
+    dotenv = write_env(tmp_path, "SHANDY_TEST_ONLY_VAR=1\n")
+    resolve_settings(environ={}, dotenv_path=dotenv)
+    assert "SHANDY_TEST_ONLY_VAR" not in os.environ
+
+
+def test_world_readable_dotenv_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dotenv = write_env(tmp_path, "SALESHANDY_API_KEY=abc\n", mode=0o644)
+    resolve_settings(environ={}, dotenv_path=dotenv)
+    err = capsys.readouterr().err
+    assert "readable by group or others" in err and "chmod 600" in err
+    assert "abc" not in err
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:8787", "http://localhost:1", "http://[::1]:80", "https://api.example.com"],
+)
+def test_allowed_base_urls(url: str) -> None:
+    assert check_base_url(url + "/") == url
+
+
+@pytest.mark.parametrize("url", ["http://open-api.saleshandy.com", "http://10.0.0.5", "ftp://x"])
+def test_refused_base_urls(url: str) -> None:
+    with pytest.raises(ConfigError):
+        check_base_url(url)
+
+
+def test_repr_masks_key(tmp_path: Path) -> None:
+    s = resolve_settings(api_key="supersecretkey1234", environ={}, dotenv_path=tmp_path / "x")
+    assert "supersecretkey1234" not in repr(s)
+    assert "1234" in repr(s)
+    assert mask_secret("abc") == "****"

@@ -58,11 +58,6 @@ def body_suffix(options: dict[str, object]) -> bytes:
     return b"]," + orjson.dumps(options)[1:-1] + b"}"
 
 
-def body_size(item_sizes: list[int], suffix_len: int) -> int:
-    """Exact length of a body holding items of these sizes (at least one)."""
-    return len(PREFIX) + sum(item_sizes) + len(item_sizes) - 1 + suffix_len
-
-
 class _Fill:
     """How full the current chunk is: the one rule shared by Chunker and plan_chunks."""
 

@@ -265,13 +265,22 @@ class _Labels:
         return self.exact(alias) if alias is not None else None
 
     def closest(self, text: str, n: int = 3) -> list[str]:
-        """Up to ``n`` labels that look like ``text``: labels first, then via aliases."""
+        """Up to ``n`` labels that look like ``text`` (or like one of their aliases), best first."""
         wanted = normalize_header(text)
-        found = [self.by_norm[m] for m in difflib.get_close_matches(wanted, self.by_norm, n=n)]
-        aliases = {a: t for a, t in ALIASES.items() if self.exact(t) is not None}
-        for match in difflib.get_close_matches(wanted, aliases, n=n * 3):
-            found.append(self.exact(aliases[match]) or "")
-        return list(dict.fromkeys(found))[:n]
+        # Aliases are many and short, so they need a closer likeness to count.
+        candidates = [(norm, label, 0.6) for norm, label in self.by_norm.items()]
+        for alias, target in ALIASES.items():
+            label = self.exact(target)
+            if label is not None:
+                candidates.append((alias, label, 0.8))
+        best: dict[str, float] = {}
+        matcher = difflib.SequenceMatcher(b=wanted)
+        for norm, label, cutoff in candidates:
+            matcher.set_seq1(norm)
+            score = matcher.ratio()
+            if score >= cutoff and score > best.get(label, 0.0):
+                best[label] = score
+        return sorted(best, key=lambda label: -best[label])[:n]
 
 
 def build_mapping(
@@ -346,7 +355,7 @@ def _columns_named(key: str, headers: list[str], file: str | None) -> list[int]:
     close = difflib.get_close_matches(wanted, headers, n=3)
     hint = f"; closest: {', '.join(map(repr, close))}" if close else ""
     raise InputError(
-        f"--map names column {key!r}, which the file does not have{hint} "
+        f"the mapping names column {key!r}, which the file does not have{hint} "
         f"(columns: {', '.join(map(repr, headers))})",
         file=file,
     )

@@ -34,7 +34,13 @@ from shandy_cli.pipeline.chunking import (
     encode_prospect,
 )
 from shandy_cli.pipeline.events import ChunkEvent, Listener, Notice, Phase, ReadProgress, ignore
-from shandy_cli.pipeline.mapping import Mapping, build_mapping, load_mapping_file
+from shandy_cli.pipeline.mapping import (
+    Mapping,
+    build_mapping,
+    clean_header,
+    load_mapping_file,
+    normalize_header,
+)
 from shandy_cli.pipeline.polling import FIRST_INTERVAL, poll_until_done
 from shandy_cli.pipeline.reporting import (
     RowsWriter,
@@ -45,7 +51,7 @@ from shandy_cli.pipeline.reporting import (
     union_columns,
     write_failures,
 )
-from shandy_cli.pipeline.sources import Source, open_source
+from shandy_cli.pipeline.sources import Row, Source, open_source
 from shandy_cli.pipeline.submission import resolve_step, submit_chunks
 from shandy_cli.pipeline.validation import Validator
 
@@ -306,14 +312,18 @@ class _Run:
             explicit = {**file_map, **explicit}  # flags win over the file
             constants = {**file_set, **constants}
         mappings: list[Mapping | None] = []
+        used: set[str] = set()
         for src in sources:
             if not src.info.columns:  # an empty file: nothing to map, nothing to send
                 mappings.append(None)
                 continue
+            # One mapping file serves many exports: apply the entries each file has.
+            mine = _entries_for(src.info.columns, explicit)
+            used.update(mine)
             mapping = build_mapping(
                 src.info.columns,
                 labels,
-                explicit=explicit,
+                explicit=mine,
                 constants=constants,
                 on_unknown=self.opts.on_unknown_column,
                 file=src.info.name,
@@ -323,6 +333,10 @@ class _Run:
                     f"{src.info.name}: ignoring column(s) {', '.join(map(repr, mapping.unknown))}"
                 )
             mappings.append(mapping)
+        missing = [key for key in explicit if key not in used]
+        if missing and any(m is not None for m in mappings):
+            names = ", ".join(repr(k) for k in missing)
+            raise InputError(f"the mapping names column(s) {names}, which no input file has")
         self._create_fields(mappings, labels)
         return mappings
 
@@ -416,23 +430,7 @@ class _Run:
                 self.listener(ReadProgress(info.name, count, src.bytes_read, info.size))
             if mapping is None:
                 continue
-            problem = row.problem
-            if (
-                problem is None
-                and len(row.values) > ncols
-                and any(v.strip() for v in row.values[ncols:])
-            ):
-                problem = f"row has {len(row.values)} values but the header has {ncols} columns"
-            prospect = mapping.prospect(row.values)
-            reason = validator.check(prospect, file=info.name, row=row.number, problem=problem)
-            item = b""
-            if reason is None:
-                item = encode_prospect(prospect)
-                if not chunker.fits_alone(item):
-                    reason = (
-                        f"prospect is {len(item)} bytes encoded, more than any request may hold "
-                        f"(max {self.opts.max_bytes} bytes)"
-                    )
+            prospect, item, reason = self._judge(row, ncols, mapping, validator, chunker)
             if reason is not None:
                 prepared.rejects.add(info.name, row.number, info.columns, row.values, reason)
                 res.rows_rejected += 1
@@ -443,6 +441,30 @@ class _Run:
             prepared.sent.add(prospect.get("Email", ""), info.name, row.number, row.values)
             res.rows_submitted += 1
         self.listener(ReadProgress(info.name, count, src.bytes_read, info.size, done=True))
+
+    @staticmethod
+    def _judge(
+        row: Row, ncols: int, mapping: Mapping, validator: Validator, chunker: Chunker
+    ) -> tuple[dict[str, str], bytes, str | None]:
+        """The prospect a row becomes, its encoded bytes, and why it must be rejected (or None)."""
+        problem = row.problem
+        if (
+            problem is None
+            and len(row.values) > ncols
+            and any(v.strip() for v in row.values[ncols:])
+        ):
+            problem = f"row has {len(row.values)} values but the header has {ncols} columns"
+        prospect = mapping.prospect(row.values)
+        reason = validator.check(prospect, file=row.file, row=row.number, problem=problem)
+        if reason is not None:
+            return prospect, b"", reason
+        try:
+            item = encode_prospect(prospect)
+        except ValueError:  # text that is not valid Unicode (a lone surrogate)
+            return prospect, b"", "a value is not valid text"
+        if not chunker.fits_alone(item):
+            return prospect, b"", chunker.oversize_reason(item)
+        return prospect, item, None
 
     def _save_meta(self, prepared: _Prepared) -> None:
         """What ``shandy status`` needs later to join reports back to this run's rows."""
@@ -607,6 +629,17 @@ def update_meta(run_dir: Path, **changes: Any) -> None:
     meta = read_meta(run_dir)
     meta.update(changes)
     write_meta(run_dir, meta)
+
+
+def _entries_for(columns: list[str], explicit: dict[str, str]) -> dict[str, str]:
+    """The explicit mapping entries that name a column of this file (exactly or loosely)."""
+    exact = {clean_header(c) for c in columns}
+    loose = {normalize_header(c) for c in columns}
+    return {
+        key: label
+        for key, label in explicit.items()
+        if clean_header(key) in exact or normalize_header(key) in loose
+    }
 
 
 def _str(path: Path | None) -> str | None:

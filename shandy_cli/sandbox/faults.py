@@ -110,7 +110,9 @@ class FaultPlan:
         Everything is parsed before anything changes, so a bad spec leaves the old plan.
         """
         parsed_script = [parse_fault(s) for s in (script or [])]
-        parsed_kinds = [parse_fault(s) for s in (kinds if kinds is not None else self._defaults.kinds)]
+        parsed_kinds = [
+            parse_fault(s) for s in (kinds if kinds is not None else self._defaults.kinds)
+        ]
         rate = 0.0 if rate is None else float(rate)
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"fault rate must be between 0 and 1, not {rate}")

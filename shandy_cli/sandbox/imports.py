@@ -71,7 +71,9 @@ def parse_import(
     )
 
 
-def _top_level_problems(body: dict[str, Any], with_step: bool, step_ids: Collection[str]) -> list[str]:
+def _top_level_problems(
+    body: dict[str, Any], with_step: bool, step_ids: Collection[str]
+) -> list[str]:
     problems = []
     prospects = body.get("prospectList")
     if not isinstance(prospects, list):
@@ -83,7 +85,9 @@ def _top_level_problems(body: dict[str, Any], with_step: bool, step_ids: Collect
     if not isinstance(body.get("verifyProspects"), bool):
         problems.append("verifyProspects must be a boolean value")
     if body.get("conflictAction") not in CONFLICT_ACTIONS:
-        problems.append(f"conflictAction must be one of the following values: {', '.join(CONFLICT_ACTIONS)}")
+        problems.append(
+            f"conflictAction must be one of the following values: {', '.join(CONFLICT_ACTIONS)}"
+        )
     tags = body.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         problems.append("each value in tags must be a string")
@@ -134,16 +138,13 @@ def classify(prospects: Iterable[dict[str, str]]) -> Classified:
     return result
 
 
-def merge(
-    existing: dict[str, str] | None, given: dict[str, str], action: str
-) -> tuple[dict[str, str], dict[str, str]]:
-    """Apply ``conflictAction``: return (the prospect's fields afterwards, the fields written)."""
-    if existing is None:
-        return dict(given), dict(given)
+def fields_to_write(given: dict[str, str], action: str, existing: dict[str, str]) -> dict[str, str]:
+    """What ``conflictAction`` writes to a prospect that already exists (``existing`` its fields).
+
+    ``existing`` is only consulted by ``addMissingFields``; the others may pass ``{}``.
+    """
     if action == "overwrite":
-        written = dict(given)
-    elif action == "addMissingFields":
-        written = {k: v for k, v in given.items() if not existing.get(k)}
-    else:  # noUpdate: an existing prospect is left exactly as it was
-        written = {}
-    return {**existing, **written}, written
+        return given
+    if action == "addMissingFields":
+        return {k: v for k, v in given.items() if not existing.get(k)}
+    return {}  # noUpdate: an existing prospect is left exactly as it was

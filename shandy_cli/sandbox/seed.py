@@ -46,7 +46,9 @@ class SeedSequence:
 
 
 SEQUENCES: tuple[SeedSequence, ...] = (
-    SeedSequence("seqOutQ4", "Outbound Q4", True, (("StepA1", "Intro email"), ("StepA2", "Follow-up"))),
+    SeedSequence(
+        "seqOutQ4", "Outbound Q4", True, (("StepA1", "Intro email"), ("StepA2", "Follow-up"))
+    ),
     SeedSequence("seqWebinar", "Webinar Follow-up", False, (("StepW1", "Thanks for attending"),)),
     SeedSequence("seqOutQ4E", "Outbound Q4 EMEA", True, (("StepE1", "Intro email (EMEA)"),)),
 )

@@ -21,16 +21,23 @@ from __future__ import annotations
 import secrets
 import sqlite3
 import string
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from shandy_cli.sandbox import seed
-from shandy_cli.sandbox.imports import REASON_IN_STEP, ImportRequest, Rejected, classify, merge
+from shandy_cli.sandbox.imports import (
+    REASON_IN_STEP,
+    Classified,
+    ImportRequest,
+    Rejected,
+    classify,
+    fields_to_write,
+)
 
 DB_NAME = "sandbox.sqlite3"
 
@@ -42,7 +49,8 @@ CREATE TABLE IF NOT EXISTS fields (
 CREATE TABLE IF NOT EXISTS sequences (
     pos INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, title TEXT NOT NULL, active INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS steps (
-    pos INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, sequence_id TEXT NOT NULL, name TEXT NOT NULL);
+    pos INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, sequence_id TEXT NOT NULL,
+    name TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS imports (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, request_id TEXT NOT NULL UNIQUE, step_id TEXT,
     accepted_at REAL NOT NULL, done_at REAL NOT NULL, rows INTEGER NOT NULL,
@@ -56,8 +64,8 @@ CREATE TABLE IF NOT EXISTS prospects (
 CREATE TABLE IF NOT EXISTS step_members (
     step_id TEXT NOT NULL, email TEXT NOT NULL, PRIMARY KEY (step_id, email)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS writes (
-    request_id TEXT NOT NULL, email TEXT NOT NULL, pos INTEGER NOT NULL, fields TEXT NOT NULL,
-    PRIMARY KEY (request_id, email)) WITHOUT ROWID;
+    request_id TEXT NOT NULL, email TEXT NOT NULL, pos INTEGER NOT NULL, fields TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS writes_by_request ON writes (request_id);
 CREATE TABLE IF NOT EXISTS v_prospects (pos INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS v_values (
     email TEXT NOT NULL, label TEXT NOT NULL, value TEXT NOT NULL, seq INTEGER NOT NULL,
@@ -139,8 +147,13 @@ class Store:
 
     @staticmethod
     def _seed(db: sqlite3.Connection) -> None:
-        insert_field = "INSERT OR IGNORE INTO fields (id, label, field_type, system, seeded) VALUES (?,?,?,?,1)"
-        db.executemany(insert_field, [(i, lbl, seed.SYSTEM_FIELD_TYPE, 1) for i, lbl in seed.SYSTEM_FIELDS])
+        insert_field = (
+            "INSERT OR IGNORE INTO fields (id, label, field_type, system, seeded)"
+            " VALUES (?,?,?,?,1)"
+        )
+        db.executemany(
+            insert_field, [(i, lbl, seed.SYSTEM_FIELD_TYPE, 1) for i, lbl in seed.SYSTEM_FIELDS]
+        )
         db.executemany(insert_field, [(i, lbl, t, 0) for i, lbl, t in seed.CUSTOM_FIELDS])
         for pos, sequence in enumerate(seed.SEQUENCES):
             db.execute(
@@ -149,7 +162,10 @@ class Store:
             )
             db.executemany(
                 "INSERT OR IGNORE INTO steps (pos, id, sequence_id, name) VALUES (?,?,?,?)",
-                [(pos * 100 + n, sid, sequence.id, name) for n, (sid, name) in enumerate(sequence.steps)],
+                [
+                    (pos * 100 + n, sid, sequence.id, name)
+                    for n, (sid, name) in enumerate(sequence.steps)
+                ],
             )
 
     def reset(self) -> None:
@@ -214,38 +230,19 @@ class Store:
         """Decide every row of an import now, store the outcome, and return its request id."""
         rows = classify(request.prospects)
         request_id = secrets.token_hex(6)
-        failures = list(rows.failures)
         with self._write() as db:
-            existing = _existing(db, rows.accepted.keys())
-            in_step = _in_step(db, request.step_id) if existing and request.step_id else set()
-            next_pos = db.execute("SELECT COALESCE(MAX(pos), 0) + 1 FROM prospects").fetchone()[0]
-            new, changed, members, writes = [], [], [], []
-            for email, (index, given) in rows.accepted.items():
-                old = existing.get(email)
-                if old is None:
-                    pos, fields, written = next_pos, dict(given), dict(given)
-                    next_pos += 1
-                    new.append((email, pos, _dumps(fields)))
-                else:
-                    pos = old[0]
-                    fields, written = merge(old[1], given, request.conflict_action)
-                    if written:
-                        changed.append((_dumps(fields), email))
-                writes.append((request_id, email, pos, _dumps(written)))
-                if request.step_id is None:
-                    continue
-                if email in in_step:
-                    failures.append((index, given, REASON_IN_STEP))
-                else:
-                    members.append((request.step_id, email))
-            db.executemany("INSERT INTO prospects (email, pos, fields) VALUES (?,?,?)", new)
-            db.executemany("UPDATE prospects SET fields = ? WHERE email = ?", changed)
-            db.executemany("INSERT INTO step_members (step_id, email) VALUES (?,?)", members)
-            db.executemany("INSERT INTO writes (request_id, email, pos, fields) VALUES (?,?,?,?)", writes)
-            db.executemany(
-                "INSERT INTO failures (request_id, idx, data, reason) VALUES (?,?,?,?)",
-                [(request_id, i, _dumps(row), why) for i, row, why in sorted(failures, key=_first)],
-            )
+            plan = _plan(db, request, rows)
+            failures = sorted(plan.failures, key=_first)
+            db.executemany("INSERT INTO prospects (email, pos, fields) VALUES (?,?,?)", plan.new)
+            # json_patch merges the written fields into the stored ones, all inside SQLite.
+            sql = "UPDATE prospects SET fields = json_patch(fields, ?) WHERE email = ?"
+            db.executemany(sql, plan.patches)
+            sql = "INSERT INTO step_members (step_id, email) VALUES (?,?)"
+            db.executemany(sql, plan.members)
+            sql = "INSERT INTO writes (request_id, email, pos, fields) VALUES (?,?,?,?)"
+            db.executemany(sql, ((request_id, *w) for w in plan.writes))
+            sql = "INSERT INTO failures (request_id, idx, data, reason) VALUES (?,?,?,?)"
+            db.executemany(sql, ((request_id, i, _dumps(row), why) for i, row, why in failures))
             db.execute(
                 "INSERT INTO imports (request_id, step_id, accepted_at, done_at, rows, failed,"
                 " report_key, conflict_action, verify, tags) VALUES (?,?,?,?,?,?,?,?,?,?)",
@@ -280,7 +277,7 @@ class Store:
     # -- visible prospects -------------------------------------------------------------
 
     def settle(self, now: float) -> None:
-        """Make every import that has completed by ``now`` visible. Idempotent, multi-process safe."""
+        """Make every import completed by ``now`` visible. Idempotent; safe across processes."""
         with self._connect() as db:
             pending = "SELECT 1 FROM imports WHERE settled = 0 AND done_at <= ? LIMIT 1"
             if db.execute(pending, (now,)).fetchone() is None:
@@ -294,10 +291,15 @@ class Store:
                 for seq, request_id, step_id, tags in due:
                     _settle_one(db, seq, request_id, step_id, tags)
 
-    def prospects(self, *, search: str, page: int, page_size: int, now: float) -> tuple[list[Prospect], int]:
+    def prospects(
+        self, *, search: str, page: int, page_size: int, now: float
+    ) -> tuple[list[Prospect], int]:
         """One page of visible prospects (oldest first) and how many match in all."""
         self.settle(now)
-        where, params = "", {"s": search.casefold(), "limit": page_size, "offset": (page - 1) * page_size}
+        where, params = (
+            "",
+            {"s": search.casefold(), "limit": page_size, "offset": (page - 1) * page_size},
+        )
         if search:
             where = (
                 "WHERE sb_contains(p.email, :s) OR EXISTS (SELECT 1 FROM v_values v"
@@ -306,7 +308,8 @@ class Store:
         with self._connect() as db:
             total = db.execute(f"SELECT COUNT(*) FROM v_prospects p {where}", params).fetchone()[0]
             page_rows = db.execute(
-                f"SELECT p.pos, p.email FROM v_prospects p {where} ORDER BY p.pos LIMIT :limit OFFSET :offset",
+                f"SELECT p.pos, p.email FROM v_prospects p {where}"
+                " ORDER BY p.pos LIMIT :limit OFFSET :offset",
                 params,
             ).fetchall()
             return [_load_prospect(db, pos, email) for pos, email in page_rows], total
@@ -332,39 +335,88 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("COMMIT")
 
 
-def _existing(db: sqlite3.Connection, emails: Iterable[str]) -> dict[str, tuple[int, dict[str, str]]]:
-    """The decided prospects among ``emails``, via a temp table: one join beats 100k lookups."""
-    if db.execute("SELECT 1 FROM prospects LIMIT 1").fetchone() is None:
-        return {}
-    db.execute("CREATE TEMP TABLE IF NOT EXISTS incoming (email TEXT PRIMARY KEY) WITHOUT ROWID")
-    db.execute("DELETE FROM incoming")
-    db.executemany("INSERT INTO incoming (email) VALUES (?)", ((e,) for e in emails))
-    rows = db.execute("SELECT p.email, p.pos, p.fields FROM incoming JOIN prospects p USING (email)")
-    return {email: (pos, orjson.loads(fields)) for email, pos, fields in rows}
+@dataclass
+class _Plan:
+    """The rows one import adds to each table (``writes`` lacks the request id)."""
+
+    new: list[tuple[str, int, str]] = field(default_factory=list)
+    patches: list[tuple[str, str]] = field(default_factory=list)
+    members: list[tuple[str, str]] = field(default_factory=list)
+    writes: list[tuple[str, int, str]] = field(default_factory=list)
+    failures: list[tuple[int, dict[str, str], str]] = field(default_factory=list)
+
+
+def _plan(db: sqlite3.Connection, request: ImportRequest, rows: Classified) -> _Plan:
+    """Judge each accepted row against the decided state: new or existing, in the step or not."""
+    action, step_id = request.conflict_action, request.step_id
+    existing = _existing(db, rows.accepted, with_fields=action == "addMissingFields")
+    in_step = _in_step(db, step_id) if existing and step_id else set()
+    next_pos = db.execute("SELECT COALESCE(MAX(pos), 0) + 1 FROM prospects").fetchone()[0]
+    plan = _Plan(failures=list(rows.failures))
+    for email, (index, given) in rows.accepted.items():
+        old = existing.get(email)
+        if old is None:
+            pos, text = next_pos, _dumps(given)
+            next_pos += 1
+            plan.new.append((email, pos, text))
+        else:
+            pos, written = old[0], fields_to_write(given, action, old[1])
+            text = _dumps(written)
+            if written:
+                plan.patches.append((text, email))
+        plan.writes.append((email, pos, text))
+        if step_id is None:
+            continue
+        if email in in_step:
+            plan.failures.append((index, given, REASON_IN_STEP))
+        else:
+            plan.members.append((step_id, email))
+    return plan
+
+
+def _existing(
+    db: sqlite3.Connection, emails: dict[str, Any], *, with_fields: bool
+) -> dict[str, tuple[int, dict[str, str]]]:
+    """The decided prospects among ``emails``; their fields are parsed only ``with_fields``.
+
+    One scan of the table beats 100k indexed lookups (or a temp-table join) by far at
+    the sizes a sandbox holds, and costs nothing while the account is empty.
+    """
+    if with_fields:
+        rows = db.execute("SELECT email, pos, fields FROM prospects")
+        return {e: (pos, orjson.loads(f)) for e, pos, f in rows if e in emails}
+    no_fields: dict[str, str] = {}  # shared and never mutated: callers only read it
+    rows = db.execute("SELECT email, pos FROM prospects")
+    return {e: (pos, no_fields) for e, pos in rows if e in emails}
 
 
 def _in_step(db: sqlite3.Connection, step_id: str) -> set[str]:
-    """Which of the emails in ``incoming`` (see ``_existing``) are already in ``step_id``."""
-    sql = "SELECT m.email FROM incoming JOIN step_members m ON m.step_id = ? AND m.email = incoming.email"
+    """Every email already in ``step_id`` (the primary key makes this a range scan)."""
+    sql = "SELECT email FROM step_members WHERE step_id = ?"
     return {email for (email,) in db.execute(sql, (step_id,))}
 
 
-def _settle_one(db: sqlite3.Connection, seq: int, request_id: str, step_id: str | None, tags: str) -> None:
+def _settle_one(
+    db: sqlite3.Connection, seq: int, request_id: str, step_id: str | None, tags: str
+) -> None:
     db.execute(
-        "INSERT OR IGNORE INTO v_prospects (pos, email) SELECT pos, email FROM writes WHERE request_id = ?",
+        "INSERT OR IGNORE INTO v_prospects (pos, email)"
+        " SELECT pos, email FROM writes WHERE request_id = ?",
         (request_id,),
     )
     # A value is replaced only by a later-accepted import's, whatever order they finish in.
     db.execute(
         "INSERT INTO v_values (email, label, value, seq)"
-        " SELECT w.email, j.key, j.value, ? FROM writes w, json_each(w.fields) j WHERE w.request_id = ?"
+        " SELECT w.email, j.key, j.value, ? FROM writes w, json_each(w.fields) j"
+        " WHERE w.request_id = ?"
         " ON CONFLICT (email, label) DO UPDATE SET value = excluded.value, seq = excluded.seq"
         " WHERE excluded.seq > v_values.seq",
         (seq, request_id),
     )
     if step_id is not None:
         db.execute(
-            "INSERT OR IGNORE INTO v_steps (email, step_id) SELECT email, ? FROM writes WHERE request_id = ?",
+            "INSERT OR IGNORE INTO v_steps (email, step_id)"
+            " SELECT email, ? FROM writes WHERE request_id = ?",
             (step_id, request_id),
         )
     db.execute(
@@ -373,6 +425,7 @@ def _settle_one(db: sqlite3.Connection, seq: int, request_id: str, step_id: str 
         (tags, request_id),
     )
     db.execute("UPDATE imports SET settled = 1 WHERE seq = ?", (seq,))
+    db.execute("DELETE FROM writes WHERE request_id = ?", (request_id,))  # replayed: not needed
 
 
 def _load_prospect(db: sqlite3.Connection, pos: int, email: str) -> Prospect:

@@ -73,6 +73,13 @@ class Source:
         self.close()
 
 
+class EmptySource(Source):
+    """A file with nothing in it: no columns, no rows."""
+
+    def _rows(self) -> Iterator[Row]:
+        return iter(())
+
+
 def column_label(columns: list[str], index: int) -> str:
     """How a message names the column at ``index`` (0-based), even past the header."""
     if index < len(columns):
@@ -106,16 +113,16 @@ def check_header(cells: list[str], *, file: str, encoding: str | None) -> list[s
         if not name.strip():
             after = f" (after {columns[i - 1]!r})" if i else ""
             raise InputError(
-                f"the header cell of column {i + 1}{after} is empty; "
-                "name the column or delete it",
+                f"the header cell of column {i + 1}{after} is empty; name the column or delete it",
                 file=file,
             )
     dupes = [name for name, n in Counter(columns).items() if n > 1]
     if dupes:
-        listed = ", ".join(
-            f"{name!r} (columns {', '.join(str(i + 1) for i, c in enumerate(columns) if c == name)})"
+        positions = {
+            name: ", ".join(str(i + 1) for i, c in enumerate(columns) if c == name)
             for name in dupes
-        )
+        }
+        listed = ", ".join(f"{name!r} (columns {at})" for name, at in positions.items())
         raise InputError(f"duplicate column names in the header: {listed}", file=file)
     return columns
 
@@ -146,7 +153,6 @@ def repair_undecodable(
     fixed = [SURROGATES.sub(REPLACEMENT, v) for v in values]
     noun = "column" if len(where) == 1 else "columns"
     problem = (
-        f"undecodable bytes in {noun} {', '.join(where)} "
-        f"(not valid {display_encoding(encoding)})"
+        f"undecodable bytes in {noun} {', '.join(where)} (not valid {display_encoding(encoding)})"
     )
     return fixed, problem

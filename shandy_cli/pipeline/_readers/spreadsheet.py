@@ -1,0 +1,232 @@
+"""XLSX, XLS and ODS through python-calamine.
+
+calamine loads one sheet's cells into memory when the sheet is opened (workbooks are
+zip/OLE containers: there is no streaming a row at a time from disk), then
+``iter_rows`` hands them out without building a second Python copy of the sheet.
+
+Row numbering follows the sheet grid: ``number`` is the sheet row minus the header
+row, so with the header in row 1, data row N is spreadsheet row N + 1 -- what a user
+looking for a rejected row in Excel needs. Fully empty rows are skipped (never
+emitted), which leaves a gap in the numbers rather than shifting later rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+import python_calamine as calamine
+
+from shandy_cli.errors import InputError
+
+from .base import Row, Source, SourceInfo, check_header, drop_empty_extras
+from .text import describe_magic
+
+ZIP_MAGIC = b"PK\x03\x04"
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_EXCEL_DIGITS = 15  # Excel shows at most 15 significant digits; beyond is float noise
+
+
+def workbook_kind(head: bytes) -> str | None:
+    """What kind of workbook the first bytes announce, if any."""
+    if head.startswith(ZIP_MAGIC):
+        # ODF puts an uncompressed "mimetype" member first, naming the document type.
+        return "ods" if b"opendocument.spreadsheet" in head[:200] else "xlsx"
+    if head.startswith(OLE_MAGIC):
+        return "xls"
+    return None
+
+
+def not_a_workbook(head: bytes, fmt: str) -> str:
+    what = describe_magic(head)
+    if what:
+        return f"this is {what}, not a .{fmt} workbook"
+    if b"<html" in head[:1024].lower() or b"<table" in head[:1024].lower():
+        return f"this is an HTML page, not a .{fmt} workbook (save it from Excel as .xlsx or .csv)"
+    return f"this is not a .{fmt} workbook (if it is text, rename it to .csv)"
+
+
+def _float_text(value: float) -> str:
+    if value.is_integer() and abs(value) < 1e16:
+        return str(int(value))  # 1234567890.0 -> "1234567890": phone numbers, ids
+    text = repr(value)
+    mantissa = text.split("e")[0].lstrip("-").replace(".", "").lstrip("0")
+    if len(mantissa) > _EXCEL_DIGITS:
+        text = format(value, f".{_EXCEL_DIGITS}g")  # 0.30000000000000004 -> "0.3"
+    return text
+
+
+def cell_text(value: Any) -> str:
+    """A cell as the text a person sees in it (without number formats)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):  # before int: bool is an int
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _float_text(value)
+    if isinstance(value, dt.datetime):
+        if value.time() == dt.time(0):
+            return value.strftime("%Y-%m-%d")
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, dt.time):
+        return value.isoformat(timespec="seconds")
+    if isinstance(value, dt.timedelta):
+        seconds = int(value.total_seconds())
+        return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    return str(value)
+
+
+def _calamine_error(exc: BaseException) -> str:
+    detail = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, calamine.PasswordError):
+        return "the workbook is password-protected; save an unprotected copy"
+    if isinstance(exc, calamine.ZipError | calamine.XmlError):
+        return f"the workbook is damaged or truncated ({detail})"
+    return f"cannot read the workbook ({detail})"
+
+
+def _is_fatal(exc: BaseException) -> bool:
+    # calamine is Rust: a bug there surfaces as pyo3's PanicException, a BaseException.
+    # Everything but a real interrupt/exit becomes a clean InputError.
+    return isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit)
+
+
+def _pick_sheet(book: calamine.CalamineWorkbook, sheet: str | None, file: str) -> str:
+    names = list(book.sheet_names)
+    if not names:
+        raise InputError("the workbook has no sheets", file=file)
+    if sheet is None:
+        # The first sheet a person would see: skip hidden ones and chart sheets.
+        for meta in book.sheets_metadata:
+            if (
+                meta.visible == calamine.SheetVisibleEnum.Visible
+                and meta.typ == calamine.SheetTypeEnum.WorkSheet
+            ):
+                return meta.name
+        return names[0]
+    if sheet in names:
+        return sheet
+    folded = [n for n in names if n.casefold() == sheet.casefold()]
+    if len(folded) == 1:
+        return folded[0]
+    available = ", ".join(repr(n) for n in names)
+    raise InputError(f"no sheet named {sheet!r} (the sheets are: {available})", file=file)
+
+
+class WorkbookSource(Source):
+    def __init__(
+        self,
+        location: str | io.BytesIO,
+        *,
+        path: str,
+        name: str,
+        fmt: str,
+        size: int | None,
+        sheet: str | None,
+    ) -> None:
+        self._name = name
+        self._size = size
+        self._done = False
+        self._book: calamine.CalamineWorkbook | None = None
+        try:
+            if isinstance(location, str):
+                self._book = calamine.CalamineWorkbook.from_path(location)
+            else:
+                self._book = calamine.CalamineWorkbook.from_filelike(location)
+            chosen = _pick_sheet(self._book, sheet, name)
+            self._cells = iter(self._book.get_sheet_by_name(chosen).iter_rows())
+            header, self._header_index = self._next_nonempty(-1)
+        except InputError:
+            self.close()
+            raise
+        except BaseException as exc:
+            self.close()
+            if _is_fatal(exc):
+                raise
+            raise InputError(_calamine_error(exc), file=name) from None
+        columns = check_header(header or [], file=name, encoding=None)
+        super().__init__(
+            SourceInfo(
+                path=path,
+                name=name,
+                format=fmt,
+                encoding=None,
+                delimiter=None,
+                columns=columns,
+                size=size,
+            )
+        )
+
+    @property
+    def bytes_read(self) -> int:
+        # calamine gives no progress; the whole file counts as read once rows are out.
+        return (self._size or 0) if self._done else 0
+
+    def _next_nonempty(self, index: int) -> tuple[list[str] | None, int]:
+        """The next row with any non-empty cell, as text, and its 0-based sheet index."""
+        for raw in self._cells:
+            index += 1
+            values = [cell_text(v) for v in raw]
+            if any(values):
+                return values, index
+        return None, index
+
+    def _rows(self) -> Iterator[Row]:
+        width = len(self.info.columns)
+        index = self._header_index
+        while True:
+            try:
+                values, index = self._next_nonempty(index)
+            except BaseException as exc:
+                if _is_fatal(exc):
+                    raise
+                raise InputError(_calamine_error(exc), file=self._name) from None
+            if values is None:
+                self._done = True
+                return
+            # calamine pads every row to the sheet's width; the padding is not data.
+            yield Row(self._name, index - self._header_index, drop_empty_extras(values, width))
+
+    def close(self) -> None:
+        if self._book is not None:
+            book, self._book = self._book, None
+            with contextlib.suppress(calamine.CalamineError):  # already closed
+                book.close()
+
+
+def open_workbook(
+    head: bytes,
+    rest: BinaryIO,
+    *,
+    path: str,
+    name: str,
+    fmt: str,
+    on_disk: bool,
+    size: int | None,
+    sheet: str | None,
+) -> WorkbookSource:
+    """Check the signature, then open with calamine.
+
+    Checking first gives "this is a PNG image" instead of a zip library's complaint.
+    A file whose content matches its extension is opened by path (calamine reads it
+    from disk as needed); anything else -- stdin, an .xlsx renamed .xls -- is read into
+    memory and opened by content, so the misnamed file still just works.
+    """
+    kind = workbook_kind(head)
+    if kind is None:
+        raise InputError(not_a_workbook(head, fmt), file=name)
+    if on_disk and kind == fmt:
+        location: str | io.BytesIO = path
+    else:
+        data = head + rest.read()
+        location, size = io.BytesIO(data), len(data)
+    return WorkbookSource(location, path=path, name=name, fmt=kind, size=size, sheet=sheet)

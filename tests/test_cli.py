@@ -1,0 +1,254 @@
+"""The `shandy` command as users and cron run it: a real subprocess, real HTTP, real exit codes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shandy_cli.sandbox import Sandbox
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "sk-live-VERYSECRETKEY-7f3a9c"
+
+
+def shandy(
+    *args: str,
+    tmp_path: Path,
+    env: dict[str, str] | None = None,
+    stdin: bytes | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SALESHANDY_", "SHANDY_"))}
+    base.update({"SHANDY_STATE_DIR": str(tmp_path / "state"), "SHANDY_SANDBOX_DELAY": "0.05"})
+    base.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "shandy_cli", *args],
+        input=stdin.decode() if stdin is not None else None,
+        capture_output=True,
+        text=True,
+        env=base,
+        cwd=cwd or tmp_path,
+        timeout=120,
+    )
+
+
+def at(sandbox: Sandbox) -> dict[str, str]:
+    return {"SALESHANDY_BASE_URL": sandbox.url, "SALESHANDY_API_KEY": SECRET}
+
+
+def write_leads(path: Path, n: int = 5, bad: int = 0) -> Path:
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["first_name", "E-mail", "Company Name"])
+        for i in range(n):
+            w.writerow([f"N{i}", f"p{i}@example.com", f"Co, {i}"])
+        for i in range(bad):
+            w.writerow([f"B{i}", f"broken{i}", "x"])
+    return path
+
+
+def no_traceback(result: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+
+
+def test_readme_demo_command(tmp_path: Path) -> None:
+    """The quickstart: the example file into a sandbox step, waiting for completion."""
+    (tmp_path / "examples").mkdir()
+    example = tmp_path / "examples" / "leads.csv"
+    example.write_bytes((ROOT / "examples" / "leads.csv").read_bytes())
+    result = shandy(
+        "import", "examples/leads.csv", "--step", "StepA1", "--sandbox", tmp_path=tmp_path
+    )  # fmt: skip
+    no_traceback(result)
+    assert result.returncode == 1, result.stderr  # the example has bad and duplicate emails
+    assert "completed" in result.stdout and "yes" in result.stdout
+    rejects = tmp_path / "examples" / "leads.rejects.csv"
+    assert rejects.exists() and "_reason" in rejects.read_text()
+    assert "\x1b[" not in result.stderr  # not a TTY: plain lines, no ANSI
+
+
+def test_json_document_has_contract_keys(sandbox: Sandbox, tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "l.csv", 4, bad=1)
+    result = shandy(
+        "import", str(src), "--step", "StepA1", "--json", "--poll-interval", "0.05",
+        tmp_path=tmp_path, env=at(sandbox),
+    )  # fmt: skip
+    no_traceback(result)
+    doc = json.loads(result.stdout)
+    for key in (
+        "run_id", "dry_run", "step_id", "files", "rows_read", "rows_submitted", "rows_rejected",
+        "rows_skipped", "rejects_file", "failures_file", "chunks", "completed", "exit_code",
+    ):  # fmt: skip
+        assert key in doc
+    assert doc["exit_code"] == result.returncode == 1
+    assert doc["rows_read"] == 5 and doc["rows_submitted"] == 4 and doc["rows_rejected"] == 1
+    chunk = doc["chunks"][0]
+    assert set(chunk) >= {"index", "rows", "bytes", "request_id", "state", "report_url"}
+    assert chunk["state"] == "completed" and chunk["failed_rows"] == 0
+    assert Path(doc["rejects_file"]).exists() and Path(doc["failures_file"]).exists()
+
+
+def test_status_command_json(sandbox: Sandbox, tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "l.csv", 3)
+    first = shandy(
+        "import", str(src), "--step", "StepA1", "--no-wait", "--json",
+        tmp_path=tmp_path, env=at(sandbox),
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    rid = json.loads(first.stdout)["chunks"][0]["request_id"]
+    result = shandy(
+        "status", rid, "--wait", "--json", "--poll-interval", "0.05",
+        tmp_path=tmp_path, env=at(sandbox),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [
+        {"request_id": rid, "completed": True, "report_url": None, "failed_rows": 0,
+         "report_file": None, "failures_file": None}
+    ]  # fmt: skip
+
+
+def test_status_with_sandbox_flag_persists_across_processes(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "l.csv", 2)
+    first = shandy("import", str(src), "--step", "StepA1", "--sandbox", "--no-wait", "--json",
+                   tmp_path=tmp_path)  # fmt: skip
+    rid = json.loads(first.stdout)["chunks"][0]["request_id"]
+    result = shandy("status", rid, "--sandbox", "--wait", "--json", "--poll-interval", "0.05",
+                    tmp_path=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)[0]["completed"] is True
+
+
+def test_sequences_and_fields(sandbox: Sandbox, tmp_path: Path) -> None:
+    seqs = shandy("sequences", "--json", tmp_path=tmp_path, env=at(sandbox))
+    assert seqs.returncode == 0, seqs.stderr
+    steps = {s["id"] for seq in json.loads(seqs.stdout) for s in seq["steps"]}
+    assert {"StepA1", "StepA2", "StepW1", "StepE1"} <= steps
+    fields = shandy("fields", "--json", tmp_path=tmp_path, env=at(sandbox))
+    labels = {f["label"] for f in json.loads(fields.stdout)}
+    assert {"Email", "First Name", "Company"} <= labels
+    table = shandy("sequences", tmp_path=tmp_path, env=at(sandbox))
+    assert "Outbound Q4" in table.stdout and "StepA1" in table.stdout
+
+
+def test_preview_json(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "l.csv", 2)
+    result = shandy("preview", str(src), "--json", "--sandbox", tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["format"] == "csv" and doc["delimiter"] == ","
+    assert doc["mapping"] == {
+        "first_name": "First Name", "E-mail": "Email", "Company Name": "Company",
+    }  # fmt: skip
+    assert doc["rows"][0]["Company Name"] == "Co, 0"
+    assert doc["prospects"][0] == {
+        "First Name": "N0",
+        "Email": "p0@example.com",
+        "Company": "Co, 0",
+    }
+
+
+def test_stdin(sandbox: Sandbox, tmp_path: Path) -> None:
+    data = b"Email,First Name\nin1@example.com,Ann\nin2@example.com,Bo\n"
+    result = shandy(
+        "import", "-", "--step", "StepA1", "--json", "--poll-interval", "0.05",
+        tmp_path=tmp_path, env=at(sandbox), stdin=data,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["files"] == ["<stdin>"]
+
+
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [
+        (lambda p: p / "missing.csv", "missing.csv"),
+        (lambda p: p, "directory"),
+        (lambda p: (p / "junk.csv").write_bytes(os.urandom(3000) + b"\0" * 100) and p / "junk.csv",
+         "junk.csv"),
+        (lambda p: (p / "pic.xlsx").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64) and p / "pic.xlsx",
+         "pic.xlsx"),
+        (lambda p: (p / "dup.csv").write_text("Email,Email\na@example.com,b@example.com\n")
+         and p / "dup.csv", "Email"),
+        (lambda p: (p / "noemail.csv").write_text("First Name\nAnn\n") and p / "noemail.csv",
+         "Email"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_line_exit_2(tmp_path: Path, make, needle: str) -> None:  # type: ignore[no-untyped-def]
+    src = make(tmp_path)
+    result = shandy("import", str(src), "--step", "StepA1", "--sandbox", tmp_path=tmp_path)
+    no_traceback(result)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("shandy: error:")]
+    assert len(errors) == 1 and needle.lower() in errors[0].lower()
+
+
+def test_unknown_sheet_is_exit_2(tmp_path: Path) -> None:
+    openpyxl = pytest.importorskip("openpyxl")
+    wb = openpyxl.Workbook()
+    wb.active.title = "Leads"
+    wb.active.append(["Email"])
+    wb.active.append(["a@example.com"])
+    wb.save(tmp_path / "w.xlsx")
+    result = shandy("import", str(tmp_path / "w.xlsx"), "--sheet", "Nope", "--dry-run",
+                    tmp_path=tmp_path)  # fmt: skip
+    no_traceback(result)
+    assert result.returncode == 2 and "Leads" in result.stderr
+
+
+def test_bad_flags_exit_2(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "l.csv", 1)
+    for args in (["--conflict", "bogus"], ["--max-rows", "0"], ["--max-bytes", "90000001"],
+                 ["--on-unknown-column", "explode"], ["--map", "NoEquals"]):  # fmt: skip
+        result = shandy("import", str(src), "--step", "StepA1", "--dry-run", *args,
+                        tmp_path=tmp_path)  # fmt: skip
+        no_traceback(result)
+        assert result.returncode == 2, (args, result.stderr)
+
+
+def test_missing_key_is_exit_3(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "l.csv", 1)
+    result = shandy("import", str(src), "--step", "StepA1", tmp_path=tmp_path,
+                    env={"SALESHANDY_BASE_URL": "http://127.0.0.1:9"})  # fmt: skip
+    no_traceback(result)
+    assert result.returncode == 3 and "SALESHANDY_API_KEY" in result.stderr
+
+
+def test_wrong_key_is_exit_3_and_key_never_printed(tmp_path: Path) -> None:
+    from shandy_cli.sandbox import SandboxConfig, start_sandbox
+
+    with start_sandbox(SandboxConfig(state_dir=tmp_path / "sb", api_key="the-right-key")) as sb:
+        src = write_leads(tmp_path / "l.csv", 1)
+        result = shandy("-v", "import", str(src), "--step", "StepA1", tmp_path=tmp_path,
+                        env=at(sb))  # fmt: skip
+    assert result.returncode == 3
+    assert SECRET not in result.stdout + result.stderr
+
+
+def test_plain_http_to_a_remote_host_is_refused(tmp_path: Path) -> None:
+    result = shandy("fields", tmp_path=tmp_path,
+                    env={"SALESHANDY_BASE_URL": "http://api.example.com", "SALESHANDY_API_KEY": "k"})  # fmt: skip
+    assert result.returncode == 2 and "https" in result.stderr
+
+
+def test_api_key_flag_warns_about_ps(sandbox: Sandbox, tmp_path: Path) -> None:
+    result = shandy("fields", "--api-key", SECRET, "--base-url", sandbox.url, tmp_path=tmp_path)
+    assert result.returncode == 0
+    assert "ps" in result.stderr and SECRET not in result.stderr + result.stdout
+
+
+def test_help_has_examples(tmp_path: Path) -> None:
+    for cmd in ("import", "status", "preview", "sequences", "fields", "sandbox"):
+        result = shandy(cmd, "--help", tmp_path=tmp_path)
+        assert result.returncode == 0 and "Examples" in result.stdout, cmd
+
+
+def test_version(tmp_path: Path) -> None:
+    from shandy_cli import __version__
+
+    result = shandy("--version", tmp_path=tmp_path)
+    assert result.stdout.strip() == f"shandy {__version__}"

@@ -60,7 +60,7 @@ def recorder() -> Iterator[tuple[Recorder, str]]:
             self.end_headers()
             self.wfile.write(payload)
 
-        do_GET = do_POST = _answer  # noqa: N815
+        do_GET = do_POST = _answer
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -148,25 +148,25 @@ def test_retry_after_is_honoured(sandbox: Sandbox) -> None:
 
 def test_retries_are_bounded(sandbox: Sandbox) -> None:
     sandbox.set_faults(["503"] * 10, match="/v1/fields")
-    with SaleshandyClient(sandbox.url, "k", retry=FAST, on_retry=None) as client:
-        with pytest.raises(ServerError):
-            client.list_fields()
+    client = SaleshandyClient(sandbox.url, "k", retry=FAST, on_retry=None)
+    with client, pytest.raises(ServerError):
+        client.list_fields()
     assert sum(r["path"].startswith("/v1/fields") for r in sandbox.requests()) == FAST.attempts
 
 
 def test_rate_limit_error_carries_retry_after(sandbox: Sandbox) -> None:
     sandbox.set_faults(["429:3"], match="/v1/fields")
     policy = RetryPolicy(attempts=1)
-    with SaleshandyClient(sandbox.url, "k", retry=policy) as client:
-        with pytest.raises(RateLimitError) as info:
-            client.list_fields()
+    client = SaleshandyClient(sandbox.url, "k", retry=policy)
+    with client, pytest.raises(RateLimitError) as info:
+        client.list_fields()
     assert info.value.retry_after == 3.0
 
 
 def test_connection_refused_is_transport_error() -> None:
-    with SaleshandyClient("http://127.0.0.1:9", "k", retry=FAST, on_retry=None) as client:
-        with pytest.raises(TransportError):
-            client.list_fields()
+    client = SaleshandyClient("http://127.0.0.1:9", "k", retry=FAST, on_retry=None)
+    with client, pytest.raises(TransportError):
+        client.list_fields()
 
 
 def test_parse_retry_after_forms() -> None:

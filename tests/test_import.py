@@ -52,7 +52,9 @@ def assert_accounted(result: ImportResult) -> None:
 
 def test_example_file_imports_and_accounts_for_every_row(sandbox: Sandbox, tmp_path: Path) -> None:
     rejects = tmp_path / "leads.rejects.csv"
-    result = run(sandbox, tmp_path, [str(EXAMPLES / "leads.csv")], step_id="StepA1", rejects=rejects)
+    result = run(
+        sandbox, tmp_path, [str(EXAMPLES / "leads.csv")], step_id="StepA1", rejects=rejects
+    )
     assert result.completed
     assert_accounted(result)
     assert result.rows_read >= 190

@@ -510,9 +510,10 @@ class _Run:
 
         def on_status(status: ImportStatus) -> None:
             chunk = by_id[status.request_id]
-            if status.completed:
-                chunk.state = "completed"
-                chunk.report_url = status.report_url
+            if not status.completed:
+                return  # still processing: already said when it was accepted
+            chunk.state = "completed"
+            chunk.report_url = status.report_url
             self.listener(
                 ChunkEvent(chunk.index, chunk.state, chunk.rows, chunk.bytes, chunk.request_id)
             )

@@ -107,3 +107,7 @@ class Interrupted(ShandyError):
     """Ctrl-C or SIGTERM stopped the run; the journal is saved (exit 130)."""
 
     exit_code = 130
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, delivered as an exception so the run stops at a safe point (exit 143)."""

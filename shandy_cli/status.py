@@ -8,6 +8,7 @@ failed rows are joined back to that run's source rows, as ``import`` does.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,10 +17,10 @@ from typing import Any
 from shandy_cli.client import ImportStatus, SaleshandyClient
 from shandy_cli.config import ensure_private_dir, resolve_settings
 from shandy_cli.errors import InputError
+from shandy_cli.journal import Journal, RunRecord
 from shandy_cli.pipeline.events import ChunkEvent, Listener, ignore
 from shandy_cli.pipeline.polling import FIRST_INTERVAL, poll_until_done
 from shandy_cli.pipeline.reporting import SentIndex, parse_report, write_failures
-from shandy_cli.pipeline.run import read_meta, update_meta
 
 
 @dataclass
@@ -99,34 +100,52 @@ def _report(client: SaleshandyClient, status: ImportStatus, folder: Path) -> Req
 
 
 def _join_runs(state_dir: Path, results: list[RequestStatus]) -> None:
-    """Write the failures file of each local run whose requests have all completed."""
-    runs = Path(state_dir) / "runs"
-    if not runs.is_dir():
+    """Write the failures file of each journalled run whose requests have all completed."""
+    if not (Path(state_dir) / "journal.sqlite3").exists():
         return
     by_id = {r.request_id: r for r in results}
-    for run_dir in sorted(runs.iterdir()):
-        try:
-            meta = read_meta(run_dir)
-        except (OSError, ValueError):
-            continue
-        ids = meta.get("request_ids") or []
-        if not ids or not set(ids) & by_id.keys():
-            continue
-        if not all(rid in by_id and by_id[rid].completed for rid in ids):
-            continue
-        failures = []
-        for rid in ids:
-            if by_id[rid].report_file:
-                failures.extend(parse_report(Path(by_id[rid].report_file), rid))
-        rejects = Path(meta["rejects_file"]) if meta.get("rejects_file") else None
-        path, _ = write_failures(
-            Path(meta["failures_file"]),
-            meta["columns"],
-            rejects,
-            failures,
-            SentIndex.reader(run_dir / "sent.jsonl"),
-            meta["file_columns"],
-        )
-        for rid in ids:
-            by_id[rid].failures_file = str(path) if path else None
-        update_meta(run_dir, completed=True)
+    with Journal(Path(state_dir)) as journal:
+        runs = {}
+        for rid in by_id:
+            record = journal.run_for_request(rid)
+            if record is not None:
+                runs[record.id] = record
+        for record in runs.values():
+            _join_run(journal, record, by_id)
+
+
+def _join_run(journal: Journal, record: RunRecord, by_id: dict[str, RequestStatus]) -> None:
+    chunks = journal.chunks(record.id)
+    for chunk in chunks:
+        status = by_id.get(chunk.request_id or "")
+        if status and status.completed and chunk.state == "accepted":
+            state = (
+                "failed" if chunk.rows and (status.failed_rows or 0) >= chunk.rows else "completed"
+            )
+            journal.mark(
+                record.id, chunk.idx, state, report=status.report_file,
+                report_url=status.report_url, failed_rows=status.failed_rows,
+            )  # fmt: skip
+    chunks = journal.chunks(record.id)
+    if not chunks or any(c.state not in ("completed", "failed") for c in chunks):
+        return
+    failures = []
+    for chunk in chunks:
+        if chunk.report and Path(chunk.report).is_file():
+            failures.extend(parse_report(Path(chunk.report), chunk.request_id or ""))
+    meta = record.meta
+    rejects = Path(meta["rejects_file"]) if meta.get("rejects_file") else None
+    run_dir = journal_run_dir(journal, record.id)
+    path, _ = write_failures(
+        Path(meta["failures_file"]), meta["columns"], rejects, failures,
+        SentIndex.reader(run_dir / "sent.jsonl"), meta["file_columns"],
+    )  # fmt: skip
+    for chunk in chunks:
+        if chunk.request_id in by_id:
+            by_id[chunk.request_id].failures_file = str(path) if path else None
+    if record.outcome == "processing":
+        journal.update_run(record.id, outcome="completed", ended=time.time())
+
+
+def journal_run_dir(journal: Journal, run_id: str) -> Path:
+    return journal.state_dir / "runs" / run_id

@@ -298,3 +298,18 @@ def test_undecodable_and_ragged_rows_are_rejected_row_by_row(
     assert result.rows_read == 4
     reasons = {r["_row"]: r["_reason"] for r in read_rows(result.rejects_file or "")}
     assert set(reasons) == {"2", "3"}
+
+
+def test_250k_rows_import_as_three_chunks(sandbox: Sandbox, tmp_path: Path) -> None:
+    """The issue's yardstick: 250,000 rows, three requests under the 100k limit, all accounted."""
+    src = tmp_path / "big.csv"
+    with src.open("w", newline="") as fh:
+        fh.write("First Name,Email,Company\n")
+        fh.writelines(f"P{i},p{i}@example.com,Co {i % 97}\n" for i in range(250_000))
+        fh.write("Bad,not-an-email,X\n")
+    result = run(sandbox, tmp_path, [str(src)], step_id="StepA1", timeout=120)
+    assert [c.rows for c in result.chunks] == [100_000, 100_000, 50_000]
+    assert result.rows_read == 250_001
+    assert_accounted(result)
+    assert result.rows_rejected == 1 and result.completed
+    assert all(c.bytes <= 90_000_000 for c in result.chunks)

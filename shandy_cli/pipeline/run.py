@@ -1,62 +1,51 @@
 """The whole import, stage after stage: the library call the CLI itself makes.
 
-    sources -> mapping -> validation -> chunking -> submission -> polling -> reporting
+    sources -> mapping -> validation -> chunking   (prepare.py: all to disk first)
+            -> submission -> polling -> reporting  (here, each step in the journal)
 
-Everything is read, validated and spooled to chunk files *before* the first
-request, so a problem with a file as a whole (found anywhere in it) sends
-nothing. Memory stays flat: rows stream through, chunk bodies live on disk.
+An import is identified by its *fingerprint*: the content of its inputs, its
+target and every option that changes what is sent. Running the same import
+again resumes it if it is unfinished (accepted chunks are never sent twice),
+or sends nothing if it completed (unless ``force``). One run of an import at
+a time holds its lock.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import shutil
+import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
 
-from shandy_cli._files import private_output, writable_dir
+from shandy_cli._files import open_private, writable_dir
+from shandy_cli._lock import RunLock
+from shandy_cli._version import __version__
 from shandy_cli.client import ImportStatus, SaleshandyClient
 from shandy_cli.config import ensure_private_dir, resolve_settings
-from shandy_cli.errors import ApiError, InputError, ShandyError
-from shandy_cli.pipeline.chunking import (
-    API_MAX_BYTES,
-    API_MAX_ROWS,
-    Chunk,
-    Chunker,
-    body_suffix,
-    encode_prospect,
-)
-from shandy_cli.pipeline.events import ChunkEvent, Listener, Notice, Phase, ReadProgress, ignore
-from shandy_cli.pipeline.mapping import (
-    Mapping,
-    build_mapping,
-    clean_header,
-    load_mapping_file,
-    normalize_header,
-)
-from shandy_cli.pipeline.polling import FIRST_INTERVAL, poll_until_done
+from shandy_cli.errors import ApiError, InputError, Terminated
+from shandy_cli.journal import UNFINISHED, Journal, RunRecord
+from shandy_cli.pipeline.events import ChunkEvent, Listener, Notice, Phase, ignore
+from shandy_cli.pipeline.polling import poll_until_done
+from shandy_cli.pipeline.prepare import PrepareContext, Prepared, prepare
 from shandy_cli.pipeline.reporting import (
-    RowsWriter,
     SentIndex,
     ServerFailure,
     parse_report,
     reason_kind,
-    union_columns,
     write_failures,
 )
-from shandy_cli.pipeline.sources import Row, Source, open_source
+from shandy_cli.pipeline.results import ChunkResult, ImportOptions, ImportResult
 from shandy_cli.pipeline.submission import resolve_step, submit_chunks
-from shandy_cli.pipeline.validation import Validator
+from shandy_cli.pipeline.validation import email_key
 
-CONFLICT_ACTIONS = ("noUpdate", "overwrite", "addMissingFields")
-UNKNOWN_COLUMN_POLICIES = ("error", "ignore", "create")
 # Used only by a --dry-run with no key: Saleshandy's system fields, which every account has.
 SYSTEM_LABELS = [
     "First Name",
@@ -71,109 +60,6 @@ SYSTEM_LABELS = [
     "State",
     "Country",
 ]
-PROGRESS_EVERY = 2000  # rows between read-progress events: cheap, still smooth
-
-
-@dataclass
-class ImportOptions:
-    """Every knob of ``shandy import``; the defaults are the contract's."""
-
-    step_id: str | None = None
-    sequence: str | None = None
-    step_number: int = 1
-    tags: Sequence[str] = ()
-    conflict: str = "noUpdate"
-    verify: bool = False
-    column_map: dict[str, str] = field(default_factory=dict)
-    mapping_file: Path | None = None
-    constants: dict[str, str] = field(default_factory=dict)
-    sheet: str | None = None
-    encoding: str | None = None
-    delimiter: str | None = None
-    on_unknown_column: str = "error"
-    dry_run: bool = False
-    wait: bool = True
-    timeout: float | None = None
-    max_rows: int = API_MAX_ROWS
-    max_bytes: int = API_MAX_BYTES
-    rejects: Path | None = None
-    report_dir: Path | None = None
-    poll_interval: float = FIRST_INTERVAL
-
-    def check(self) -> None:
-        if self.conflict not in CONFLICT_ACTIONS:
-            raise InputError(
-                f"--conflict must be one of {', '.join(CONFLICT_ACTIONS)}, not {self.conflict!r}"
-            )
-        if self.on_unknown_column not in UNKNOWN_COLUMN_POLICIES:
-            raise InputError(
-                "--on-unknown-column must be one of "
-                f"{', '.join(UNKNOWN_COLUMN_POLICIES)}, not {self.on_unknown_column!r}"
-            )
-        if self.step_id and self.sequence:
-            raise InputError("give --step or --sequence, not both")
-        if self.timeout is not None and self.timeout < 0:
-            raise InputError("--timeout must be zero or more seconds")
-        if not 1 <= self.max_rows <= API_MAX_ROWS:
-            raise InputError(f"--max-rows must be between 1 and {API_MAX_ROWS}")
-        if self.max_bytes > API_MAX_BYTES:
-            raise InputError(f"--max-bytes may only lower the API limit of {API_MAX_BYTES}")
-        if any(not isinstance(t, str) or not t.strip() for t in self.tags):
-            raise InputError("--tag must not be empty")
-
-
-@dataclass
-class ChunkResult:
-    index: int
-    rows: int
-    bytes: int
-    request_id: str | None = None
-    state: str = "planned"  # planned | accepted | completed | failed
-    report_url: str | None = None
-    failed_rows: int = 0
-
-
-@dataclass
-class ImportResult:
-    """What happened to every row. ``to_dict()`` is the contract's ``--json`` document."""
-
-    run_id: str
-    dry_run: bool
-    step_id: str | None
-    files: list[str]
-    rows_read: int = 0
-    rows_submitted: int = 0
-    rows_rejected: int = 0
-    rows_skipped: int = 0
-    rejects_file: str | None = None
-    failures_file: str | None = None
-    chunks: list[ChunkResult] = field(default_factory=list)
-    completed: bool = False
-    exit_code: int = 0
-    rows_failed: int = 0
-    reasons: list[tuple[str, int]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    error: str | None = None
-    labels_source: str = "account"
-
-    @property
-    def request_ids(self) -> list[str]:
-        return [c.request_id for c in self.chunks if c.request_id]
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["reasons"] = [{"reason": r, "count": n} for r, n in self.reasons]
-        return data
-
-
-@dataclass
-class _Prepared:
-    sources: list[Source]
-    mappings: list[Mapping | None]
-    columns: list[str]
-    chunks: list[Chunk] = field(default_factory=list)
-    rejects: RowsWriter | None = None
-    sent: SentIndex | None = None
 
 
 def new_run_id() -> str:
@@ -190,15 +76,17 @@ def import_files(
     state_dir: str | os.PathLike[str] | None = None,
     listener: Listener = ignore,
     stdin: BinaryIO | None = None,
+    resume_run: str | None = None,
     **option_kwargs: Any,
 ) -> ImportResult:
     """Import lead files into a Saleshandy step (or the prospect list) and account for every row.
 
     ``options`` or keyword arguments of ``ImportOptions`` (``step_id=...``,
-    ``tags=[...]``, ``dry_run=True``, ...). Without ``client`` one is made from
-    ``api_key``/``base_url`` or the environment. Raises ``ShandyError``
-    subclasses for problems that stop the run before anything is sent;
-    otherwise returns an ``ImportResult`` whose ``exit_code`` follows the contract.
+    ``tags=[...]``, ``dry_run=True``, ``only_new=True``, ...). Without
+    ``client`` one is made from ``api_key``/``base_url`` or the environment.
+    Raises ``ShandyError`` subclasses for problems that stop the run before
+    anything is sent; otherwise returns an ``ImportResult`` whose
+    ``exit_code`` follows the contract.
     """
     opts = options or ImportOptions(**option_kwargs)
     opts.check()
@@ -208,10 +96,47 @@ def import_files(
         client = SaleshandyClient(settings.base_url, settings.api_key)
     try:
         runner = _Run([str(p) for p in paths], opts, client, settings.state_dir, listener, stdin)
-        return runner.run()
+        return runner.run(resume_run)
     finally:
         if own_client and client is not None:
             client.close()
+
+
+def resume_import(
+    run_id: str | None = None,
+    *,
+    last: bool = False,
+    client: SaleshandyClient | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
+    listener: Listener = ignore,
+    **overrides: Any,
+) -> ImportResult:
+    """Continue an unfinished run from the journal (by id, or the most recent one)."""
+    settings = resolve_settings(state_dir=state_dir)
+    with Journal(settings.state_dir) as journal:
+        record = journal.last() if last or not run_id else journal.get(run_id)
+    if record is None:
+        raise InputError(f"no run {run_id!r} in the journal" if run_id else "no runs to resume")
+    if record.outcome == "completed":
+        raise InputError(f"run {record.id} already completed; nothing to resume")
+    opts = ImportOptions.from_json(record.options["options"])
+    for key, value in overrides.items():
+        setattr(opts, key, value)
+    paths = record.options["paths"]
+    stdin = None
+    if "-" in paths:
+        spool = Path(record.options.get("stdin_spool") or "")
+        if not spool.is_file():
+            raise InputError(f"run {record.id} read stdin, and its saved copy is gone")
+        stdin = spool.open("rb")
+    try:
+        return import_files(
+            paths, opts, client=client, state_dir=settings.state_dir, listener=listener,
+            stdin=stdin, resume_run=record.id,
+        )  # fmt: skip
+    finally:
+        if stdin:
+            stdin.close()
 
 
 class _Run:
@@ -231,36 +156,103 @@ class _Run:
         self.paths = paths
         self.opts = opts
         self.client = client
+        self.state_dir = state_dir
         self.listener = listener
         self.stdin = stdin
+        self.stdin_spool: Path | None = None
         self.run_id = new_run_id()
-        self.run_dir = ensure_private_dir(state_dir / "runs" / self.run_id)
         names = ["<stdin>" if p == "-" else p for p in paths]
         self.result = ImportResult(self.run_id, opts.dry_run, opts.step_id, names)
         self.failures: list[ServerFailure] = []
+        self.journal: Journal | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "runs" / self.run_id
 
     def notice(self, text: str, level: str = "warning") -> None:
         if level == "warning":
             self.result.warnings.append(text)
         self.listener(Notice(level, text))
 
-    # -- the stages ------------------------------------------------------------------------
+    # -- the run ---------------------------------------------------------------------------
 
-    def run(self) -> ImportResult:
+    def run(self, resume_run: str | None = None) -> ImportResult:
+        labels = self._labels()
+        step_id = self._target()
+        if self.opts.dry_run:
+            return self._dry_run(labels, step_id)
+        self._spool_stdin()
+        fingerprint = self._fingerprint(step_id)
+        with Journal(self.state_dir) as journal:
+            self.journal = journal
+            prior = journal.find(fingerprint)
+            if resume_run and (prior is None or prior.id != resume_run):
+                raise InputError(
+                    f"the inputs or options of run {resume_run} changed; nothing was sent "
+                    "(run the import again to start a new run)"
+                )
+            if prior and prior.outcome == "completed" and not self.opts.force:
+                return self._already_imported(prior)
+            resume = prior if prior and prior.outcome in UNFINISHED else None
+            if resume:
+                self.run_id = self.result.run_id = resume.id
+            lock_path = self.state_dir / "locks" / f"{fingerprint}.lock"
+            with RunLock(lock_path, self.run_id):
+                return self._locked_run(labels, step_id, fingerprint, resume)
+
+    def _locked_run(
+        self, labels: list[str], step_id: str | None, fingerprint: str, resume: RunRecord | None
+    ) -> ImportResult:
+        journal = self.journal
+        assert journal is not None
+        if resume:
+            current = journal.get(resume.id)  # it may have finished while we waited
+            if current and current.outcome == "completed" and not self.opts.force:
+                return self._already_imported(current)
+            self.result.resumed = True
+            journal.update_run(self.run_id, outcome="running", pid=os.getpid(), ended=None)
+            self.notice(f"resuming unfinished run {self.run_id}", "info")
+        else:
+            journal.create_run(
+                self.run_id, fingerprint, self._stored_options(), self.result.files, step_id,
+                os.getpid(),
+            )  # fmt: skip
+        ensure_private_dir(self.run_dir)
+        skip = (
+            journal.ledger_keys(step_id, exclude_run=self.run_id) if self.opts.only_new else set()
+        )
         try:
-            labels = self._labels()
-            step_id = self._target()
-            prepared = self._prepare(labels, step_id)
-        except BaseException:
-            shutil.rmtree(self.run_dir, ignore_errors=True)
+            prepared = self._prepare(labels, step_id, skip)
+        except KeyboardInterrupt:
+            journal.update_run(self.run_id, outcome="interrupted", ended=time.time())
             raise
-        if not self.opts.dry_run and prepared.chunks:
-            self._save_meta(prepared)
-            self._submit(prepared, step_id)
-            if self.result.error is None and self.opts.wait:
-                self._wait_and_report(prepared)
+        except BaseException:
+            journal.update_run(self.run_id, outcome="failed", ended=time.time())
+            raise
+        self._plan(prepared)
+        try:
+            to_send = self._to_send(prepared)
+            if to_send:
+                self._submit(prepared, to_send, step_id)
+            if self.result.error is None and self.opts.wait and self.result.request_ids:
+                self._wait_and_report(prepared, step_id)
+        except KeyboardInterrupt as exc:
+            self._interrupted(exc)
         self._finish(prepared)
         return self.result
+
+    def _dry_run(self, labels: list[str], step_id: str | None) -> ImportResult:
+        ensure_private_dir(self.run_dir)
+        try:
+            prepared = self._prepare(labels, step_id, set())
+            self._plan(prepared)
+            self._finish(prepared)
+        finally:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        return self.result
+
+    # -- before sending ----------------------------------------------------------------------
 
     def _labels(self) -> list[str]:
         if self.client is None:
@@ -285,82 +277,49 @@ class _Run:
             return step_id
         return self.opts.step_id
 
-    def _open_sources(self) -> list[Source]:
-        sources: list[Source] = []
-        try:
-            for path in self.paths:
-                sources.append(
-                    open_source(
-                        path,
-                        encoding=self.opts.encoding,
-                        delimiter=self.opts.delimiter,
-                        sheet=self.opts.sheet,
-                        stdin=self.stdin,
-                    )
-                )
-        except BaseException:
-            for src in sources:
-                src.close()
-            raise
-        return sources
+    def _spool_stdin(self) -> None:
+        """Keep a private copy of stdin, so the run can be fingerprinted and resumed."""
+        if "-" not in self.paths:
+            return
+        source = self.stdin or sys.stdin.buffer
+        folder = ensure_private_dir(self.state_dir / "stdin")
+        tmp = folder / f".{secrets.token_hex(8)}.part"
+        digest = hashlib.blake2b(digest_size=16)
+        with open_private(tmp, "wb") as out:
+            while block := source.read(1 << 20):
+                digest.update(block)
+                out.write(block)
+        spool = folder / f"{digest.hexdigest()}.bin"
+        os.replace(tmp, spool)
+        self.stdin_spool = spool
+        self.stdin = spool.open("rb")
 
-    def _mappings(self, sources: list[Source], labels: list[str]) -> list[Mapping | None]:
-        explicit = dict(self.opts.column_map)
-        constants = dict(self.opts.constants)
-        if self.opts.mapping_file:
-            file_map, file_set = load_mapping_file(Path(self.opts.mapping_file))
-            explicit = {**file_map, **explicit}  # flags win over the file
-            constants = {**file_set, **constants}
-        mappings: list[Mapping | None] = []
-        used: set[str] = set()
-        for src in sources:
-            if not src.info.columns:  # an empty file: nothing to map, nothing to send
-                mappings.append(None)
-                continue
-            # One mapping file serves many exports: apply the entries each file has.
-            mine = _entries_for(src.info.columns, explicit)
-            used.update(mine)
-            mapping = build_mapping(
-                src.info.columns,
-                labels,
-                explicit=mine,
-                constants=constants,
-                on_unknown=self.opts.on_unknown_column,
-                file=src.info.name,
-            )
-            if mapping.unknown:
-                self.notice(
-                    f"{src.info.name}: ignoring column(s) {', '.join(map(repr, mapping.unknown))}"
-                )
-            mappings.append(mapping)
-        missing = [key for key in explicit if key not in used]
-        if missing and any(m is not None for m in mappings):
-            names = ", ".join(repr(k) for k in missing)
-            raise InputError(f"the mapping names column(s) {names}, which no input file has")
-        self._create_fields(mappings, labels)
-        return mappings
+    def _fingerprint(self, step_id: str | None) -> str:
+        h = hashlib.blake2b(digest_size=16)
+        part = {"v": 1, "step": step_id, "options": self.opts.fingerprint_part()}
+        h.update(orjson.dumps(part, option=orjson.OPT_SORT_KEYS, default=str))
+        for path in self.paths:
+            h.update(b"\0file\0")
+            target = self.stdin_spool if path == "-" else Path(path)
+            try:
+                with open(target, "rb") as fh:  # type: ignore[arg-type]
+                    while block := fh.read(1 << 20):
+                        h.update(block)
+            except OSError:
+                h.update(path.encode())  # open_source will report the problem clearly
+        return h.hexdigest()
 
-    def _create_fields(self, mappings: list[Mapping | None], labels: list[str]) -> None:
-        known = {label.casefold() for label in labels}
-        wanted = dict.fromkeys(label for m in mappings if m for label in m.to_create)
-        for label in wanted:
-            if label.casefold() in known:
-                continue
-            if self.opts.dry_run or self.client is None:
-                self.notice(f"would create custom field {label!r} (text)", "info")
-            else:
-                self.client.create_field(label, "text")
-                self.notice(f"created custom field {label!r} (text)", "info")
-            known.add(label.casefold())
-
-    def _suffix(self, step_id: str | None) -> bytes:
-        options: dict[str, object] = {}
-        if step_id:
-            options["stepId"] = step_id
-        options["verifyProspects"] = self.opts.verify
-        options["conflictAction"] = self.opts.conflict
-        options["tags"] = [t.strip() for t in self.opts.tags]
-        return body_suffix(options)
+    def _stored_options(self) -> dict[str, Any]:
+        paths = [p if p == "-" else str(Path(p).resolve()) for p in self.paths]
+        options = self.opts.to_json()
+        options["step_id"] = self.result.step_id
+        options["sequence"] = None
+        return {
+            "paths": paths,
+            "options": options,
+            "stdin_spool": str(self.stdin_spool) if self.stdin_spool else None,
+            "version": __version__,
+        }
 
     def _rejects_path(self) -> Path:
         if self.opts.rejects:
@@ -374,208 +333,231 @@ class _Run:
             folder = self.run_dir
         return folder / f"{stem}.rejects.csv"
 
-    def _prepare(self, labels: list[str], step_id: str | None) -> _Prepared:
-        sources = self._open_sources()
-        try:
-            mappings = self._mappings(sources, labels)
-            columns = union_columns(s.info.columns for s in sources)
-            prepared = _Prepared(sources, mappings, columns)
-            prepared.rejects = RowsWriter(self._rejects_path(), columns)
-            prepared.sent = SentIndex(self.run_dir / "sent.jsonl")
-            chunker = Chunker(
-                self._suffix(step_id),
-                max_rows=self.opts.max_rows,
-                max_bytes=self.opts.max_bytes,
-                spool_dir=self.run_dir / "chunks",
+    def _failures_path(self) -> Path:
+        rejects = self._rejects_path()
+        return rejects.with_name(rejects.name.replace(".rejects.csv", "") + ".failures.csv")
+
+    def _prepare(self, labels: list[str], step_id: str | None, skip: set[int]) -> Prepared:
+        ctx = PrepareContext(
+            paths=self.paths,
+            opts=self.opts,
+            labels=labels,
+            step_id=step_id,
+            run_dir=self.run_dir,
+            rejects_path=self._rejects_path(),
+            listener=self.listener,
+            notice=self.notice,
+            client=self.client,
+            stdin=self.stdin,
+            skip_keys=skip,
+        )
+        prepared = prepare(ctx)
+        res = self.result
+        res.files = prepared.names
+        res.rows_read = prepared.rows_read
+        res.rows_submitted = prepared.rows_submitted
+        res.rows_rejected = prepared.rows_rejected
+        res.rows_skipped = prepared.rows_skipped
+        res.rejects_file = str(prepared.rejects_file) if prepared.rejects_file else None
+        if prepared.rows_skipped:
+            self.notice(f"{prepared.rows_skipped:,} row(s) skipped: already imported", "info")
+        return prepared
+
+    def _plan(self, prepared: Prepared) -> None:
+        """Chunk results, merged with what the journal knows of a resumed run."""
+        known = {c.idx: c for c in self.journal.chunks(self.run_id)} if self.journal else {}
+        for chunk, digest in zip(prepared.chunks, prepared.digests, strict=True):
+            result = ChunkResult(chunk.index, chunk.rows, chunk.bytes)
+            old = known.get(chunk.index)
+            if old and old.hash == digest and old.state in ("accepted", "completed", "failed"):
+                result.state = old.state if old.state != "failed" else "completed"
+                result.request_id = old.request_id
+                result.report_url = old.report_url
+                result.failed_rows = old.failed_rows or 0
+            elif self.journal:
+                if old and old.hash == digest and old.state == "sending":
+                    self.result.chunks_resent.append(chunk.index)
+                self.journal.plan_chunk(
+                    self.run_id, chunk.index, rows=chunk.rows, size=chunk.bytes, digest=digest,
+                    first=chunk.first, last=chunk.last,
+                )  # fmt: skip
+            self.result.chunks.append(result)
+        if self.journal:
+            self.journal.drop_chunks_from(self.run_id, len(prepared.chunks))
+            meta = {
+                "columns": prepared.columns,
+                "file_columns": prepared.file_columns,
+                "rejects_file": self.result.rejects_file,
+                "failures_file": str(self._failures_path()),
+                "rows_read": prepared.rows_read,
+                "rows_rejected": prepared.rows_rejected,
+                "rows_skipped": prepared.rows_skipped,
+                "rows_submitted": prepared.rows_submitted,
+                "step_id": self.result.step_id,
+            }
+            self.journal.update_run(self.run_id, meta=meta, step_id=self.result.step_id)
+
+    def _to_send(self, prepared: Prepared) -> list[int]:
+        pending = [c.index for c in self.result.chunks if c.state == "planned"]
+        done = len(self.result.chunks) - len(pending)
+        if self.result.resumed and done:
+            self.notice(
+                f"{done} chunk(s) were accepted by an earlier attempt: not sent again", "info"
             )
-            self.listener(Phase("reading"))
-            validator = Validator()
-            for src, mapping in zip(sources, mappings, strict=True):
-                self._read_source(src, mapping, validator, chunker, prepared)
-            last = chunker.finish()
-            if last:
-                self._planned(last, prepared)
-            prepared.sent.close()
-            self.result.rejects_file = _str(prepared.rejects.close())
-            return prepared
-        except BaseException:
-            if "prepared" in locals() and prepared.rejects:
-                prepared.rejects.close(ok=False)
-            raise
-        finally:
-            for src in sources:
-                src.close()
+        for idx in self.result.chunks_resent:
+            self.notice(
+                f"chunk {idx + 1} was being sent when the last attempt stopped and its answer "
+                "was lost: sending it again (conflictAction makes a repeat harmless)"
+            )
+        return pending
 
-    def _planned(self, chunk: Chunk, prepared: _Prepared) -> None:
-        prepared.chunks.append(chunk)
-        self.result.chunks.append(ChunkResult(chunk.index, chunk.rows, chunk.bytes))
-        self.listener(ChunkEvent(chunk.index, "planned", chunk.rows, chunk.bytes))
+    # -- sending, waiting, reporting ---------------------------------------------------------
 
-    def _read_source(
-        self,
-        src: Source,
-        mapping: Mapping | None,
-        validator: Validator,
-        chunker: Chunker,
-        prepared: _Prepared,
-    ) -> None:
-        info, res = src.info, self.result
-        assert prepared.rejects is not None and prepared.sent is not None
-        ncols = len(info.columns)
-        count = 0
-        for row in src.rows():
-            count += 1
-            res.rows_read += 1
-            if count % PROGRESS_EVERY == 0:
-                self.listener(ReadProgress(info.name, count, src.bytes_read, info.size))
-            if mapping is None:
-                continue
-            prospect, item, reason = self._judge(row, ncols, mapping, validator, chunker)
-            if reason is not None:
-                prepared.rejects.add(info.name, row.number, info.columns, row.values, reason)
-                res.rows_rejected += 1
-                continue
-            closed = chunker.add(item, file=info.name, row=row.number)
-            if closed:
-                self._planned(closed, prepared)
-            prepared.sent.add(prospect.get("Email", ""), info.name, row.number, row.values)
-            res.rows_submitted += 1
-        self.listener(ReadProgress(info.name, count, src.bytes_read, info.size, done=True))
-
-    @staticmethod
-    def _judge(
-        row: Row, ncols: int, mapping: Mapping, validator: Validator, chunker: Chunker
-    ) -> tuple[dict[str, str], bytes, str | None]:
-        """The prospect a row becomes, its encoded bytes, and why it must be rejected (or None)."""
-        problem = row.problem
-        if (
-            problem is None
-            and len(row.values) > ncols
-            and any(v.strip() for v in row.values[ncols:])
-        ):
-            problem = f"row has {len(row.values)} values but the header has {ncols} columns"
-        prospect = mapping.prospect(row.values)
-        reason = validator.check(prospect, file=row.file, row=row.number, problem=problem)
-        if reason is not None:
-            return prospect, b"", reason
-        try:
-            item = encode_prospect(prospect)
-        except ValueError:  # text that is not valid Unicode (a lone surrogate)
-            return prospect, b"", "a value is not valid text"
-        if not chunker.fits_alone(item):
-            return prospect, b"", chunker.oversize_reason(item)
-        return prospect, item, None
-
-    def _save_meta(self, prepared: _Prepared) -> None:
-        """What ``shandy status`` needs later to join reports back to this run's rows."""
-        meta = {
-            "run_id": self.run_id,
-            "files": self.result.files,
-            "columns": prepared.columns,
-            "file_columns": {s.info.name: s.info.columns for s in prepared.sources},
-            "rejects_file": self.result.rejects_file,
-            "failures_file": str(self._failures_path()),
-            "request_ids": [],
-        }
-        write_meta(self.run_dir, meta)
-
-    def _submit(self, prepared: _Prepared, step_id: str | None) -> None:
-        self.listener(Phase("submitting", len(prepared.chunks)))
+    def _submit(self, prepared: Prepared, to_send: list[int], step_id: str | None) -> None:
+        assert self.journal is not None and self.client is not None
+        journal = self.journal
+        self.listener(Phase("submitting", len(self.result.chunks)))
         results = {c.index: c for c in self.result.chunks}
-        accepted: list[str] = []
+        chunks = [c for c in prepared.chunks if c.index in set(to_send)]
+
+        def on_event(event: Any) -> None:
+            if isinstance(event, ChunkEvent) and event.state == "sending":
+                journal.mark(self.run_id, event.index, "sending")  # durable before the POST
+            self.listener(event)
+
         try:
-            for sub in submit_chunks(
-                self.client,  # type: ignore[arg-type]
-                prepared.chunks,
-                to_step=step_id is not None,
-                listener=self.listener,
-            ):
-                results[sub.chunk.index].request_id = sub.request_id
-                results[sub.chunk.index].state = "accepted"
-                accepted.append(sub.request_id)
-                sub.chunk.path.unlink(missing_ok=True)  # sent: the body is no longer needed
-                update_meta(self.run_dir, request_ids=accepted)
+            for sub in submit_chunks(self.client, chunks, to_step=step_id is not None,
+                                     listener=on_event):  # fmt: skip
+                journal.mark(self.run_id, sub.chunk.index, "accepted", request_id=sub.request_id)
+                chunk = results[sub.chunk.index]
+                chunk.request_id, chunk.state = sub.request_id, "accepted"
+                self.result.chunks_sent += 1
+                journal.ledger_add(step_id, prepared.chunk_keys(sub.chunk), self.run_id)
+                sub.chunk.path.unlink(missing_ok=True)  # accepted: never needed again
         except ApiError as exc:
-            if not accepted:
+            if not self.result.request_ids:
+                journal.update_run(self.run_id, outcome="failed", ended=time.time())
                 raise  # nothing was sent: the error's own exit code (2, 3 or 4)
             unsent = sum(c.rows for c in self.result.chunks if c.state == "planned")
-            self.result.error = f"{exc.message}; {unsent} row(s) in unsent chunks"
+            self.result.error = (
+                f"{exc.message}; {unsent:,} row(s) in unsent chunks: run the same command "
+                f"again, or `shandy resume {self.run_id}`, to send them"
+            )
             self.result.exit_code = 3 if exc.exit_code == 3 else 4
 
-    def _wait_and_report(self, prepared: _Prepared) -> None:
-        assert self.client is not None
-        ids = self.result.request_ids
-        self.listener(Phase("processing", len(ids)))
+    def _wait_and_report(self, prepared: Prepared, step_id: str | None) -> None:
+        assert self.client is not None and self.journal is not None
+        waiting = [c for c in self.result.chunks if c.state == "accepted"]
         by_id = {c.request_id: c for c in self.result.chunks if c.request_id}
+        if waiting:
+            self.listener(Phase("processing", len(waiting)))
 
         def on_status(status: ImportStatus) -> None:
             chunk = by_id[status.request_id]
             if not status.completed:
                 return  # still processing: already said when it was accepted
-            chunk.state = "completed"
-            chunk.report_url = status.report_url
+            chunk.state, chunk.report_url = "completed", status.report_url
             self.listener(
-                ChunkEvent(chunk.index, chunk.state, chunk.rows, chunk.bytes, chunk.request_id)
+                ChunkEvent(chunk.index, "completed", chunk.rows, chunk.bytes, chunk.request_id)
             )
 
         statuses = poll_until_done(
             self.client,
-            ids,
+            [c.request_id for c in waiting if c.request_id],
             timeout=self.opts.timeout,
             first_interval=self.opts.poll_interval,
             on_status=on_status,
         )
         self.listener(Phase("reporting"))
-        failures = fetch_failures(
-            self.client, statuses.values(), self._report_dir(), self.listener, by_id
-        )
-        self._account(prepared, failures)
+        folder = ensure_private_dir(Path(self.opts.report_dir or self.run_dir / "reports"))
+        for status in statuses.values():
+            if status.completed:
+                self._chunk_report(by_id[status.request_id], status, folder)
+        self._account(prepared, step_id)
 
-    def _report_dir(self) -> Path:
-        if self.opts.report_dir:
-            return ensure_private_dir(Path(self.opts.report_dir))
-        return ensure_private_dir(self.run_dir / "reports")
+    def _chunk_report(self, chunk: ChunkResult, status: ImportStatus, folder: Path) -> None:
+        assert self.client is not None and self.journal is not None
+        report = None
+        if status.report_url:
+            report = folder / f"{status.request_id}.csv"
+            self.client.download_report(status.report_url, report)
+            chunk.failed_rows = len(parse_report(report, str(status.request_id)))
+        state = "failed" if chunk.rows and chunk.failed_rows >= chunk.rows else "completed"
+        self.journal.mark(
+            self.run_id, chunk.index, state, report=str(report) if report else None,
+            report_url=status.report_url, failed_rows=chunk.failed_rows,
+        )  # fmt: skip
 
-    def _failures_path(self) -> Path:
-        rejects = self._rejects_path()
-        return rejects.with_name(rejects.name.replace(".rejects.csv", "") + ".failures.csv")
-
-    def _account(self, prepared: _Prepared, failures: list[ServerFailure]) -> None:
-        assert prepared.sent is not None
+    def _account(self, prepared: Prepared, step_id: str | None) -> None:
+        """Once every chunk is done: the failures file, and the ledger keeps only what landed."""
+        if not all(c.state in ("completed", "failed") for c in self.result.chunks):
+            return
+        assert self.journal is not None
+        failures: list[ServerFailure] = []
+        for rec in self.journal.chunks(self.run_id):
+            if rec.report and Path(rec.report).is_file():
+                failures.extend(parse_report(Path(rec.report), rec.request_id or ""))
         self.failures = failures
         self.result.rows_failed = len(failures)
-        file_columns = {s.info.name: s.info.columns for s in prepared.sources}
         rejects = Path(self.result.rejects_file) if self.result.rejects_file else None
+        sent = prepared.sent or SentIndex.reader(self.run_dir / "sent.jsonl")
         path, _ = write_failures(
-            self._failures_path(), prepared.columns, rejects, failures, prepared.sent, file_columns
-        )
-        self.result.failures_file = _str(path)
+            self._failures_path(), prepared.columns, rejects, failures, sent,
+            prepared.file_columns,
+        )  # fmt: skip
+        self.result.failures_file = str(path) if path else None
+        refused = [email_key(f.email) for f in failures if f.email and "already" not in f.reason]
+        if refused:
+            self.journal.ledger_remove(step_id, refused)
 
-    def _finish(self, prepared: _Prepared) -> None:
+    def _interrupted(self, exc: KeyboardInterrupt) -> None:
+        code = 143 if isinstance(exc, Terminated) else 130
+        sent = len(self.result.request_ids)
+        self.result.exit_code = code
+        self.result.error = (
+            f"interrupted after {sent} of {len(self.result.chunks)} chunk(s) were accepted; "
+            f"the journal is saved: `shandy resume {self.run_id}` (or the same command) continues"
+        )
+
+    def _already_imported(self, prior: RunRecord) -> ImportResult:
         res = self.result
-        if res.rejects_file and res.failures_file is None and (self.opts.dry_run or not res.chunks):
-            res.failures_file = None  # nothing was sent: the rejects file is the whole story
-        local = prepared.rejects.reasons if prepared.rejects else Counter()
-        for chunk in res.chunks:
-            if chunk.state == "completed" and chunk.rows and chunk.failed_rows >= chunk.rows:
-                chunk.state = "failed"
-        res.reasons = top_reasons(local, self.failures)
-        res.completed = bool(res.chunks) and all(
+        res.run_id, res.already_imported, res.completed = prior.id, True, True
+        meta = prior.meta
+        res.step_id = prior.step_id
+        res.rows_read = meta.get("rows_read", 0)
+        res.rows_submitted = meta.get("rows_submitted", 0)
+        res.rows_rejected = meta.get("rows_rejected", 0)
+        res.rows_skipped = meta.get("rows_skipped", 0)
+        res.rejects_file = meta.get("rejects_file")
+        if self.journal:
+            for rec in self.journal.chunks(prior.id):
+                res.chunks.append(
+                    ChunkResult(rec.idx, rec.rows, rec.bytes, rec.request_id, rec.state,
+                                rec.report_url, rec.failed_rows or 0)
+                )  # fmt: skip
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(prior.ended or prior.started))
+        self.notice(
+            f"this import already completed in run {prior.id} ({when}); nothing sent "
+            "(--force imports it again)"
+        )
+        res.exit_code = 0
+        return res
+
+    def _finish(self, prepared: Prepared) -> None:
+        res = self.result
+        res.reasons = top_reasons(prepared.reasons, self.failures)
+        res.completed = (not res.error) and all(
             c.state in ("completed", "failed") for c in res.chunks
         )
-        if not res.chunks:
-            res.completed = not res.error
+        if res.dry_run:
+            res.completed = False
         res.exit_code = self._exit_code()
         if res.exit_code == 5:
-            ids = " ".join(res.request_ids)
             res.error = (
-                f"--timeout passed while Saleshandy was still processing; "
-                f"continue with: shandy status {ids} --wait"
+                "--timeout passed while Saleshandy was still processing; continue with: "
+                f"shandy status {' '.join(res.request_ids)} --wait (or run the same command again)"
             )
-        if res.completed or self.opts.dry_run or not res.chunks:
-            shutil.rmtree(self.run_dir / "chunks", ignore_errors=True)
-        if self.opts.dry_run or not res.chunks:
-            shutil.rmtree(self.run_dir, ignore_errors=True)
+        self._close_journal_run()
 
     def _exit_code(self) -> int:
         res = self.result
@@ -587,70 +569,32 @@ class _Run:
             return 1
         return 0
 
-
-def fetch_failures(
-    client: SaleshandyClient,
-    statuses: Any,
-    report_dir: Path,
-    listener: Listener,
-    chunks: dict[str | None, ChunkResult] | None = None,
-) -> list[ServerFailure]:
-    """Download and parse the report of every completed request that has one."""
-    failures: list[ServerFailure] = []
-    for status in statuses:
-        if not status.completed or not status.report_url:
-            continue
-        path = client.download_report(status.report_url, report_dir / f"{status.request_id}.csv")
-        found = parse_report(path, status.request_id)
-        failures.extend(found)
-        if chunks and status.request_id in chunks:
-            chunks[status.request_id].failed_rows = len(found)
-        listener(
-            Notice("info", f"request {status.request_id}: {len(found)} failed row(s) ({path})")
-        )
-    return failures
+    def _close_journal_run(self) -> None:
+        if self.journal is None:
+            return
+        res = self.result
+        if res.exit_code in (130, 143):
+            outcome = "interrupted"
+        elif res.error:
+            outcome = "failed"
+        elif res.completed or not res.chunks:
+            outcome = "completed"
+        else:
+            outcome = "processing"  # accepted, not yet known to be done (--no-wait, --timeout)
+        self.journal.update_run(self.run_id, outcome=outcome, ended=time.time())
+        if outcome == "completed":
+            shutil.rmtree(self.run_dir / "chunks", ignore_errors=True)
+            (self.run_dir / "sent.jsonl").unlink(missing_ok=True)
+            if self.stdin_spool:
+                if self.stdin:
+                    self.stdin.close()
+                self.stdin_spool.unlink(missing_ok=True)
 
 
-def top_reasons(rejects: Counter[str], failures: list[ServerFailure]) -> list[tuple[str, int]]:
-    counts = Counter(rejects)
+def top_reasons(local: Counter[str], failures: list[ServerFailure]) -> list[tuple[str, int]]:
+    counts = Counter(local)
     counts.update(reason_kind(f"Saleshandy: {f.reason}") for f in failures)
     return counts.most_common()
 
 
-def write_meta(run_dir: Path, meta: dict[str, Any]) -> None:
-    with private_output(run_dir / "run.json", "wb") as fh:
-        fh.write(orjson.dumps(meta))
-
-
-def read_meta(run_dir: Path) -> dict[str, Any]:
-    return orjson.loads((run_dir / "run.json").read_bytes())
-
-
-def update_meta(run_dir: Path, **changes: Any) -> None:
-    meta = read_meta(run_dir)
-    meta.update(changes)
-    write_meta(run_dir, meta)
-
-
-def _entries_for(columns: list[str], explicit: dict[str, str]) -> dict[str, str]:
-    """The explicit mapping entries that name a column of this file (exactly or loosely)."""
-    exact = {clean_header(c) for c in columns}
-    loose = {normalize_header(c) for c in columns}
-    return {
-        key: label
-        for key, label in explicit.items()
-        if clean_header(key) in exact or normalize_header(key) in loose
-    }
-
-
-def _str(path: Path | None) -> str | None:
-    return None if path is None else str(path)
-
-
-__all__ = [
-    "ChunkResult",
-    "ImportOptions",
-    "ImportResult",
-    "ShandyError",
-    "import_files",
-]
+__all__ = ["ChunkResult", "ImportOptions", "ImportResult", "import_files", "resume_import"]

@@ -1,0 +1,272 @@
+"""The run journal: SQLite (WAL) in the state dir, telling the truth after any crash.
+
+Each chunk moves ``planned -> sending -> accepted -> completed | failed``; every
+move is committed (``synchronous=FULL``) before the next step is taken, so:
+
+- a chunk marked ``sending`` before its POST starts, whose answer was lost, is
+  sent again on resume (``conflictAction`` makes that harmless);
+- a chunk marked ``accepted`` the moment its answer arrives is never sent again.
+
+The ledger holds (step, email) pairs Saleshandy accepted, for ``--only-new``.
+Emails are stored as their 64-bit dedupe key, never as text.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from shandy_cli.config import ensure_private_dir
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    options TEXT NOT NULL,          -- JSON: what `shandy resume` needs to run it again
+    files TEXT NOT NULL,            -- JSON list of display names
+    step_id TEXT,
+    started REAL NOT NULL,
+    ended REAL,
+    outcome TEXT NOT NULL,          -- running | interrupted | failed | processing | completed
+    pid INTEGER,
+    meta TEXT NOT NULL DEFAULT '{}' -- JSON: columns, rejects/failures files, counts
+);
+CREATE INDEX IF NOT EXISTS runs_fingerprint ON runs (fingerprint);
+CREATE TABLE IF NOT EXISTS chunks (
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    idx INTEGER NOT NULL,
+    first_file TEXT, first_row INTEGER, last_file TEXT, last_row INTEGER,
+    rows INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    state TEXT NOT NULL,            -- planned | sending | accepted | completed | failed
+    request_id TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    report TEXT,
+    report_url TEXT,
+    failed_rows INTEGER,
+    updated REAL,
+    PRIMARY KEY (run_id, idx)
+);
+CREATE INDEX IF NOT EXISTS chunks_request ON chunks (request_id);
+CREATE TABLE IF NOT EXISTS ledger (
+    step TEXT NOT NULL,             -- '' for the prospect list
+    email_key INTEGER NOT NULL,     -- signed 64-bit form of validation.email_key
+    run_id TEXT NOT NULL,
+    PRIMARY KEY (step, email_key)
+) WITHOUT ROWID;
+"""
+
+UNFINISHED = ("running", "interrupted", "failed", "processing")
+
+
+@dataclass
+class RunRecord:
+    id: str
+    fingerprint: str
+    options: dict[str, Any]
+    files: list[str]
+    step_id: str | None
+    started: float
+    ended: float | None
+    outcome: str
+    pid: int | None
+    meta: dict[str, Any]
+
+
+@dataclass
+class ChunkRecord:
+    run_id: str
+    idx: int
+    rows: int
+    bytes: int
+    hash: str
+    state: str
+    request_id: str | None
+    attempts: int
+    report: str | None
+    report_url: str | None
+    failed_rows: int | None
+
+
+def signed64(key: int) -> int:
+    """SQLite integers are signed; email keys are unsigned 64-bit."""
+    return key - (1 << 64) if key >= (1 << 63) else key
+
+
+class Journal:
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = ensure_private_dir(Path(state_dir))
+        path = self.state_dir / "journal.sqlite3"
+        fresh = not path.exists()
+        self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        if fresh:
+            path.chmod(0o600)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")  # each state change survives a power cut
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- runs --------------------------------------------------------------------------------
+
+    def find(self, fingerprint: str) -> RunRecord | None:
+        row = self.db.execute(
+            "SELECT * FROM runs WHERE fingerprint = ? ORDER BY started DESC LIMIT 1",
+            (fingerprint,),
+        ).fetchone()
+        return _run(row) if row else None
+
+    def get(self, run_id: str) -> RunRecord | None:
+        row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return _run(row) if row else None
+
+    def last(self) -> RunRecord | None:
+        row = self.db.execute("SELECT * FROM runs ORDER BY started DESC LIMIT 1").fetchone()
+        return _run(row) if row else None
+
+    def runs(self, limit: int = 50) -> list[RunRecord]:
+        rows = self.db.execute("SELECT * FROM runs ORDER BY started DESC LIMIT ?", (limit,))
+        return [_run(r) for r in rows]
+
+    def create_run(
+        self,
+        run_id: str,
+        fingerprint: str,
+        options: dict[str, Any],
+        files: list[str],
+        step_id: str | None,
+        pid: int,
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO runs (id, fingerprint, options, files, step_id, started, outcome, pid)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
+                (run_id, fingerprint, _dumps(options), _dumps(files), step_id, time.time(), pid),
+            )
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        if "meta" in fields:
+            fields["meta"] = _dumps(fields["meta"])
+        names = ", ".join(f"{k} = ?" for k in fields)
+        with self._tx() as db:
+            db.execute(f"UPDATE runs SET {names} WHERE id = ?", (*fields.values(), run_id))
+
+    def run_for_request(self, request_id: str) -> RunRecord | None:
+        row = self.db.execute(
+            "SELECT run_id FROM chunks WHERE request_id = ? LIMIT 1", (request_id,)
+        ).fetchone()
+        return self.get(row[0]) if row else None
+
+    # -- chunks ------------------------------------------------------------------------------
+
+    def chunks(self, run_id: str) -> list[ChunkRecord]:
+        rows = self.db.execute(
+            "SELECT run_id, idx, rows, bytes, hash, state, request_id, attempts, report,"
+            " report_url, failed_rows FROM chunks WHERE run_id = ? ORDER BY idx",
+            (run_id,),
+        )
+        return [ChunkRecord(*r) for r in rows]
+
+    def plan_chunk(
+        self,
+        run_id: str,
+        idx: int,
+        *,
+        rows: int,
+        size: int,
+        digest: str,
+        first: tuple[str, int],
+        last: tuple[str, int],
+    ) -> None:
+        """Record a prepared chunk; one of an earlier attempt with other content is replanned."""
+        with self._tx() as db:
+            old = db.execute(
+                "SELECT hash, state FROM chunks WHERE run_id = ? AND idx = ?", (run_id, idx)
+            ).fetchone()
+            if old and old[0] == digest:
+                return
+            db.execute(
+                "INSERT OR REPLACE INTO chunks (run_id, idx, first_file, first_row, last_file,"
+                " last_row, rows, bytes, hash, state, updated)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'planned', ?)",
+                (run_id, idx, *first, *last, rows, size, digest, time.time()),
+            )
+
+    def mark(self, run_id: str, idx: int, state: str, **fields: Any) -> None:
+        sets = ["state = ?", "updated = ?"]
+        values: list[Any] = [state, time.time()]
+        if state == "sending":
+            sets.append("attempts = attempts + 1")
+        for key, value in fields.items():
+            sets.append(f"{key} = ?")
+            values.append(value)
+        with self._tx() as db:
+            db.execute(
+                f"UPDATE chunks SET {', '.join(sets)} WHERE run_id = ? AND idx = ?",
+                (*values, run_id, idx),
+            )
+
+    def drop_chunks_from(self, run_id: str, idx: int) -> None:
+        """Forget planned chunks past the end of a re-prepared run."""
+        with self._tx() as db:
+            db.execute("DELETE FROM chunks WHERE run_id = ? AND idx >= ?", (run_id, idx))
+
+    # -- the ledger for --only-new -----------------------------------------------------------
+
+    def ledger_keys(self, step: str | None, exclude_run: str | None = None) -> set[int]:
+        rows = self.db.execute(
+            "SELECT email_key FROM ledger WHERE step = ? AND run_id != ?",
+            (step or "", exclude_run or ""),
+        )
+        return {k + (1 << 64) if k < 0 else k for (k,) in rows}
+
+    def ledger_add(self, step: str | None, keys: Iterable[int], run_id: str) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO ledger (step, email_key, run_id) VALUES (?, ?, ?)",
+                ((step or "", signed64(k), run_id) for k in keys),
+            )
+
+    def ledger_remove(self, step: str | None, keys: Iterable[int]) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "DELETE FROM ledger WHERE step = ? AND email_key = ?",
+                ((step or "", signed64(k)) for k in keys),
+            )
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+def _run(row: tuple[Any, ...]) -> RunRecord:
+    rid, fp, options, files, step, started, ended, outcome, pid, meta = row
+    return RunRecord(
+        rid, fp, orjson.loads(options), orjson.loads(files), step, started, ended, outcome, pid,
+        orjson.loads(meta),
+    )  # fmt: skip

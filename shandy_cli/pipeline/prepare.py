@@ -1,0 +1,302 @@
+"""Stages 1-4 wired together: files -> rows -> prospects -> valid -> chunk files on disk.
+
+Everything is read, validated and spooled *before* the first request, so a
+problem with a file as a whole (found anywhere in it) sends nothing. Memory
+stays flat: rows stream through; chunk bodies and the sent-rows index are on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from array import array
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from shandy_cli.client import SaleshandyClient
+from shandy_cli.errors import InputError
+from shandy_cli.pipeline.chunking import Chunk, Chunker, body_suffix, encode_prospect
+from shandy_cli.pipeline.events import ChunkEvent, Listener, Phase, ReadProgress
+from shandy_cli.pipeline.mapping import (
+    Mapping,
+    build_mapping,
+    clean_header,
+    load_mapping_file,
+    normalize_header,
+)
+from shandy_cli.pipeline.reporting import RowsWriter, SentIndex, union_columns
+from shandy_cli.pipeline.results import ImportOptions
+from shandy_cli.pipeline.sources import Row, Source, open_source
+from shandy_cli.pipeline.validation import Validator, email_key
+
+PROGRESS_EVERY = 2000  # rows between read-progress events: cheap, still smooth
+SKIPPED_REASON = "already imported"
+
+
+@dataclass
+class Prepared:
+    names: list[str] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)
+    file_columns: dict[str, list[str]] = field(default_factory=dict)
+    chunks: list[Chunk] = field(default_factory=list)
+    digests: list[str] = field(default_factory=list)
+    rows_read: int = 0
+    rows_submitted: int = 0
+    rows_rejected: int = 0
+    rows_skipped: int = 0
+    rejects_file: Path | None = None
+    reasons: Counter[str] = field(default_factory=Counter)
+    sent: SentIndex | None = None
+
+    def keys_path(self, chunk: Chunk) -> Path:
+        return chunk.path.with_name(f"keys-{chunk.index:05d}.bin")
+
+    def chunk_keys(self, chunk: Chunk) -> array:
+        keys = array("Q")
+        path = self.keys_path(chunk)
+        if path.exists():
+            keys.frombytes(path.read_bytes())
+        return keys
+
+
+@dataclass
+class PrepareContext:
+    paths: list[str]
+    opts: ImportOptions
+    labels: list[str]
+    step_id: str | None
+    run_dir: Path
+    rejects_path: Path
+    listener: Listener
+    notice: Callable[[str, str], None]
+    client: SaleshandyClient | None = None
+    stdin: BinaryIO | None = None
+    skip_keys: set[int] = field(default_factory=set)
+
+
+def body_options(opts: ImportOptions, step_id: str | None) -> bytes:
+    """The request body's members after ``prospectList``, in the API's documented order."""
+    options: dict[str, object] = {}
+    if step_id:
+        options["stepId"] = step_id
+    options["verifyProspects"] = opts.verify
+    options["conflictAction"] = opts.conflict
+    options["tags"] = [t.strip() for t in opts.tags]
+    return body_suffix(options)
+
+
+def prepare(ctx: PrepareContext) -> Prepared:
+    sources = _open_sources(ctx)
+    out = Prepared(names=[s.info.name for s in sources])
+    chunker: Chunker | None = None
+    rejects: RowsWriter | None = None
+    try:
+        mappings = _mappings(ctx, sources)
+        out.columns = union_columns(s.info.columns for s in sources)
+        out.file_columns = {s.info.name: s.info.columns for s in sources}
+        rejects = RowsWriter(ctx.rejects_path, out.columns)
+        out.sent = SentIndex(ctx.run_dir / "sent.jsonl")
+        chunker = Chunker(
+            body_options(ctx.opts, ctx.step_id),
+            max_rows=ctx.opts.max_rows,
+            max_bytes=ctx.opts.max_bytes,
+            spool_dir=ctx.run_dir / "chunks",
+        )
+        ctx.listener(Phase("reading"))
+        reader = _Reader(ctx, chunker, rejects, out)
+        for src, mapping in zip(sources, mappings, strict=True):
+            reader.read(src, mapping)
+        reader.finish()
+        out.sent.close()
+        out.rejects_file = rejects.close()
+        out.reasons.update(rejects.reasons)
+        return out
+    except BaseException:
+        if chunker is not None:
+            chunker.abort()
+        if rejects is not None:
+            rejects.close(ok=False)
+        if out.sent is not None:
+            out.sent.close()
+        raise
+    finally:
+        for src in sources:
+            src.close()
+
+
+def _open_sources(ctx: PrepareContext) -> list[Source]:
+    sources: list[Source] = []
+    try:
+        for path in ctx.paths:
+            sources.append(
+                open_source(
+                    path,
+                    encoding=ctx.opts.encoding,
+                    delimiter=ctx.opts.delimiter,
+                    sheet=ctx.opts.sheet,
+                    stdin=ctx.stdin,
+                )
+            )
+    except BaseException:
+        for src in sources:
+            src.close()
+        raise
+    return sources
+
+
+def _mappings(ctx: PrepareContext, sources: list[Source]) -> list[Mapping | None]:
+    explicit = dict(ctx.opts.column_map)
+    constants = dict(ctx.opts.constants)
+    if ctx.opts.mapping_file:
+        file_map, file_set = load_mapping_file(Path(ctx.opts.mapping_file))
+        explicit = {**file_map, **explicit}  # flags win over the file
+        constants = {**file_set, **constants}
+    mappings: list[Mapping | None] = []
+    used: set[str] = set()
+    for src in sources:
+        if not src.info.columns:  # an empty file: nothing to map, nothing to send
+            mappings.append(None)
+            continue
+        # One mapping file serves many exports: apply the entries each file has.
+        mine = _entries_for(src.info.columns, explicit)
+        used.update(mine)
+        mapping = build_mapping(
+            src.info.columns,
+            ctx.labels,
+            explicit=mine,
+            constants=constants,
+            on_unknown=ctx.opts.on_unknown_column,
+            file=src.info.name,
+        )
+        if mapping.unknown:
+            names = ", ".join(map(repr, mapping.unknown))
+            ctx.notice(f"{src.info.name}: ignoring column(s) {names}", "warning")
+        if mapping.shadowed:
+            names = ", ".join(map(repr, mapping.shadowed))
+            ctx.notice(
+                f"{src.info.name}: column(s) {names} dropped: --map chose another", "warning"
+            )
+        mappings.append(mapping)
+    missing = [key for key in explicit if key not in used]
+    if missing and any(m is not None for m in mappings):
+        names = ", ".join(repr(k) for k in missing)
+        raise InputError(f"the mapping names column(s) {names}, which no input file has")
+    _create_fields(ctx, mappings)
+    return mappings
+
+
+def _entries_for(columns: list[str], explicit: dict[str, str]) -> dict[str, str]:
+    """The explicit mapping entries that name a column of this file (exactly or loosely)."""
+    exact = {clean_header(c) for c in columns}
+    loose = {normalize_header(c) for c in columns}
+    return {
+        key: label
+        for key, label in explicit.items()
+        if clean_header(key) in exact or normalize_header(key) in loose
+    }
+
+
+def _create_fields(ctx: PrepareContext, mappings: list[Mapping | None]) -> None:
+    known = {label.casefold() for label in ctx.labels}
+    wanted = dict.fromkeys(label for m in mappings if m for label in m.to_create)
+    for label in wanted:
+        if label.casefold() in known:
+            continue
+        if ctx.opts.dry_run or ctx.client is None:
+            ctx.notice(f"would create custom field {label!r} (text)", "info")
+        else:
+            ctx.client.create_field(label, "text")
+            ctx.notice(f"created custom field {label!r} (text)", "info")
+        known.add(label.casefold())
+
+
+class _Reader:
+    """The per-row loop: judge each row, then reject, skip, or add it to a chunk."""
+
+    def __init__(
+        self, ctx: PrepareContext, chunker: Chunker, rejects: RowsWriter, out: Prepared
+    ) -> None:
+        self.ctx = ctx
+        self.chunker = chunker
+        self.rejects = rejects
+        self.out = out
+        self.validator = Validator()
+        self.keys = array("Q")  # email keys of the chunk being built, for the ledger
+
+    def read(self, src: Source, mapping: Mapping | None) -> None:
+        info, out = src.info, self.out
+        assert out.sent is not None
+        ncols = len(info.columns)
+        count = 0
+        for row in src.rows():
+            count += 1
+            out.rows_read += 1
+            if count % PROGRESS_EVERY == 0:
+                self.ctx.listener(ReadProgress(info.name, count, src.bytes_read, info.size))
+            if mapping is None:
+                continue
+            prospect, item, reason = self._judge(row, ncols, mapping)
+            if reason is not None:
+                self.rejects.add(info.name, row.number, info.columns, row.values, reason)
+                out.rows_rejected += 1
+                continue
+            email = prospect.get("Email", "")
+            key = email_key(email)
+            if key in self.ctx.skip_keys:
+                out.rows_skipped += 1
+                out.reasons[SKIPPED_REASON] += 1
+                continue
+            closed = self.chunker.add(item, file=info.name, row=row.number)
+            if closed:
+                self._planned(closed)
+            self.keys.append(key)
+            out.sent.add(email, info.name, row.number, row.values)
+            out.rows_submitted += 1
+        self.ctx.listener(ReadProgress(info.name, count, src.bytes_read, info.size, done=True))
+
+    def finish(self) -> None:
+        last = self.chunker.finish()
+        if last:
+            self._planned(last)
+
+    def _planned(self, chunk: Chunk) -> None:
+        # Called before the key of the row that closed ``chunk`` is appended:
+        # every key collected so far belongs to ``chunk``.
+        keys, self.keys = self.keys, array("Q")
+        self.out.chunks.append(chunk)
+        self.out.digests.append(_digest(chunk.path))
+        self.out.keys_path(chunk).write_bytes(keys.tobytes())
+        self.ctx.listener(ChunkEvent(chunk.index, "planned", chunk.rows, chunk.bytes))
+
+    def _judge(
+        self, row: Row, ncols: int, mapping: Mapping
+    ) -> tuple[dict[str, str], bytes, str | None]:
+        """The prospect a row becomes, its encoded bytes, and why it must be rejected (or None)."""
+        problem = row.problem
+        if (
+            problem is None
+            and len(row.values) > ncols
+            and any(v.strip() for v in row.values[ncols:])
+        ):
+            problem = f"row has {len(row.values)} values but the header has {ncols} columns"
+        prospect = mapping.prospect(row.values)
+        reason = self.validator.check(prospect, file=row.file, row=row.number, problem=problem)
+        if reason is not None:
+            return prospect, b"", reason
+        try:
+            item = encode_prospect(prospect)
+        except ValueError:  # text that is not valid Unicode (a lone surrogate)
+            return prospect, b"", "a value is not valid text"
+        if not self.chunker.fits_alone(item):
+            return prospect, b"", self.chunker.oversize_reason(item)
+        return prospect, item, None
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,151 @@
+"""What an import is asked to do (``ImportOptions``) and what it did (``ImportResult``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from shandy_cli.errors import InputError
+from shandy_cli.pipeline.chunking import API_MAX_BYTES, API_MAX_ROWS
+from shandy_cli.pipeline.polling import FIRST_INTERVAL
+
+CONFLICT_ACTIONS = ("noUpdate", "overwrite", "addMissingFields")
+UNKNOWN_COLUMN_POLICIES = ("error", "ignore", "create")
+# Options that change nothing about what is sent: left out of the import's fingerprint.
+NOT_FINGERPRINTED = frozenset(
+    {"dry_run", "wait", "timeout", "rejects", "report_dir", "poll_interval", "force", "sequence",
+     "step_number"}
+)  # fmt: skip
+
+
+@dataclass
+class ImportOptions:
+    """Every knob of ``shandy import``; the defaults are the contract's."""
+
+    step_id: str | None = None
+    sequence: str | None = None
+    step_number: int = 1
+    tags: Sequence[str] = ()
+    conflict: str = "noUpdate"
+    verify: bool = False
+    column_map: dict[str, str] = field(default_factory=dict)
+    mapping_file: Path | None = None
+    constants: dict[str, str] = field(default_factory=dict)
+    sheet: str | None = None
+    encoding: str | None = None
+    delimiter: str | None = None
+    on_unknown_column: str = "error"
+    dry_run: bool = False
+    wait: bool = True
+    timeout: float | None = None
+    max_rows: int = API_MAX_ROWS
+    max_bytes: int = API_MAX_BYTES
+    rejects: Path | None = None
+    report_dir: Path | None = None
+    poll_interval: float = FIRST_INTERVAL
+    only_new: bool = False
+    force: bool = False
+
+    def check(self) -> None:
+        if self.conflict not in CONFLICT_ACTIONS:
+            raise InputError(
+                f"--conflict must be one of {', '.join(CONFLICT_ACTIONS)}, not {self.conflict!r}"
+            )
+        if self.on_unknown_column not in UNKNOWN_COLUMN_POLICIES:
+            raise InputError(
+                "--on-unknown-column must be one of "
+                f"{', '.join(UNKNOWN_COLUMN_POLICIES)}, not {self.on_unknown_column!r}"
+            )
+        if self.step_id and self.sequence:
+            raise InputError("give --step or --sequence, not both")
+        if self.timeout is not None and self.timeout < 0:
+            raise InputError("--timeout must be zero or more seconds")
+        if not 1 <= self.max_rows <= API_MAX_ROWS:
+            raise InputError(f"--max-rows must be between 1 and {API_MAX_ROWS}")
+        if self.max_bytes > API_MAX_BYTES:
+            raise InputError(f"--max-bytes may only lower the API limit of {API_MAX_BYTES}")
+        if any(not isinstance(t, str) or not t.strip() for t in self.tags):
+            raise InputError("--tag must not be empty")
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-safe copy, stored in the journal so ``shandy resume`` can run it again."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        for key in ("mapping_file", "rejects", "report_dir"):
+            if data[key] is not None:
+                data[key] = str(Path(data[key]).resolve())
+        data["tags"] = list(self.tags)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ImportOptions:
+        known = {f.name for f in fields(cls)}
+        opts = cls(**{k: v for k, v in data.items() if k in known})
+        for key in ("mapping_file", "rejects", "report_dir"):
+            value = getattr(opts, key)
+            setattr(opts, key, Path(value) if value else None)
+        return opts
+
+    def fingerprint_part(self) -> dict[str, Any]:
+        data = self.to_json()
+        if self.mapping_file:
+            data["mapping_file"] = _file_digest(Path(self.mapping_file))
+        return {k: v for k, v in data.items() if k not in NOT_FINGERPRINTED}
+
+
+def _file_digest(path: Path) -> str:
+    import hashlib
+
+    try:
+        return hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+    except OSError:
+        return str(path)
+
+
+@dataclass
+class ChunkResult:
+    index: int
+    rows: int
+    bytes: int
+    request_id: str | None = None
+    state: str = "planned"  # planned | accepted | completed | failed
+    report_url: str | None = None
+    failed_rows: int = 0
+
+
+@dataclass
+class ImportResult:
+    """What happened to every row. ``to_dict()`` is the contract's ``--json`` document."""
+
+    run_id: str
+    dry_run: bool
+    step_id: str | None
+    files: list[str]
+    rows_read: int = 0
+    rows_submitted: int = 0
+    rows_rejected: int = 0
+    rows_skipped: int = 0
+    rejects_file: str | None = None
+    failures_file: str | None = None
+    chunks: list[ChunkResult] = field(default_factory=list)
+    completed: bool = False
+    exit_code: int = 0
+    rows_failed: int = 0
+    reasons: list[tuple[str, int]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+    labels_source: str = "account"
+    resumed: bool = False
+    already_imported: bool = False
+    chunks_sent: int = 0
+    chunks_resent: list[int] = field(default_factory=list)
+
+    @property
+    def request_ids(self) -> list[str]:
+        return [c.request_id for c in self.chunks if c.request_id]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["reasons"] = [{"reason": r, "count": n} for r, n in self.reasons]
+        return data

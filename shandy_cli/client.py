@@ -222,11 +222,14 @@ class SaleshandyClient:
         json_body: Any = None,
         body_file: Path | None = None,
         ok: tuple[int, ...] = (200, 201),
+        on_attempt: Callable[[int], None] | None = None,
     ) -> Any:
         what = f"{method} {path}"
         started = time.monotonic()
         attempt = 0
         while True:
+            if on_attempt:
+                on_attempt(attempt + 1)
             try:
                 response = self._send_once(
                     method, path, params=params, json_body=json_body, body_file=body_file
@@ -261,10 +264,20 @@ class SaleshandyClient:
     def list_steps(self, sequence_id: str) -> list[dict[str, Any]]:
         return _as_list(self._request("GET", f"/v1/sequences/{sequence_id}/steps"), "steps")
 
-    def import_prospects(self, body_file: Path, *, to_step: bool) -> str:
-        """POST a prepared request body (a file) and return Saleshandy's request id."""
+    def import_prospects(
+        self,
+        body_file: Path,
+        *,
+        to_step: bool,
+        on_attempt: Callable[[int], None] | None = None,
+    ) -> str:
+        """POST a prepared request body (a file) and return Saleshandy's request id.
+
+        ``on_attempt(n)`` is called before each attempt, so a caller can record
+        durably that the body may be on its way before it is.
+        """
         path = IMPORT_TO_STEP if to_step else IMPORT_TO_LIST
-        data = self._request("POST", path, body_file=body_file)
+        data = self._request("POST", path, body_file=body_file, on_attempt=on_attempt)
         request_id = data.get("requestId") if isinstance(data, dict) else None
         if not request_id:
             raise ApiError(f"POST {path}: the answer has no requestId")

@@ -10,7 +10,14 @@ from typing import Annotated
 import typer
 
 from shandy_cli._version import __version__
-from shandy_cli.cli import catalog_cmds, import_cmd, preview_cmd, sandbox_cmd, status_cmd
+from shandy_cli.cli import (
+    catalog_cmds,
+    import_cmd,
+    preview_cmd,
+    runs_cmd,
+    sandbox_cmd,
+    status_cmd,
+)
 from shandy_cli.cli.common import GLOBALS
 
 app = typer.Typer(
@@ -58,6 +65,8 @@ app.command("preview")(preview_cmd.preview)
 app.command("sequences")(catalog_cmds.sequences)
 app.command("fields")(catalog_cmds.fields)
 app.command("sandbox")(sandbox_cmd.sandbox)
+app.command("runs")(runs_cmd.runs)
+app.command("resume")(runs_cmd.resume)
 
 
 def main() -> None:

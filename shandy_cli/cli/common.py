@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ from rich.console import Console
 
 from shandy_cli.client import SaleshandyClient
 from shandy_cli.config import Settings, ensure_private_dir, mask_secret, resolve_settings
-from shandy_cli.errors import ShandyError
+from shandy_cli.errors import ShandyError, Terminated
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -79,8 +80,9 @@ def handle_errors(func: F) -> F:
             if GLOBALS.verbose:
                 traceback.print_exc()
             raise fail(exc.message, exc.exit_code) from None
-        except KeyboardInterrupt:
-            raise fail("interrupted", 130) from None
+        except KeyboardInterrupt as exc:
+            code = 143 if isinstance(exc, Terminated) else 130
+            raise fail("interrupted; nothing more was sent", code) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:  # a bug of ours: say so in one line, details with -v
@@ -91,6 +93,20 @@ def handle_errors(func: F) -> F:
             ) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def sigterm_as_exception() -> Iterator[None]:
+    """SIGTERM raises ``Terminated`` (a KeyboardInterrupt) so a run stops at a safe point."""
+
+    def raise_terminated(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # -- connection options, shared by every command that talks to the API -----------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -17,11 +18,14 @@ from shandy_cli.cli.common import (
     fail,
     handle_errors,
     print_json,
+    sigterm_as_exception,
     stdout_console,
 )
 from shandy_cli.cli.render import progress_for, reasons_table, summary_table
 from shandy_cli.pipeline.chunking import API_MAX_BYTES, API_MAX_ROWS
+from shandy_cli.pipeline.events import Listener
 from shandy_cli.pipeline.mapping import parse_pairs
+from shandy_cli.pipeline.results import ImportResult
 from shandy_cli.pipeline.run import ImportOptions, import_files
 
 EPILOG = """\b
@@ -82,6 +86,12 @@ def import_(
     poll_interval: Annotated[
         float, typer.Option("--poll-interval", hidden=True, help="First poll interval (s).")
     ] = 1.0,
+    only_new: Annotated[
+        bool, typer.Option("--only-new", help="Skip rows earlier runs imported to this step.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Import again what an earlier run completed.")
+    ] = False,
     json_out: JsonOpt = False,
     api_key: ApiKeyOpt = None,
     base_url: BaseUrlOpt = None,
@@ -115,21 +125,31 @@ def import_(
         rejects=rejects,
         report_dir=report_dir,
         poll_interval=poll_interval,
+        only_new=only_new,
+        force=force,
     )
     options.check()
     keyless_dry_run = dry_run and not sandbox
-    with progress_for(json_out) as listener:
+
+    def call(listener: Listener) -> ImportResult:
         if keyless_dry_run:
-            result = import_files(
+            return import_files(
                 files, options, api_key=api_key, base_url=base_url, state_dir=state_dir,
                 listener=listener,
             )  # fmt: skip
-        else:
-            with api_session(api_key, base_url, state_dir, sandbox) as (client, conn):
-                result = import_files(
-                    files, options, client=client, state_dir=conn.settings.state_dir,
-                    listener=listener,
-                )  # fmt: skip
+        with api_session(api_key, base_url, state_dir, sandbox) as (client, conn):
+            return import_files(
+                files, options, client=client, state_dir=conn.settings.state_dir,
+                listener=listener,
+            )  # fmt: skip
+
+    run_and_render(call, json_out)
+
+
+def run_and_render(call: Callable[[Listener], ImportResult], json_out: bool) -> None:
+    """Run an import with progress and signals handled, print its summary, exit its code."""
+    with progress_for(json_out) as listener, sigterm_as_exception():
+        result = call(listener)
     if json_out:
         print_json(result.to_dict())
     else:

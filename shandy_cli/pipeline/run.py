@@ -420,9 +420,14 @@ class _Run:
         results = {c.index: c for c in self.result.chunks}
         chunks = [c for c in prepared.chunks if c.index in set(to_send)]
 
+        attempts: Counter[int] = Counter()
+
         def on_event(event: Any) -> None:
             if isinstance(event, ChunkEvent) and event.state == "sending":
                 journal.mark(self.run_id, event.index, "sending")  # durable before the POST
+                attempts[event.index] += 1
+                if attempts[event.index] == 2 and event.index not in self.result.chunks_resent:
+                    self.result.chunks_resent.append(event.index)  # the first may have landed
             self.listener(event)
 
         try:
@@ -481,7 +486,8 @@ class _Run:
         if status.report_url:
             report = folder / f"{status.request_id}.csv"
             self.client.download_report(status.report_url, report)
-            chunk.failed_rows = len(parse_report(report, str(status.request_id)))
+            found = parse_report(report, str(status.request_id))
+            chunk.failed_rows = len(self._real_failures(chunk.index, found))
         state = "failed" if chunk.rows and chunk.failed_rows >= chunk.rows else "completed"
         self.journal.mark(
             self.run_id, chunk.index, state, report=str(report) if report else None,
@@ -496,7 +502,8 @@ class _Run:
         failures: list[ServerFailure] = []
         for rec in self.journal.chunks(self.run_id):
             if rec.report and Path(rec.report).is_file():
-                failures.extend(parse_report(Path(rec.report), rec.request_id or ""))
+                found = parse_report(Path(rec.report), rec.request_id or "")
+                failures.extend(self._real_failures(rec.idx, found))
         self.failures = failures
         self.result.rows_failed = len(failures)
         rejects = Path(self.result.rejects_file) if self.result.rejects_file else None
@@ -509,6 +516,13 @@ class _Run:
         refused = [email_key(f.email) for f in failures if f.email and "already" not in f.reason]
         if refused:
             self.journal.ledger_remove(step_id, refused)
+
+    def _real_failures(self, index: int, found: list[ServerFailure]) -> list[ServerFailure]:
+        """A chunk sent again after its answer was lost finds its own rows in the step:
+        those "already exists" reports mean the rows landed (the first time), not a failure."""
+        if index not in self.result.chunks_resent:
+            return found
+        return [f for f in found if "already exist" not in f.reason.lower()]
 
     def _interrupted(self, exc: KeyboardInterrupt) -> None:
         code = 143 if isinstance(exc, Terminated) else 130

@@ -68,9 +68,12 @@ def submit_chunks(
     retries; the caller knows which chunks were accepted from what was yielded.
     """
     for chunk in chunks:
-        listener(ChunkEvent(chunk.index, "sending", chunk.rows, chunk.bytes))
+
+        def sending(attempt: int, chunk: Chunk = chunk) -> None:
+            listener(ChunkEvent(chunk.index, "sending", chunk.rows, chunk.bytes))
+
         try:
-            request_id = client.import_prospects(chunk.path, to_step=to_step)
+            request_id = client.import_prospects(chunk.path, to_step=to_step, on_attempt=sending)
         except ApiError as exc:
             listener(ChunkEvent(chunk.index, "planned", chunk.rows, chunk.bytes))
             exc.message = f"chunk {chunk.index + 1}: {exc.message}"

@@ -1,0 +1,111 @@
+"""`shandy runs` and `shandy resume`: the journal of imports."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from shandy_cli.cli.common import (
+    ApiKeyOpt,
+    BaseUrlOpt,
+    JsonOpt,
+    SandboxOpt,
+    StateDirOpt,
+    api_session,
+    handle_errors,
+    print_json,
+    settings_from,
+    stdout_console,
+)
+from shandy_cli.cli.import_cmd import run_and_render
+from shandy_cli.journal import Journal, RunRecord
+from shandy_cli.pipeline.events import Listener
+from shandy_cli.pipeline.results import ImportResult
+from shandy_cli.pipeline.run import resume_import
+
+
+def run_record(journal: Journal, run: RunRecord) -> dict[str, Any]:
+    chunks = journal.chunks(run.id)
+    return {
+        "run_id": run.id,
+        "started": _iso(run.started),
+        "ended": _iso(run.ended),
+        "outcome": run.outcome,
+        "pid": run.pid,
+        "step_id": run.step_id,
+        "files": run.files,
+        "rows_read": run.meta.get("rows_read"),
+        "rows_submitted": run.meta.get("rows_submitted"),
+        "chunks": len(chunks),
+        "chunks_accepted": sum(c.state in ("accepted", "completed", "failed") for c in chunks),
+        "request_ids": [c.request_id for c in chunks if c.request_id],
+    }
+
+
+def _iso(ts: float | None) -> str | None:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(ts)) if ts else None
+
+
+@handle_errors
+def runs(
+    limit: Annotated[int, typer.Option("--limit", help="How many runs.")] = 20,
+    json_out: JsonOpt = False,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """List recent import runs from the journal, newest first.
+
+    \b
+    Examples:
+      shandy runs
+      shandy runs --json | jq '.[] | select(.outcome != "completed")'
+    """
+    settings = settings_from(None, None, state_dir)
+    with Journal(settings.state_dir) as journal:
+        records = [run_record(journal, r) for r in journal.runs(limit)]
+    if json_out:
+        print_json(records)
+        return
+    table = Table("run", "started", "outcome", "step", "files", "rows", "chunks")
+    for r in records:
+        table.add_row(
+            r["run_id"], r["started"] or "", r["outcome"], r["step_id"] or "list",
+            ", ".join(r["files"]), str(r["rows_read"] or 0),
+            f"{r['chunks_accepted']}/{r['chunks']}",
+        )  # fmt: skip
+    stdout_console().print(table)
+
+
+@handle_errors
+def resume(
+    run_id: Annotated[str | None, typer.Argument(help="Run id (see `shandy runs`).")] = None,
+    last: Annotated[bool, typer.Option("--last", help="The most recent run.")] = False,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for completion.")] = True,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds to wait.")] = None,
+    poll_interval: Annotated[float, typer.Option("--poll-interval", hidden=True)] = 1.0,
+    json_out: JsonOpt = False,
+    api_key: ApiKeyOpt = None,
+    base_url: BaseUrlOpt = None,
+    state_dir: StateDirOpt = None,
+    sandbox: SandboxOpt = False,
+) -> None:
+    """Continue an unfinished import: send what was not accepted, then wait.
+
+    \b
+    Examples:
+      shandy resume --last
+      shandy resume 20261126T030001-a1b2c3 --timeout 600
+    """
+    if not run_id and not last:
+        last = True
+
+    def call(listener: Listener) -> ImportResult:
+        with api_session(api_key, base_url, state_dir, sandbox) as (client, conn):
+            return resume_import(
+                run_id, last=last, client=client, state_dir=conn.settings.state_dir,
+                listener=listener, wait=wait, timeout=timeout, poll_interval=poll_interval,
+            )  # fmt: skip
+
+    run_and_render(call, json_out)

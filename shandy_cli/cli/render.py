@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
 from typing import Any
 
 from rich.console import Console
@@ -150,21 +151,34 @@ def summary_table(result: ImportResult) -> Table:
         ("rejected here", f"{result.rows_rejected:,}"),
         ("skipped", f"{result.rows_skipped:,}"),
         ("failed at Saleshandy", f"{result.rows_failed:,}"),
-        ("chunks", ", ".join(_chunk_text(c) for c in result.chunks) or "none"),
+        ("chunks", _chunks_text(result.chunks)),
         ("completed", "yes" if result.completed else "no"),
     ]
     if result.rejects_file:
         rows.append(("rejects file", result.rejects_file))
     if result.failures_file:
         rows.append(("failures file", result.failures_file))
+    if result.resumed:
+        rows.append(("resumed", f"yes: {result.chunks_sent} chunk(s) sent in this attempt"))
+    if result.already_imported:
+        rows.append(("already imported", "yes: nothing sent (--force imports again)"))
     for label, value in rows:
         table.add_row(label, str(value))
     return table
 
 
-def _chunk_text(chunk: Any) -> str:
-    rid = f" {chunk.request_id}" if chunk.request_id else ""
-    return f"#{chunk.index + 1} {chunk.rows:,} rows {chunk.state}{rid}"
+def _chunks_text(chunks: list[Any]) -> str:
+    """A few chunks are listed with their request ids; many are counted by state."""
+    if not chunks:
+        return "none"
+    if len(chunks) <= 3:
+        return "\n".join(
+            f"#{c.index + 1}: {c.rows:,} rows, {c.state}"
+            + (f" (request {c.request_id})" if c.request_id else "")
+            for c in chunks
+        )
+    states = Counter(c.state for c in chunks)
+    return f"{len(chunks)}: " + ", ".join(f"{n} {state}" for state, n in states.items())
 
 
 def reasons_table(reasons: list[tuple[str, int]], limit: int = 10) -> Table | None:

@@ -217,7 +217,7 @@ def _summary(stdout: bytes) -> dict[str, object] | None:
         return None
     if not isinstance(data, dict):
         return None
-    keys = ("rows_read", "rows_submitted", "rows_rejected")
+    keys = ("rows_read", "rows_submitted", "rows_rejected", "error")
     summary: dict[str, object] = {k: data.get(k) for k in keys}
     chunks = data.get("chunks") or []
     summary["chunks"] = len(chunks)
@@ -242,10 +242,13 @@ def measure(
                 contender.argv(data, tmp), env, tmp, timeout
             )
             spent = server_cpu() - before if server_cpu else None
+        summary = _summary(out)
+        if contender.ok_codes == SHANDY_OK and (summary is None or summary.get("error")):
+            code = code or -1  # an import that says nothing, or reports an error, failed
         if code not in contender.ok_codes:
             tail = (err or out).decode(errors="replace").strip().splitlines()[-5:]
             raise RuntimeError(f"exit {code}: " + " | ".join(tail))
-        return Sample(seconds, cpu, rss, spent, _summary(out))
+        return Sample(seconds, cpu, rss, spent, summary)
     finally:
         if keep:
             print(f"  kept {tmp}", file=sys.stderr)

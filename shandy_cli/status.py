@@ -8,6 +8,7 @@ failed rows are joined back to that run's source rows, as ``import`` does.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -20,7 +21,9 @@ from shandy_cli.errors import InputError
 from shandy_cli.journal import Journal, RunRecord
 from shandy_cli.pipeline.events import ChunkEvent, Listener, ignore
 from shandy_cli.pipeline.polling import FIRST_INTERVAL, poll_until_done
+from shandy_cli.pipeline.prepare import fetch_rows
 from shandy_cli.pipeline.reporting import SentIndex, parse_report, write_failures
+from shandy_cli.pipeline.results import ImportOptions
 
 
 @dataclass
@@ -136,15 +139,24 @@ def _join_run(journal: Journal, record: RunRecord, by_id: dict[str, RequestStatu
     meta = record.meta
     rejects = Path(meta["rejects_file"]) if meta.get("rejects_file") else None
     run_dir = journal_run_dir(journal, record.id)
-    path, _ = write_failures(
+    stored = record.options
+    opts = ImportOptions.from_json(stored["options"])
+    spool = Path(stored["stdin_spool"]) if stored.get("stdin_spool") else None
+    path = write_failures(
         Path(meta["failures_file"]), meta["columns"], rejects, failures,
-        SentIndex.reader(run_dir / "sent.jsonl"), meta["file_columns"],
+        SentIndex.reader(run_dir / "sent.idx"), [tuple(s) for s in meta["sources"]],
+        lambda wanted: fetch_rows(stored["paths"], opts, spool, wanted),
     )  # fmt: skip
     for chunk in chunks:
         if chunk.request_id in by_id:
             by_id[chunk.request_id].failures_file = str(path) if path else None
     if record.outcome == "processing":
         journal.update_run(record.id, outcome="completed", ended=time.time())
+        # Completed: the chunk bodies, the sent index and any copy of stdin have served.
+        shutil.rmtree(run_dir / "chunks", ignore_errors=True)
+        (run_dir / "sent.idx").unlink(missing_ok=True)
+        if spool:
+            spool.unlink(missing_ok=True)
 
 
 def journal_run_dir(journal: Journal, run_id: str) -> Path:

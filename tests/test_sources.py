@@ -12,6 +12,7 @@ import datetime as dt
 import io
 import json
 import os
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,17 @@ def test_encodings_are_detected(tmp_path: Path, encoding: str, detected: str) ->
     assert all(r.problem is None for r in rows)
 
 
+def test_multibyte_character_across_the_sample_boundary(tmp_path: Path) -> None:
+    # "é" is 2 bytes in UTF-8: put its first byte last in the 64 KB sample.
+    head = b"Name,Notes\n"
+    pad = b"a" * (SAMPLE - len(head) - len(b"x,") - 1)
+    data = head + b"x," + pad + "é\nZoë,ok\n".encode()
+    assert data[SAMPLE - 1 : SAMPLE + 1] == "é".encode()
+    info, rows = read(write(tmp_path, "edge.csv", data))
+    assert info.encoding == "utf-8"
+    assert values(rows) == [["x", pad.decode() + "é"], ["Zoë", "ok"]]
+
+
 def test_latin1_when_cp1252_cannot_decode(tmp_path: Path) -> None:
     # 0x81 is undefined in cp1252, so only latin-1 reads this sample.
     data = "Name,Note\nÅsa,x\x81y\n".encode("latin-1")
@@ -180,7 +192,7 @@ def test_invalid_utf8_mid_file_is_a_row_problem(tmp_path: Path) -> None:
 
 def test_undecodable_cp1252_byte_and_extra_column(tmp_path: Path) -> None:
     data = "Name,Email\nJosé,j@example.com\n".encode("cp1252") + b"x,y,z\x81\n"
-    info, rows = read(write(tmp_path, "w.csv", data), encoding="cp1252")
+    _, rows = read(write(tmp_path, "w.csv", data), encoding="cp1252")
     assert rows[1].problem == "undecodable bytes in column #3 (no header) (not valid cp1252)"
 
 
@@ -557,7 +569,7 @@ def test_jsonl_first_line_must_be_an_object(tmp_path: Path) -> None:
 
 def test_jsonl_crlf_bom_and_stdin(tmp_path: Path) -> None:
     data = '{"Email": "a@example.com"}\r\n{"Email": "b@example.com"}\r\n'.encode("utf-8-sig")
-    info, rows = read(write(tmp_path, "c.jsonl", data))
+    _, rows = read(write(tmp_path, "c.jsonl", data))
     assert values(rows) == [["a@example.com"], ["b@example.com"]]
     with open_source("-", stdin=io.BytesIO(data)) as source:
         assert source.info.format == "jsonl"
@@ -576,6 +588,23 @@ def test_stdin_csv_is_sniffed(tmp_path: Path) -> None:
         rows = list(source.rows())
         assert rows[0].file == "<stdin>" and rows[0].values == ["a@example.com", "Zoë"]
         assert source.bytes_read == len(data)
+
+
+def test_named_pipe_is_sniffed_like_stdin(tmp_path: Path) -> None:
+    fifo = tmp_path / "leads"  # no extension, like bash's <(...) -> /dev/fd/63
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with fifo.open("wb") as f:
+            f.write(b'{"Email": "a@example.com"}\n')
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    try:
+        info, rows = read(str(fifo))
+    finally:
+        writer.join()
+    assert (info.format, info.size, values(rows)) == ("jsonl", None, [["a@example.com"]])
 
 
 def test_bytes_read_grows_and_rows_is_single_pass(tmp_path: Path) -> None:
@@ -689,16 +718,19 @@ def test_sniffed_round_trip(
     assert [info.columns, *values(rows)] == [table[0], *(r for r in table[1:] if any(r))]
 
 
+# Random bytes mostly stop at the binary check, so also draw "nearly text": bytes that
+# get past it into the csv and JSON parsers (quotes, newlines, invalid UTF-8, braces).
+_NEARLY_TEXT = st.lists(st.sampled_from(list(b'ab ,;|\t"\n\r{}[]:1\xe9\xff\x81\xc3')), max_size=300)
+_PREFIXES = [b"PK\x03\x04", b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff", b'{"a":', b"sep=;\n"]
+
+
 @settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     data=st.binary(max_size=2000)
-    | st.builds(
-        lambda p, b: p + b,
-        st.sampled_from([b"PK\x03\x04", b"\xef\xbb\xbf", b"\xff\xfe", b"{"]),
-        st.binary(max_size=500),
-    ),
+    | _NEARLY_TEXT.map(bytes)
+    | st.builds(lambda p, b: p + bytes(b), st.sampled_from(_PREFIXES), _NEARLY_TEXT),
     name=st.sampled_from(["f.csv", "f.tsv", "f.jsonl", "f.xlsx", "f.ods", "f.xls"]),
 )
 def test_fuzz_only_input_errors(tmp_path: Path, data: bytes, name: str) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from shandy_cli.client import SaleshandyClient
-from shandy_cli.errors import InputError
+from shandy_cli.errors import InputError, ShandyError
 from shandy_cli.pipeline.chunking import Chunk, Chunker, body_suffix, encode_prospect
 from shandy_cli.pipeline.events import ChunkEvent, Listener, Phase, ReadProgress
 from shandy_cli.pipeline.mapping import (
@@ -49,6 +49,11 @@ class Prepared:
     rejects_file: Path | None = None
     reasons: Counter[str] = field(default_factory=Counter)
     sent: SentIndex | None = None
+
+    @property
+    def sources(self) -> list[tuple[str, list[str]]]:
+        """(name, columns) of each input, in file-index order."""
+        return [(name, self.file_columns.get(name, [])) for name in self.names]
 
     def keys_path(self, chunk: Chunk) -> Path:
         return chunk.path.with_name(f"keys-{chunk.index:05d}.bin")
@@ -97,7 +102,7 @@ def prepare(ctx: PrepareContext) -> Prepared:
         out.columns = union_columns(s.info.columns for s in sources)
         out.file_columns = {s.info.name: s.info.columns for s in sources}
         rejects = RowsWriter(ctx.rejects_path, out.columns)
-        out.sent = SentIndex(ctx.run_dir / "sent.jsonl")
+        out.sent = SentIndex(ctx.run_dir / "sent.idx")
         chunker = Chunker(
             body_options(ctx.opts, ctx.step_id),
             max_rows=ctx.opts.max_rows,
@@ -106,8 +111,8 @@ def prepare(ctx: PrepareContext) -> Prepared:
         )
         ctx.listener(Phase("reading"))
         reader = _Reader(ctx, chunker, rejects, out)
-        for src, mapping in zip(sources, mappings, strict=True):
-            reader.read(src, mapping)
+        for file_index, (src, mapping) in enumerate(zip(sources, mappings, strict=True)):
+            reader.read(src, mapping, file_index)
         reader.finish()
         out.sent.close()
         out.rejects_file = rejects.close()
@@ -225,7 +230,7 @@ class _Reader:
         self.validator = Validator()
         self.keys = array("Q")  # email keys of the chunk being built, for the ledger
 
-    def read(self, src: Source, mapping: Mapping | None) -> None:
+    def read(self, src: Source, mapping: Mapping | None, file_index: int) -> None:
         info, out = src.info, self.out
         assert out.sent is not None
         ncols = len(info.columns)
@@ -242,8 +247,7 @@ class _Reader:
                 self.rejects.add(info.name, row.number, info.columns, row.values, reason)
                 out.rows_rejected += 1
                 continue
-            email = prospect.get("Email", "")
-            key = email_key(email)
+            key = email_key(prospect.get("Email", ""))
             if key in self.ctx.skip_keys:
                 out.rows_skipped += 1
                 out.reasons[SKIPPED_REASON] += 1
@@ -252,7 +256,7 @@ class _Reader:
             if closed:
                 self._planned(closed)
             self.keys.append(key)
-            out.sent.add(email, info.name, row.number, row.values)
+            out.sent.add(key, file_index, row.number)
             out.rows_submitted += 1
         self.ctx.listener(ReadProgress(info.name, count, src.bytes_read, info.size, done=True))
 
@@ -292,6 +296,40 @@ class _Reader:
         if not self.chunker.fits_alone(item):
             return prospect, b"", self.chunker.oversize_reason(item)
         return prospect, item, None
+
+
+def fetch_rows(
+    paths: list[str],
+    opts: ImportOptions,
+    stdin_spool: Path | None,
+    wanted: dict[int, set[int]],
+) -> dict[tuple[int, int], list[str]]:
+    """Read the values of the wanted (file index, row number) pairs again from the inputs.
+
+    An input that changed or vanished since simply yields nothing: the caller
+    falls back to what Saleshandy's report said about those rows.
+    """
+    found: dict[tuple[int, int], list[str]] = {}
+    for file_index, rows in wanted.items():
+        path = paths[file_index]
+        try:
+            stdin = stdin_spool.open("rb") if path == "-" and stdin_spool else None
+            with open_source(
+                path, encoding=opts.encoding, delimiter=opts.delimiter, sheet=opts.sheet,
+                stdin=stdin,
+            ) as src:  # fmt: skip
+                left = set(rows)
+                for row in src.rows():
+                    if row.number in left:
+                        found[(file_index, row.number)] = row.values
+                        left.discard(row.number)
+                        if not left:
+                            break
+            if stdin:
+                stdin.close()
+        except (ShandyError, OSError):
+            continue
+    return found
 
 
 def _digest(path: Path) -> str:

@@ -10,16 +10,16 @@ from __future__ import annotations
 import csv
 import io
 import re
+from array import array
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-import orjson
-
 from shandy_cli._files import open_private, private_output
 from shandy_cli.pipeline.mapping import normalize_header
+from shandy_cli.pipeline.validation import email_key
 
 META_COLUMNS = ["_file", "_row", "_reason"]
 REASON_HEADERS = (
@@ -111,42 +111,71 @@ def reason_kind(reason: str) -> str:
 
 
 class SentIndex:
-    """A spool of every submitted row (email, file, row, original values), to join
-    Saleshandy's failure reports back to the source rows without holding them in memory."""
+    """Where each submitted row came from: (email key, file index, row number), packed.
+
+    16 bytes a row on disk, nothing in memory but a small buffer. Failure
+    reports are joined back to source rows through it, and the rows' values
+    are then read again from the inputs (stdin is kept as a private copy), so
+    no second copy of the prospects' data is ever written.
+    """
+
+    FLUSH = 65536
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fh: IO[bytes] | None = open_private(path, "wb")
+        self._buf = array("Q")
 
     @classmethod
     def reader(cls, path: Path) -> SentIndex:
         """An index written by an earlier process, opened only to look rows up."""
         index = cls.__new__(cls)
-        index.path, index._fh = path, None
+        index.path, index._fh, index._buf = path, None, array("Q")
         return index
 
-    def add(self, email: str, file: str, row: int, values: Sequence[str]) -> None:
+    def add(self, key: int, file_index: int, row: int) -> None:
+        buf = self._buf
+        buf.append(key)
+        buf.append((file_index << 40) | row)
+        if len(buf) >= self.FLUSH:
+            self._flush()
+
+    def add_many(self, packed: bytes) -> None:
+        """Append records already packed as native uint64 pairs (the fast path's output)."""
+        self._flush()
         assert self._fh is not None
-        record = [email.strip().lower(), file, row, [_clean(v) for v in values]]
-        self._fh.write(orjson.dumps(record) + b"\n")
+        self._fh.write(packed)
+
+    def _flush(self) -> None:
+        if self._buf and self._fh is not None:
+            self._fh.write(self._buf.tobytes())
+            self._buf = array("Q")
 
     def close(self) -> None:
         if self._fh:
+            self._flush()
             self._fh.close()
             self._fh = None
 
-    def lookup(self, emails: set[str]) -> dict[str, tuple[str, int, list[str]]]:
-        """First submitted row for each lowercased email in ``emails``."""
+    def lookup(self, keys: set[int]) -> dict[int, tuple[int, int]]:
+        """First submitted (file index, row) for each email key in ``keys``."""
         self.close()
-        found: dict[str, tuple[str, int, list[str]]] = {}
-        if not emails or not self.path.exists():
+        found: dict[int, tuple[int, int]] = {}
+        if not keys or not self.path.exists():
             return found
         with self.path.open("rb") as fh:
-            for line in fh:
-                email, file, row, values = orjson.loads(line)
-                if email in emails and email not in found:
-                    found[email] = (file, row, values)
+            while block := fh.read(1 << 20):
+                records = array("Q")
+                records.frombytes(block)
+                for i in range(0, len(records), 2):
+                    key = records[i]
+                    if key in keys and key not in found:
+                        where = records[i + 1]
+                        found[key] = (where >> 40, where & ((1 << 40) - 1))
         return found
+
+
+RowFetcher = Callable[[dict[int, set[int]]], dict[tuple[int, int], list[str]]]
 
 
 @dataclass
@@ -188,28 +217,35 @@ def write_failures(
     rejects_path: Path | None,
     failures: list[ServerFailure],
     sent: SentIndex,
-    file_columns: dict[str, list[str]],
-) -> tuple[Path | None, Counter[str]]:
-    """Every row that did not land: local rejects, then Saleshandy's failures joined by email."""
-    reasons: Counter[str] = Counter()
+    sources: list[tuple[str, list[str]]],
+    fetch: RowFetcher,
+) -> Path | None:
+    """Every row that did not land: local rejects, then Saleshandy's failures joined by email.
+
+    ``sources`` are (name, columns) per input file, in the order of the sent
+    index's file numbers; ``fetch`` reads the wanted rows' values again.
+    """
     if rejects_path is None and not failures:
-        return None, reasons
-    joined = sent.lookup({f.email.lower() for f in failures if f.email})
+        return None
+    keys = {email_key(f.email) for f in failures if f.email}
+    where = sent.lookup(keys)
+    wanted: dict[int, set[int]] = {}
+    for file_index, row in where.values():
+        wanted.setdefault(file_index, set()).add(row)
+    values = fetch(wanted) if wanted else {}
     writer = RowsWriter(path, columns)
     if rejects_path is not None:
         _copy_rejects(rejects_path, writer)
     for failure in failures:
         reason = f"Saleshandy: {failure.reason}"
-        hit = joined.get(failure.email.lower())
-        if hit:
-            file, row, values = hit
-            writer.add(file, row, file_columns.get(file, columns), values, reason)
+        hit = where.get(email_key(failure.email)) if failure.email else None
+        if hit and hit in values:
+            name, cols = sources[hit[0]]
+            writer.add(name, hit[1], cols, values[hit], reason)
         else:  # not one of ours (or no email): keep what the report said
             names = [c for c in failure.values if c in writer._position]
-            vals = [failure.values[c] for c in names]
-            writer.add("", None, names, vals, reason)
-    reasons = writer.reasons
-    return writer.close(), reasons
+            writer.add("", None, names, [failure.values[c] for c in names], reason)
+    return writer.close()
 
 
 def _copy_rejects(rejects_path: Path, writer: RowsWriter) -> None:

@@ -34,7 +34,7 @@ from shandy_cli.errors import ApiError, InputError, Terminated
 from shandy_cli.journal import UNFINISHED, Journal, RunRecord
 from shandy_cli.pipeline.events import ChunkEvent, Listener, Notice, Phase, ignore
 from shandy_cli.pipeline.polling import poll_until_done
-from shandy_cli.pipeline.prepare import PrepareContext, Prepared, prepare
+from shandy_cli.pipeline.prepare import PrepareContext, Prepared, fetch_rows, prepare
 from shandy_cli.pipeline.reporting import (
     SentIndex,
     ServerFailure,
@@ -387,6 +387,7 @@ class _Run:
             meta = {
                 "columns": prepared.columns,
                 "file_columns": prepared.file_columns,
+                "sources": prepared.sources,
                 "rejects_file": self.result.rejects_file,
                 "failures_file": str(self._failures_path()),
                 "rows_read": prepared.rows_read,
@@ -507,10 +508,10 @@ class _Run:
         self.failures = failures
         self.result.rows_failed = len(failures)
         rejects = Path(self.result.rejects_file) if self.result.rejects_file else None
-        sent = prepared.sent or SentIndex.reader(self.run_dir / "sent.jsonl")
-        path, _ = write_failures(
-            self._failures_path(), prepared.columns, rejects, failures, sent,
-            prepared.file_columns,
+        sent = prepared.sent or SentIndex.reader(self.run_dir / "sent.idx")
+        path = write_failures(
+            self._failures_path(), prepared.columns, rejects, failures, sent, prepared.sources,
+            lambda wanted: fetch_rows(self.paths, self.opts, self.stdin_spool, wanted),
         )  # fmt: skip
         self.result.failures_file = str(path) if path else None
         refused = [email_key(f.email) for f in failures if f.email and "already" not in f.reason]
@@ -598,7 +599,7 @@ class _Run:
         self.journal.update_run(self.run_id, outcome=outcome, ended=time.time())
         if outcome == "completed":
             shutil.rmtree(self.run_dir / "chunks", ignore_errors=True)
-            (self.run_dir / "sent.jsonl").unlink(missing_ok=True)
+            (self.run_dir / "sent.idx").unlink(missing_ok=True)
             if self.stdin_spool:
                 if self.stdin:
                     self.stdin.close()

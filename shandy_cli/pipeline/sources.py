@@ -104,7 +104,7 @@ def _format_of(path: str, is_regular: bool) -> str | None:
     if not is_regular and not ext:
         return None  # a pipe such as <(cat leads.csv): sniff it like stdin
     shown = f"{ext!r}" if ext else "(no extension)"
-    supported = ", ".join(sorted(FORMATS, key=list(FORMATS).index))
+    supported = ", ".join(FORMATS)
     raise InputError(f"unsupported file type {shown}; supported: {supported}", file=path)
 
 

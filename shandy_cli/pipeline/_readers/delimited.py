@@ -22,7 +22,7 @@ from .text import TextInput, normalize_encoding
 DELIMITERS = ",;\t|"  # in order of preference when the evidence is a tie
 FIELD_LIMIT = 50 * 1024 * 1024  # characters; big enough for a 20 MB note, small enough to fail
 SNIFF_CHARS = 8 * 1024  # csv.Sniffer's quote regex is quadratic on hostile input: keep it short
-_SEP_HINT = re.compile(r"sep=(.)(?:\r\n|\n|\r|$)")  # Excel's "sep=;" first line
+_SEP_HINT = re.compile(r'sep=([^"\r\n])(?:\r\n|\n|\r|$)')  # Excel's "sep=;" first line
 
 _DELIMITER_NAMES = {"\\t": "\t", "tab": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
 

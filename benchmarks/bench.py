@@ -107,6 +107,7 @@ class Sample:
     rss_mb: float
     server_cpu: float | None = None
     summary: dict[str, object] | None = None
+    other_cpu: float = 0.0  # CPU seconds other processes used meanwhile (noise)
 
 
 @dataclass
@@ -238,9 +239,11 @@ def measure(
                 env["SALESHANDY_BASE_URL"] = url
                 env["SALESHANDY_API_KEY"] = "bench"
             before = server_cpu() if server_cpu else 0.0
+            busy = busy_seconds()
             code, seconds, cpu, rss, out, err = run_child(
                 contender.argv(data, tmp), env, tmp, timeout
             )
+            busy = busy_seconds() - busy
             spent = server_cpu() - before if server_cpu else None
         summary = _summary(out)
         if contender.ok_codes == SHANDY_OK and (summary is None or summary.get("error")):
@@ -248,12 +251,43 @@ def measure(
         if code not in contender.ok_codes:
             tail = (err or out).decode(errors="replace").strip().splitlines()[-5:]
             raise RuntimeError(f"exit {code}: " + " | ".join(tail))
-        return Sample(seconds, cpu, rss, spent, summary)
+        other = max(0.0, busy - cpu - (spent or 0.0))
+        return Sample(seconds, cpu, rss, spent, summary, other)
     finally:
         if keep:
             print(f"  kept {tmp}", file=sys.stderr)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+        # The chunk spools are hundreds of MB: flush them now, so their writeback
+        # does not slow the next contender down.
+        os.sync()
+
+
+def busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all processes), from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def git_state() -> str:
+    """The commit measured, and whether the working tree differs from it."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(HERE.parent), "status", "--porcelain", "--", "shandy_cli"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown commit"
+    return f"{head}{' + uncommitted changes in shandy_cli/' if dirty else ''}"
 
 
 def clean_env() -> dict[str, str]:
@@ -278,7 +312,7 @@ def report(results: dict[str, Result]) -> list[dict[str, object]]:
     }
     head = (
         f"{'contender':<13} {'median s':>9} {'min s':>7} {'ratio':>6} {'vs':<9} {'target':>6} "
-        f"{'cpu s':>6} {'peak RSS MB':>11} {'server cpu s':>12} {'runs':>4} verdict"
+        f"{'cpu s':>6} {'peak RSS MB':>11} {'server cpu s':>12} {'noise':>5} {'runs':>4} verdict"
     )
     print(head)
     print("-" * len(head))
@@ -295,6 +329,7 @@ def report(results: dict[str, Result]) -> list[dict[str, object]]:
         rss = max(s.rss_mb for s in r.samples)
         cpu = statistics.median(s.cpu for s in r.samples)
         scpu = [s.server_cpu for s in r.samples if s.server_cpu is not None]
+        noise = statistics.median(s.other_cpu / s.seconds for s in r.samples)
         server = statistics.median(scpu) if scpu else None
         mark = ""
         if c.target is not None and ratio is not None:
@@ -305,7 +340,7 @@ def report(results: dict[str, Result]) -> list[dict[str, object]]:
         print(
             f"{name:<13} {med:>9.2f} {min(s.seconds for s in r.samples):>7.2f} "
             f"{_fmt(ratio, '.2f'):>6} {base if ratio else '':<9} {target:>6} {cpu:>6.1f} "
-            f"{rss:>11.0f} {_fmt(server, '.1f'):>12} {len(r.samples):>4} {mark}"
+            f"{rss:>11.0f} {_fmt(server, '.1f'):>12} {noise:>5.0%} {len(r.samples):>4} {mark}"
         )
         rows.append(
             {
@@ -317,14 +352,30 @@ def report(results: dict[str, Result]) -> list[dict[str, object]]:
                 "peak_rss_mb": rss,
                 "server_cpu_s": server,
                 "runs": [s.seconds for s in r.samples],
+                "noise": noise,
                 "summary": r.samples[-1].summary,
                 "failures": r.failures,
             }
         )
+    print(
+        "ratio: median / the baseline's median (floor for CSV, calamine for XLSX); "
+        "peak RSS: the highest of the runs; noise: CPU other processes used during a run, "
+        "as a share of its wall time (2 cores: up to 200%)"
+    )
     summaries = {n: r.samples[-1].summary for n, r in results.items() if r.samples}
+    counts = {
+        n: (s.get("rows_read"), s.get("rows_submitted"), s.get("rows_rejected"), s.get("bytes"))
+        for n, s in summaries.items()
+        if s and n != "dry-run-xlsx"
+    }
     for name, summary in summaries.items():
         if summary:
             print(f"  {name}: {summary}")
+    if len(set(counts.values())) > 1:
+        print("  WARNING: the CSV contenders disagree on rows or bytes (see above)")
+    noisy = [n for n, r in results.items() if any(s.other_cpu > 0.1 * s.seconds for s in r.samples)]
+    if noisy:
+        print(f"  WARNING: other processes were busy during runs of {', '.join(noisy)}")
     return rows
 
 
@@ -380,12 +431,15 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             results[c.name].samples.append(sample)
             extra = f", server {sample.server_cpu:.1f}s cpu" if sample.server_cpu else ""
+            if sample.other_cpu > 0.1 * sample.seconds:
+                extra += f", NOISE: other processes used {sample.other_cpu:.1f} cpu-s"
             print(
                 f"  round {round_no + 1} {c.name}: {sample.seconds:.2f}s, "
                 f"{sample.rss_mb:.0f} MB{extra}",
                 file=sys.stderr,
                 flush=True,
             )
+    print(f"shandy at {git_state()}; python {sys.version.split()[0]}")
     rows = report(results)
     if args.json_out:
         args.json_out.write_text(json.dumps(rows, indent=2))

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_NAME_MAX = 100  # characters kept from the text; well under every file system's limit
 
 
 @contextmanager
@@ -28,9 +33,25 @@ def private_output(path: Path, mode: str = "w", **kwargs: object) -> Iterator[IO
 def open_private(path: Path, mode: str = "w", **kwargs: object) -> IO:
     """Open a new file 0600 (for spools that live only inside the private state dir)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
     fd = os.open(path, flags, 0o600)
+    if os.name == "posix":
+        os.fchmod(fd, 0o600)  # O_CREAT's mode only applies to a file it creates
     return os.fdopen(fd, mode, **kwargs)  # type: ignore[call-overload]
+
+
+def safe_filename(text: str, default: str = "file") -> str:
+    """One harmless path component made from untrusted text (a server's request id).
+
+    Only letters, digits, ``.``, ``_`` and ``-`` are kept (others become ``_``), no
+    leading dot (no hidden files, no ``..``), at most 100 characters. When anything
+    had to change, a short hash of the original keeps distinct texts distinct.
+    """
+    cleaned = _UNSAFE.sub("_", text)[:_NAME_MAX].lstrip(".")
+    if cleaned == text and cleaned:
+        return cleaned
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()
+    return f"{cleaned or default}-{digest}"
 
 
 def writable_dir(folder: Path) -> bool:

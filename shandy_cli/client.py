@@ -11,6 +11,7 @@ from __future__ import annotations
 import email.utils
 import os
 import random
+import ssl
 import sys
 import tempfile
 import time
@@ -18,13 +19,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 import orjson
 
 from shandy_cli._version import __version__
-from shandy_cli.config import is_loopback_host
+from shandy_cli.config import (
+    check_api_key,
+    is_loopback_host,
+    mask_secret,
+    printable,
+    redact,
+)
 from shandy_cli.errors import (
     ApiError,
     ApiValidationError,
@@ -40,9 +47,14 @@ USER_AGENT = (
 )
 IMPORT_TO_STEP = "/v1/sequences/prospects/import-with-field-name"
 IMPORT_TO_LIST = "/v1/prospects/import-with-field-name"
-REPORT_MAX_BYTES = (
-    512 * 1024 * 1024
-)  # a report of 100k failed rows is ~20 MB; far above that is hostile
+# A report of 100k failed rows is ~20 MB; far above that is hostile. A download
+# must also finish in REPORT_TIMEOUT seconds overall (a server dripping one byte a
+# minute never trips the per-read timeout), and follows at most REPORT_REDIRECTS
+# redirects, each checked like the first URL.
+REPORT_MAX_BYTES = 512 * 1024 * 1024
+REPORT_TIMEOUT = 600.0
+REPORT_REDIRECTS = 5
+REQUEST_ID_MAX = 200
 
 
 @dataclass(frozen=True)
@@ -75,7 +87,7 @@ RetryHook = Callable[[str, int, float, ApiError], None]
 
 def _stderr_retry_hook(what: str, attempt: int, delay: float, error: ApiError) -> None:
     print(
-        f"shandy: {what}: {error.message}; retry {attempt} in {delay:.1f}s",
+        printable(redact(f"shandy: {what}: {error.message}; retry {attempt} in {delay:.1f}s")),
         file=sys.stderr,
         flush=True,
     )
@@ -151,7 +163,7 @@ class SaleshandyClient:
         on_retry: RetryHook | None = _stderr_retry_hook,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._api_key = api_key
+        self._api_key = check_api_key(api_key)
         self.retry = retry or RetryPolicy()
         self.on_retry = on_retry
         # verify=True always: TLS verification is never switched off (custom CAs via
@@ -211,7 +223,13 @@ class SaleshandyClient:
         except httpx.TimeoutException as exc:
             raise TransportError(f"{method} {path}: timed out ({type(exc).__name__})") from None
         except httpx.HTTPError as exc:
-            raise TransportError(f"{method} {path}: {type(exc).__name__}: {exc}") from None
+            detail = redact(str(exc))
+            if _certificate_problem(exc):  # not transient: retrying cannot help
+                raise ApiError(
+                    f"{method} {path}: the server's TLS certificate is not trusted ({detail}); "
+                    "verification is always on: for a private CA set SSL_CERT_FILE or SSL_CERT_DIR"
+                ) from None
+            raise TransportError(f"{method} {path}: {type(exc).__name__}: {detail}") from None
 
     def _request(
         self,
@@ -236,7 +254,10 @@ class SaleshandyClient:
                 )
                 if response.status_code in ok:
                     return unwrap(_json(response, what))
-                raise error_for(response, what)
+                error = error_for(response, what)
+                if isinstance(error, AuthenticationError) and self._api_key:
+                    error.message += f" (key {mask_secret(self._api_key)})"
+                raise error
             except (RateLimitError, ServerError, TransportError) as exc:
                 attempt += 1
                 retry_after = exc.retry_after if isinstance(exc, RateLimitError) else None
@@ -262,7 +283,8 @@ class SaleshandyClient:
         return _as_list(self._request("GET", "/v1/sequences"), "sequences")
 
     def list_steps(self, sequence_id: str) -> list[dict[str, Any]]:
-        return _as_list(self._request("GET", f"/v1/sequences/{sequence_id}/steps"), "steps")
+        path = f"/v1/sequences/{_segment(sequence_id)}/steps"
+        return _as_list(self._request("GET", path), "steps")
 
     def import_prospects(
         self,
@@ -279,39 +301,51 @@ class SaleshandyClient:
         path = IMPORT_TO_STEP if to_step else IMPORT_TO_LIST
         data = self._request("POST", path, body_file=body_file, on_attempt=on_attempt)
         request_id = data.get("requestId") if isinstance(data, dict) else None
-        if not request_id:
+        if request_id is None or request_id == "":
             raise ApiError(f"POST {path}: the answer has no requestId")
-        return str(request_id)
+        return check_request_id(request_id, f"POST {path}")
 
     def import_status(self, request_id: str) -> ImportStatus:
-        data = self._request("GET", f"/v1/prospects/import-status/{request_id}")
+        what = f"import status {request_id}"
+        data = self._request("GET", f"/v1/prospects/import-status/{_segment(request_id)}")
         if not isinstance(data, dict):
-            raise ApiError(f"import status {request_id}: unexpected answer")
+            raise ApiError(f"{what}: unexpected answer")
         url = data.get("reportURL") or data.get("failedProspectsURL") or None
-        return ImportStatus(request_id, bool(data.get("isCompleted")), url)
+        if url is not None and not isinstance(url, str):
+            raise ApiError(f"{what}: the report URL is not a string")
+        completed = data.get("isCompleted")
+        if completed not in (True, False, None, 0, 1):
+            raise ApiError(f"{what}: isCompleted is not true or false")
+        return ImportStatus(request_id, bool(completed), url)
 
     def list_prospects(self, search: str = "", page: int = 1, page_size: int = 100) -> Any:
         params = {"search": search, "page": page, "pageSize": page_size}
         return self._request("GET", "/v1/prospects", params=params)
 
-    def download_report(self, url: str, dest: Path, *, max_bytes: int = REPORT_MAX_BYTES) -> Path:
-        """Save the failed-rows CSV behind ``url`` to ``dest`` (0600, atomically)."""
-        headers = self._report_headers(url)
+    def download_report(
+        self,
+        url: str,
+        dest: Path,
+        *,
+        max_bytes: int = REPORT_MAX_BYTES,
+        timeout: float = REPORT_TIMEOUT,
+    ) -> Path:
+        """Save the failed-rows CSV behind ``url`` to ``dest`` (0600, atomically).
+
+        ``url`` comes from the server: it must be https (plain http only to loopback),
+        the key goes only to the API's own origin, redirects are followed a few times
+        and each is checked the same way, and the download is capped in bytes and in
+        total time. The caller picks ``dest``; nothing in the URL names the file.
+        """
         what = "download report"
+        deadline = time.monotonic() + timeout
         tmp_fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".report-", suffix=".part")
         try:
             with os.fdopen(tmp_fd, "wb") as out:
                 try:
-                    with self._http.stream("GET", url, headers=headers) as response:
-                        if response.status_code != 200:
-                            response.read()
-                            raise error_for(response, what)
-                        total = 0
-                        for part in response.iter_bytes():
-                            total += len(part)
-                            if total > max_bytes:
-                                raise ApiError(f"{what}: report larger than {max_bytes} bytes")
-                            out.write(part)
+                    self._fetch_report(url, out, what, max_bytes, deadline)
+                except httpx.TimeoutException:
+                    raise TransportError(f"{what}: timed out") from None
                 except httpx.HTTPError as exc:
                     raise TransportError(f"{what}: {type(exc).__name__}") from None
             os.replace(tmp_name, dest)
@@ -320,17 +354,82 @@ class SaleshandyClient:
             raise
         return dest
 
+    def _fetch_report(self, url: str, out: Any, what: str, max_bytes: int, deadline: float) -> None:
+        for _hop in range(REPORT_REDIRECTS + 1):
+            headers = self._report_headers(url)
+            with self._http.stream("GET", url, headers=headers) as response:
+                if response.is_redirect and response.headers.get("location"):
+                    url = urljoin(url, response.headers["location"])
+                    continue
+                if response.status_code != 200:
+                    response.read()
+                    raise error_for(response, what)
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > max_bytes:
+                    raise ApiError(f"{what}: report larger than {max_bytes} bytes")
+                total = 0
+                for part in response.iter_bytes():
+                    total += len(part)
+                    if total > max_bytes:
+                        raise ApiError(f"{what}: report larger than {max_bytes} bytes")
+                    if time.monotonic() > deadline:
+                        raise TransportError(f"{what}: took longer than the download limit")
+                    out.write(part)
+                return
+        raise ApiError(f"{what}: more than {REPORT_REDIRECTS} redirects")
+
     def _report_headers(self, url: str) -> dict[str, str]:
-        """Only https (or loopback http); the key goes only to the API's own host."""
-        parts = urlsplit(url)
-        if not parts.hostname or parts.scheme not in ("http", "https"):
-            raise ApiError(f"report URL is not an http(s) URL: {parts.scheme}://…")
-        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-            raise ApiError(f"refusing plain-http report URL on {parts.hostname}")
+        """Only https (or loopback http); the key goes only to the API's own origin."""
+        try:
+            parts = urlsplit(url)
+            hostname = parts.hostname
+            parts.port  # noqa: B018 -- raises ValueError on a bad port
+        except (ValueError, TypeError, AttributeError):
+            raise ApiError("report URL is not a valid URL") from None
+        if not hostname or parts.scheme not in ("http", "https"):
+            raise ApiError(f"report URL is not an http(s) URL: {parts.scheme[:10]!r}")
+        if parts.scheme == "http" and not is_loopback_host(hostname):
+            raise ApiError(f"refusing plain-http report URL on {hostname!r}: use https")
         api = urlsplit(self.base_url)
         if (parts.scheme, parts.netloc) == (api.scheme, api.netloc) and self._api_key:
             return {"x-api-key": self._api_key}
         return {}
+
+
+def _certificate_problem(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(10):  # the ssl error sits a few causes down, under httpcore's
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc)
+
+
+def _segment(value: str) -> str:
+    """``value`` as one URL path segment: an id cannot climb to another endpoint."""
+    return quote(str(value), safe="")
+
+
+def check_request_id(value: Any, what: str) -> str:
+    """A request id from the server, refused unless it is a plain, short token.
+
+    It ends up in URL paths and file names, so "../../x", control characters or a
+    megabyte of text would be a hostile (or broken) server's doing, not an id.
+    """
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ApiError(f"{what}: the requestId is not a string")
+    text = str(value)
+    if (
+        not text.strip()
+        or len(text) > REQUEST_ID_MAX
+        or text in (".", "..")
+        or any(ch in "/\\" or not ch.isprintable() for ch in text)
+    ):
+        shown = text[:40] + ("…" if len(text) > 40 else "")
+        raise ApiError(f"{what}: refusing an unusable requestId {shown!r}")
+    return text
 
 
 def _iter_file(fh: Any, size: int = 1024 * 1024) -> Iterator[bytes]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import stat
 import sys
 from collections.abc import Mapping
@@ -46,16 +47,76 @@ def mask_secret(secret: str | None) -> str | None:
     return "****" + secret[-4:] if len(secret) > 8 else "****"
 
 
+# Every API key this process has seen. Anything shandy prints passes through
+# ``redact`` first, so a key that slips into an exception message (httpx quotes
+# an illegal header value in full, for one) is still never shown.
+_SECRETS: set[str] = set()
+_MIN_SECRET = 8  # shorter "keys" (a sandbox "test") are common words: masking them garbles text
+
+
+def register_secret(secret: str | None) -> None:
+    """Remember ``secret`` (and its trimmed form) so ``redact`` hides it."""
+    if not secret:
+        return
+    for form in (secret, secret.strip()):
+        if len(form) >= _MIN_SECRET:
+            _SECRETS.add(form)
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered secret replaced by its masked form."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):  # longest first: " k" before "k"
+        if secret in text:
+            text = text.replace(secret, mask_secret(secret.strip()) or "****")
+    return text
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Escape control characters (ESC, BEL, CR, ...) so file names and values taken
+    from hostile input cannot drive the terminal; newlines and tabs are kept."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def check_api_key(key: str | None) -> str | None:
+    """The key as it can be sent: surrounding whitespace (a pasted newline) dropped;
+    anything else that cannot go in an HTTP header refused without showing it."""
+    if key is None:
+        return None
+    register_secret(key)
+    stripped = key.strip()
+    if not stripped:
+        return None
+    if any(not ("\x21" <= ch <= "\x7e") for ch in stripped):
+        raise ConfigError(
+            f"the API key ({mask_secret(stripped)}) contains spaces, control or non-ASCII "
+            "characters; check SALESHANDY_API_KEY"
+        )
+    return stripped
+
+
+_WARNED: set[Path] = set()
+
+
 def read_dotenv(path: Path, warn: bool = True) -> dict[str, str]:
     """Values from a ``.env`` file; warns when others can read a file that may hold the key."""
     if not path.is_file():
         return {}
     if warn and os.name == "posix" and path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        print(
-            f"shandy: warning: {path} is readable by group or others; run: chmod 600 {path}",
-            file=sys.stderr,
-        )
-    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+        where = path.resolve()
+        if where not in _WARNED:  # once per process, however often settings are resolved
+            _WARNED.add(where)
+            print(
+                f"shandy: warning: {path} is readable by group or others; run: chmod 600 {path}",
+                file=sys.stderr,
+            )
+    try:
+        values = dotenv_values(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def is_loopback_host(host: str) -> bool:
@@ -69,9 +130,19 @@ def is_loopback_host(host: str) -> bool:
 
 def check_base_url(url: str) -> str:
     """Refuse anything but https, except plain http to a loopback host (the sandbox)."""
-    parts = urlsplit(url)
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError on a bad port
+    except ValueError:
+        raise ConfigError(f"base URL {printable(url)!r} is not a valid URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"base URL {url!r} is not an http(s) URL")
+        raise ConfigError(f"base URL {printable(url)!r} is not an http(s) URL")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(
+            "the base URL must not contain a user name or password (the API key is sent "
+            "in a header; set SALESHANDY_API_KEY)"
+        )
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise ConfigError(
             f"refusing plain-http base URL {url!r}: the API key would travel unencrypted; "
@@ -86,9 +157,27 @@ def default_state_dir() -> Path:
 
 def ensure_private_dir(path: Path) -> Path:
     """Create ``path`` (and parents) and make it 0700: it holds prospects' data."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if os.name == "posix":
-        path.chmod(0o700)
+    try:
+        missing = []
+        folder = path
+        while not folder.exists() and folder != folder.parent:
+            missing.append(folder)
+            folder = folder.parent
+        for folder in reversed(missing):  # parents made here are private too, whatever umask
+            folder.mkdir(mode=0o700, exist_ok=True)
+        if not path.is_dir():
+            raise FileExistsError(path)
+        if os.name == "posix" and stat.S_IMODE(path.stat().st_mode) != 0o700:
+            path.chmod(0o700)
+    except FileExistsError:
+        raise ConfigError(f"{path} exists and is not a directory") from None
+    except PermissionError:
+        raise ConfigError(
+            f"cannot create or make private (mode 0700) the directory {path}: permission "
+            "denied; choose another (--state-dir, --report-dir)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot use the directory {path}: {exc.strerror or exc}") from None
     return path
 
 
@@ -112,7 +201,7 @@ def resolve_settings(
     url = check_base_url(pick(base_url, ENV_BASE_URL) or DEFAULT_BASE_URL)
     state = pick(state_dir, ENV_STATE_DIR)
     return Settings(
-        api_key=pick(api_key, ENV_API_KEY),
+        api_key=check_api_key(pick(api_key, ENV_API_KEY)),
         base_url=url,
         state_dir=Path(state).expanduser() if state else default_state_dir(),
     )

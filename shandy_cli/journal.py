@@ -105,10 +105,9 @@ class Journal:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = ensure_private_dir(Path(state_dir))
         path = self.state_dir / "journal.sqlite3"
-        fresh = not path.exists()
+        path.touch(mode=0o600, exist_ok=True)  # private before the first byte is written
+        path.chmod(0o600)
         self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        if fresh:
-            path.chmod(0o600)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # each state change survives a power cut
         self.db.executescript(SCHEMA)

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from shandy_cli._files import safe_filename
 from shandy_cli.client import ImportStatus, SaleshandyClient
 from shandy_cli.config import ensure_private_dir, resolve_settings
 from shandy_cli.errors import InputError
@@ -96,7 +97,8 @@ def _report(client: SaleshandyClient, status: ImportStatus, folder: Path) -> Req
     if not status.report_url:
         result.failed_rows = 0
         return result
-    path = client.download_report(status.report_url, folder / f"{status.request_id}.csv")
+    name = safe_filename(status.request_id, "report") + ".csv"  # the id is not a path
+    path = client.download_report(status.report_url, folder / name)
     result.report_file = str(path)
     result.failed_rows = len(parse_report(path, status.request_id))
     return result

@@ -96,7 +96,7 @@ def test_transient_faults_are_retried_and_every_row_lands_once(
 ) -> None:
     src = write_leads(tmp_path / "l.csv", 50)
     sandbox.set_faults(["429", "502", "drop-before", "503", "ok", "500"], match=IMPORT_PATH)
-    code, doc, err = run_shandy(sandbox, tmp_path, *import_args(src))
+    code, _doc, err = run_shandy(sandbox, tmp_path, *import_args(src))
     assert code == 0, err
     assert err.count("retry") >= 5  # each retry is one line on stderr
     assert len(accepted_posts(sandbox)) == 5  # 5 chunks, each accepted exactly once
@@ -116,7 +116,7 @@ def test_answer_lost_after_body_taken_arrives_at_most_once_more(
 ) -> None:
     src = write_leads(tmp_path / "l.csv", 30)
     sandbox.set_faults(["ok", "drop-after"], match=IMPORT_PATH)
-    code, doc, err = run_shandy(sandbox, tmp_path, *import_args(src))
+    code, _doc, err = run_shandy(sandbox, tmp_path, *import_args(src))
     assert code == 0, err  # the repeat finds its own rows in the step: not a failure
     posts = [r for r in sandbox.requests() if r["path"] == IMPORT_PATH]
     assert len(posts) == 4  # 3 chunks + the one repeat of the chunk whose answer was lost
@@ -179,11 +179,11 @@ def test_second_run_of_same_import_while_first_runs_exits_2(
     first = shandy_proc(sandbox, tmp_path, *import_args(src))
     wait_for(lambda: any(r["path"] == IMPORT_PATH for r in sandbox.requests()), timeout=30)
     posts_before = len([r for r in sandbox.requests() if r["path"] == IMPORT_PATH])
-    code, doc, err = run_shandy(sandbox, tmp_path, *import_args(src))
+    code, _doc, err = run_shandy(sandbox, tmp_path, *import_args(src))
     assert code == 2
     assert f"pid {first.pid}" in err and "already running" in err
     assert len([r for r in sandbox.requests() if r["path"] == IMPORT_PATH]) <= posts_before + 1
-    out, _ = first.communicate(timeout=60)
+    _out, _ = first.communicate(timeout=60)
     assert first.returncode == 0
 
 
@@ -233,7 +233,7 @@ def test_runs_lists_the_journal(sandbox: Sandbox, tmp_path: Path) -> None:
     src = write_leads(tmp_path / "l.csv", 3)
     run_shandy(sandbox, tmp_path, *import_args(src))
     proc = shandy_proc(sandbox, tmp_path, "runs", "--json")
-    out, err = proc.communicate(timeout=60)
+    out, _err = proc.communicate(timeout=60)
     runs = json.loads(out)
     assert runs[0]["outcome"] == "completed" and runs[0]["chunks_accepted"] == 1
     assert runs[0]["files"] == [str(src)]

@@ -17,6 +17,7 @@ from shandy_cli.cli.common import (
     print_json,
     stdout_console,
 )
+from shandy_cli.cli.render import cell
 
 
 def sequence_record(seq: dict[str, Any]) -> dict[str, Any]:
@@ -54,11 +55,11 @@ def sequences(
         for n, step in enumerate(steps, 1):
             first = n == 1
             table.add_row(
-                str(seq["title"]) if first else "",
-                str(seq["id"]) if first else "",
+                cell(seq["title"] if first else ""),
+                cell(seq["id"] if first else ""),
                 ("yes" if seq["active"] else "no") if first else "",
-                f"{n}. {step['name']}" if step["id"] else "",
-                str(step["id"] or ""),
+                cell(f"{n}. {step['name']}" if step["id"] else ""),
+                cell(step["id"] or ""),
             )
     stdout_console().print(table)
 
@@ -87,5 +88,5 @@ def fields(
         return
     table = Table("label", "type", "id")
     for f in records:
-        table.add_row(str(f["label"]), str(f["fieldType"]), str(f["id"]))
+        table.add_row(cell(f["label"]), cell(f["fieldType"]), cell(f["id"]))
     stdout_console().print(table)

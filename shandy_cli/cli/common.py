@@ -23,7 +23,15 @@ import typer
 from rich.console import Console
 
 from shandy_cli.client import SaleshandyClient
-from shandy_cli.config import Settings, ensure_private_dir, mask_secret, resolve_settings
+from shandy_cli.config import (
+    Settings,
+    ensure_private_dir,
+    mask_secret,
+    printable,
+    redact,
+    register_secret,
+    resolve_settings,
+)
 from shandy_cli.errors import ShandyError, Terminated
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -48,15 +56,20 @@ def stderr_console() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def safe_text(text: str) -> str:
+    """What may reach the terminal: no API key, no control characters from hostile input."""
+    return printable(redact(text))
+
+
 def say(message: str) -> None:
     """A progress or info line on stderr (silenced by --quiet)."""
     if not GLOBALS.quiet:
-        print(message, file=sys.stderr, flush=True)
+        print(safe_text(message), file=sys.stderr, flush=True)
 
 
 def warn(message: str) -> None:
     if not GLOBALS.quiet:
-        print(f"shandy: warning: {message}", file=sys.stderr, flush=True)
+        print(f"shandy: warning: {safe_text(message)}", file=sys.stderr, flush=True)
 
 
 def print_json(data: Any) -> None:
@@ -65,8 +78,14 @@ def print_json(data: Any) -> None:
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    print(f"shandy: error: {message}", file=sys.stderr, flush=True)
+    print(f"shandy: error: {safe_text(message)}", file=sys.stderr, flush=True)
     return typer.Exit(code)
+
+
+def print_traceback() -> None:
+    """``--verbose`` details of an error, with the key hidden like everything else."""
+    sys.stderr.write(safe_text(traceback.format_exc()))
+    sys.stderr.flush()
 
 
 def handle_errors(func: F) -> F:
@@ -78,7 +97,7 @@ def handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except ShandyError as exc:
             if GLOBALS.verbose:
-                traceback.print_exc()
+                print_traceback()
             raise fail(exc.message, exc.exit_code) from None
         except KeyboardInterrupt as exc:
             code = 143 if isinstance(exc, Terminated) else 130
@@ -87,7 +106,7 @@ def handle_errors(func: F) -> F:
             raise
         except Exception as exc:  # a bug of ours: say so in one line, details with -v
             if GLOBALS.verbose:
-                traceback.print_exc()
+                print_traceback()
             raise fail(
                 f"internal error: {type(exc).__name__}: {exc} (run with -v for details)", 1
             ) from None
@@ -138,9 +157,15 @@ class Connection:
     sandbox: bool
 
 
+_PS_WARNED: list[bool] = []
+
+
 def settings_from(api_key: str | None, base_url: str | None, state_dir: Path | None) -> Settings:
     if api_key:
-        warn("--api-key is visible to other users in `ps`; prefer SALESHANDY_API_KEY")
+        register_secret(api_key)
+        if not _PS_WARNED:  # once, however many times a command resolves its settings
+            _PS_WARNED.append(True)
+            warn("--api-key is visible to other users in `ps`; prefer SALESHANDY_API_KEY")
     return resolve_settings(api_key=api_key, base_url=base_url, state_dir=state_dir)
 
 
@@ -162,7 +187,8 @@ def api_session(
     sandbox_dir = ensure_private_dir(settings.state_dir / "sandbox")
     server = start_sandbox(SandboxConfig(state_dir=sandbox_dir, delay_base=_sandbox_delay()))
     try:
-        key = settings.api_key or SANDBOX_KEY
+        # The emulator accepts any key: never hand it the real one from the environment.
+        key = SANDBOX_KEY
         local = Settings(api_key=key, base_url=server.url, state_dir=settings.state_dir)
         if GLOBALS.verbose:
             say(f"sandbox listening on {server.url} (key {mask_secret(key)})")

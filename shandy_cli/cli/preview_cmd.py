@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from shandy_cli.cli.common import (
@@ -17,10 +18,12 @@ from shandy_cli.cli.common import (
     api_session,
     handle_errors,
     print_json,
+    safe_text,
     settings_from,
     stdout_console,
     warn,
 )
+from shandy_cli.cli.render import cell
 from shandy_cli.pipeline.mapping import parse_pairs
 from shandy_cli.pipeline.run import SYSTEM_LABELS
 from shandy_cli.preview import preview_file
@@ -73,17 +76,20 @@ def preview(
     console = stdout_console()
     delim = {"\t": "tab"}.get(doc["delimiter"] or "", doc["delimiter"])
     console.print(
-        f"{doc['file']}: {doc['format']}, encoding {doc['encoding']}, delimiter {delim!r}"
+        cell(f"{doc['file']}: {doc['format']}, encoding {doc['encoding']}, delimiter {delim!r}")
     )
     table = Table("column", "field label")
     for column, label in doc["mapping"].items():
-        table.add_row(column, label or "(not mapped)")
+        table.add_row(cell(column), cell(label or "(not mapped)"))
     console.print(table)
     if doc["problem"]:
         warn(doc["problem"])
     if doc["prospects"]:
         labels_seen = list(dict.fromkeys(k for p in doc["prospects"] for k in p))
-        rows = Table(*labels_seen, title=f"first {len(doc['prospects'])} prospect(s)")
+        rows = Table(
+            *(escape(safe_text(x)) for x in labels_seen),
+            title=f"first {len(doc['prospects'])} prospect(s)",
+        )
         for p in doc["prospects"]:
-            rows.add_row(*(p.get(k, "") for k in labels_seen))
+            rows.add_row(*(cell(p.get(k, "")) for k in labels_seen))
         console.print(rows)

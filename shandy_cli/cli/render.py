@@ -12,6 +12,7 @@ from collections import Counter
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -21,8 +22,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
-from shandy_cli.cli.common import GLOBALS
+from shandy_cli.cli.common import GLOBALS, safe_text
 from shandy_cli.pipeline.events import ChunkEvent, Event, Notice, Phase, ReadProgress
 from shandy_cli.pipeline.run import ImportResult
 from shandy_cli.status import RequestStatus
@@ -44,7 +46,7 @@ class PlainProgress:
     def line(self, text: str) -> None:
         if not GLOBALS.quiet:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-            print(f"{stamp} shandy: {text}", file=sys.stderr, flush=True)
+            print(f"{stamp} shandy: {safe_text(text)}", file=sys.stderr, flush=True)
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, ReadProgress):
@@ -64,7 +66,7 @@ class PlainProgress:
             self.line(f"chunk {event.index + 1}: {event.state}{rid} ({event.rows:,} rows)")
         elif isinstance(event, Notice):
             if event.level == "warning":
-                print(f"shandy: warning: {event.text}", file=sys.stderr, flush=True)
+                print(f"shandy: warning: {safe_text(event.text)}", file=sys.stderr, flush=True)
             else:
                 self.line(event.text)
 
@@ -108,10 +110,11 @@ class LiveProgress:
             self._chunk(event)
         elif isinstance(event, Notice):
             style = "yellow" if event.level == "warning" else "dim"
-            self.console.print(f"[{style}]{event.text}[/]", highlight=False)
+            self.console.print(Text(safe_text(event.text), style=style))
 
     def _read(self, event: ReadProgress) -> None:
-        task = self._task(f"read:{event.file}", f"reading {event.file}", event.bytes_total)
+        name = escape(safe_text(event.file))
+        task = self._task(f"read:{event.file}", f"reading {name}", event.bytes_total)
         rate = event.rows / max(time.monotonic() - self.started, 1e-6)
         detail = f"{event.rows:,} rows {rate:,.0f}/s"
         if event.done:
@@ -131,6 +134,11 @@ class LiveProgress:
             self.progress.update(
                 self.tasks["processing"], completed=done, detail=f"{done} done, {busy} processing"
             )
+
+
+def cell(value: Any) -> Text:
+    """A table cell shown exactly as the text is: values from files are not rich markup."""
+    return Text(safe_text(str(value)))
 
 
 def progress_for(json_out: bool) -> PlainProgress | LiveProgress:
@@ -163,7 +171,7 @@ def summary_table(result: ImportResult) -> Table:
     if result.already_imported:
         rows.append(("already imported", "yes: nothing sent (--force imports again)"))
     for label, value in rows:
-        table.add_row(label, str(value))
+        table.add_row(label, cell(value))
     return table
 
 
@@ -186,7 +194,7 @@ def reasons_table(reasons: list[tuple[str, int]], limit: int = 10) -> Table | No
         return None
     table = Table("rows", "reason", title="top reasons rows did not land")
     for reason, count in reasons[:limit]:
-        table.add_row(f"{count:,}", reason)
+        table.add_row(f"{count:,}", cell(reason))
     return table
 
 
@@ -194,5 +202,7 @@ def status_table(results: list[RequestStatus]) -> Table:
     table = Table("request id", "completed", "failed rows", "report")
     for r in results:
         failed = "?" if r.failed_rows is None else f"{r.failed_rows:,}"
-        table.add_row(r.request_id, "yes" if r.completed else "no", failed, r.report_file or "")
+        table.add_row(
+            cell(r.request_id), "yes" if r.completed else "no", failed, cell(r.report_file or "")
+        )
     return table

@@ -21,6 +21,7 @@ from shandy_cli.cli.common import (
     stdout_console,
 )
 from shandy_cli.cli.import_cmd import run_and_render
+from shandy_cli.cli.render import cell
 from shandy_cli.journal import Journal, RunRecord
 from shandy_cli.pipeline.events import Listener
 from shandy_cli.pipeline.results import ImportResult
@@ -71,8 +72,8 @@ def runs(
     table = Table("run", "started", "outcome", "step", "files", "rows", "chunks")
     for r in records:
         table.add_row(
-            r["run_id"], r["started"] or "", r["outcome"], r["step_id"] or "list",
-            ", ".join(r["files"]), str(r["rows_read"] or 0),
+            cell(r["run_id"]), r["started"] or "", r["outcome"], cell(r["step_id"] or "list"),
+            cell(", ".join(r["files"])), str(r["rows_read"] or 0),
             f"{r['chunks_accepted']}/{r['chunks']}",
         )  # fmt: skip
     stdout_console().print(table)

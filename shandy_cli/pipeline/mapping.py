@@ -33,6 +33,26 @@ from shandy_cli.errors import InputError
 ON_UNKNOWN_CHOICES = ("error", "ignore", "create")
 DROP_TARGETS = frozenset({"", "-"})
 EMAIL_LABEL = "Email"
+# Hostile headers (10,000 columns, a megabyte-long name) must still give a short message.
+SHOWN_COLUMNS = 20  # columns listed in one message; the rest are counted
+SHOWN_NAME = 60  # characters of one column name in a message
+MAX_CREATE = 100  # custom fields one run may create: more is a broken header, not a plan
+
+
+def shown(name: str) -> str:
+    """A column name for a message: quoted, and cut short when it is very long."""
+    if len(name) <= SHOWN_NAME:
+        return repr(name)
+    return repr(name[:SHOWN_NAME]) + f"… ({len(name):,} characters)"
+
+
+def listing(names: Iterable[str], limit: int = SHOWN_COLUMNS) -> str:
+    """Names for a message: the first ``limit``, then how many more."""
+    items = list(names)
+    text = ", ".join(shown(n) for n in items[:limit])
+    if len(items) > limit:
+        text += f", … and {len(items) - limit:,} more"
+    return text
 
 
 def normalize_header(text: str) -> str:
@@ -353,10 +373,10 @@ def _columns_named(key: str, headers: list[str], file: str | None) -> list[int]:
     if loose:
         return loose
     close = difflib.get_close_matches(wanted, headers, n=3)
-    hint = f"; closest: {', '.join(map(repr, close))}" if close else ""
+    hint = f"; closest: {listing(close)}" if close else ""
     raise InputError(
-        f"the mapping names column {key!r}, which the file does not have{hint} "
-        f"(columns: {', '.join(map(repr, headers))})",
+        f"the mapping names column {shown(key)}, which the file does not have{hint} "
+        f"(columns: {listing(headers)})",
         file=file,
     )
 
@@ -393,8 +413,9 @@ def _place_automatic(
         if label in owner:
             first = owner[label]
             raise InputError(
-                f"columns {columns[first]!r} (column {first + 1}) and {columns[index]!r} "
-                f"(column {index + 1}) both map to {label!r}; pick one with "
+                f"columns {shown(columns[first])} (column {first + 1}) and "
+                f"{shown(columns[index])} (column {index + 1}) both map to {label!r}; "
+                "pick one with "
                 f'--map "{columns[index].strip()}=-" (drop it) or --map "Column=Label"',
                 file=file,
             )
@@ -420,6 +441,13 @@ def _handle_unknown(
         raise InputError(_unknown_message(columns, unmatched, known), file=file)
     if on_unknown == "ignore":
         return []
+    if len(unmatched) > MAX_CREATE:
+        raise InputError(
+            f"--on-unknown-column create would create {len(unmatched):,} custom fields "
+            f"(at most {MAX_CREATE} at once); nothing was sent. Is the first row really the "
+            f"header? Columns: {listing(columns[i] for i in unmatched)}",
+            file=file,
+        )
     return _creations(columns, headers, targets, unmatched, file)
 
 
@@ -436,14 +464,14 @@ def _creations(
         name = headers[index]
         if not normalize_header(name):
             raise InputError(
-                f"column {index + 1} has no usable name ({columns[index]!r}), so no field "
+                f"column {index + 1} has no usable name ({shown(columns[index])}), so no field "
                 f'can be created for it; drop it with --map "{name}=-"',
                 file=file,
             )
         key = normalize_header(name)
         if key in made:
             raise InputError(
-                f"columns {columns[made[key]]!r} and {columns[index]!r} would create the "
+                f"columns {shown(columns[made[key]])} and {shown(columns[index])} would create the "
                 f'same field; drop one with --map "{name}=-"',
                 file=file,
             )
@@ -454,14 +482,16 @@ def _creations(
 
 
 def _unknown_message(columns: list[str], unmatched: list[int], known: _Labels) -> str:
-    lines = [f"{len(unmatched)} column(s) match no field label; nothing was sent:"]
-    for index in unmatched:
+    lines = [f"{len(unmatched):,} column(s) match no field label; nothing was sent:"]
+    for index in unmatched[:SHOWN_COLUMNS]:
         name = columns[index]
-        shown = repr(name) if clean_header(name) else f"column {index + 1} (blank header)"
-        close = known.closest(name)
+        label = shown(name) if clean_header(name) else f"column {index + 1} (blank header)"
+        close = known.closest(name[:200])
         lines.append(
-            f"  {shown}: " + (f"closest {', '.join(close)}" if close else "no close label")
+            f"  {label}: " + (f"closest {', '.join(close)}" if close else "no close label")
         )
+    if len(unmatched) > SHOWN_COLUMNS:
+        lines.append(f"  … and {len(unmatched) - SHOWN_COLUMNS:,} more")
     lines.append(
         'Fix: --map "Column=Field Label" (or --map "Column=-" to drop one), or '
         "--on-unknown-column ignore (drop them) / create (create text fields)."
@@ -477,8 +507,7 @@ def _email_index(
         if target is not None and target == email:
             return index
     raise InputError(
-        f"no column maps to Email (columns: {', '.join(map(repr, columns))}); "
-        f'name it with --map "Column=Email"',
+        f'no column maps to Email (columns: {listing(columns)}); name it with --map "Column=Email"',
         file=file,
     )
 

@@ -23,6 +23,7 @@ from shandy_cli.pipeline.mapping import (
     Mapping,
     build_mapping,
     clean_header,
+    listing,
     load_mapping_file,
     normalize_header,
 )
@@ -176,10 +177,10 @@ def _mappings(ctx: PrepareContext, sources: list[Source]) -> list[Mapping | None
             file=src.info.name,
         )
         if mapping.unknown:
-            names = ", ".join(map(repr, mapping.unknown))
+            names = listing(mapping.unknown)
             ctx.notice(f"{src.info.name}: ignoring column(s) {names}", "warning")
         if mapping.shadowed:
-            names = ", ".join(map(repr, mapping.shadowed))
+            names = listing(mapping.shadowed)
             ctx.notice(
                 f"{src.info.name}: column(s) {names} dropped: --map chose another", "warning"
             )

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from shandy_cli._files import open_private, private_output
+from shandy_cli.errors import ApiError
 from shandy_cli.pipeline.mapping import normalize_header
 from shandy_cli.pipeline.validation import email_key
 
@@ -188,7 +189,18 @@ class ServerFailure:
 
 def parse_report(path: Path, request_id: str) -> list[ServerFailure]:
     """Read one Saleshandy error-report CSV; tolerant of its exact headers."""
+    # A failed row may carry a huge value (a 20 MB note): allow fields that large.
+    csv.field_size_limit(max(csv.field_size_limit(), 128 * 2**20))
     text = path.read_bytes().decode("utf-8-sig", "replace")
+    try:
+        return _parse_report_text(text, request_id)
+    except csv.Error as exc:
+        raise ApiError(
+            f"the report of request {request_id} is not a readable CSV ({exc})"
+        ) from None
+
+
+def _parse_report_text(text: str, request_id: str) -> list[ServerFailure]:
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
     if not header:

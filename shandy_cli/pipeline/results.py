@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -60,8 +61,10 @@ class ImportOptions:
             )
         if self.step_id and self.sequence:
             raise InputError("give --step or --sequence, not both")
-        if self.timeout is not None and self.timeout < 0:
-            raise InputError("--timeout must be zero or more seconds")
+        if self.timeout is not None and not (0 <= self.timeout < math.inf):
+            raise InputError("--timeout must be a finite number of seconds, zero or more")
+        if not 0 < self.poll_interval < math.inf:
+            raise InputError("the poll interval must be a positive number of seconds")
         if not 1 <= self.max_rows <= API_MAX_ROWS:
             raise InputError(f"--max-rows must be between 1 and {API_MAX_ROWS}")
         if self.max_bytes > API_MAX_BYTES:

@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from shandy_cli._files import open_private, writable_dir
+from shandy_cli._files import open_private, safe_filename, writable_dir
 from shandy_cli._lock import RunLock
 from shandy_cli._version import __version__
 from shandy_cli.client import ImportStatus, SaleshandyClient
@@ -485,7 +485,7 @@ class _Run:
         assert self.client is not None and self.journal is not None
         report = None
         if status.report_url:
-            report = folder / f"{status.request_id}.csv"
+            report = folder / f"{safe_filename(str(status.request_id), 'report')}.csv"
             self.client.download_report(status.report_url, report)
             found = parse_report(report, str(status.request_id))
             chunk.failed_rows = len(self._real_failures(chunk.index, found))

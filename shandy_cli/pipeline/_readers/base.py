@@ -111,20 +111,26 @@ def check_header(cells: list[str], *, file: str, encoding: str | None) -> list[s
         )
     for i, name in enumerate(columns):
         if not name.strip():
-            after = f" (after {columns[i - 1]!r})" if i else ""
+            after = f" (after {_short(columns[i - 1])})" if i else ""
             raise InputError(
                 f"the header cell of column {i + 1}{after} is empty; name the column or delete it",
                 file=file,
             )
     dupes = [name for name, n in Counter(columns).items() if n > 1]
     if dupes:
-        positions = {
-            name: ", ".join(str(i + 1) for i, c in enumerate(columns) if c == name)
-            for name in dupes
-        }
-        listed = ", ".join(f"{name!r} (columns {at})" for name, at in positions.items())
-        raise InputError(f"duplicate column names in the header: {listed}", file=file)
+        listed = ", ".join(f"{_short(name)} (columns {_at(columns, name)})" for name in dupes[:5])
+        more = f", and {len(dupes) - 5:,} more" if len(dupes) > 5 else ""
+        raise InputError(f"duplicate column names in the header: {listed}{more}", file=file)
     return columns
+
+
+def _short(name: str, limit: int = 60) -> str:
+    return repr(name) if len(name) <= limit else repr(name[:limit]) + "…"
+
+
+def _at(columns: list[str], name: str, limit: int = 10) -> str:
+    where = [str(i + 1) for i, c in enumerate(columns) if c == name]
+    return ", ".join(where[:limit]) + (f", … ({len(where):,} in all)" if len(where) > limit else "")
 
 
 def display_encoding(encoding: str | None) -> str:
@@ -142,17 +148,27 @@ def drop_empty_extras(values: list[str], width: int) -> list[str]:
 def repair_undecodable(
     values: list[str], columns: list[str], encoding: str | None
 ) -> tuple[list[str], str | None]:
-    """Replace escaped undecodable bytes with U+FFFD and describe where they were.
+    """Replace escaped undecodable bytes and NUL characters with U+FFFD; say where.
 
     The row is still passed on (so rejects files can show it), with a problem that
-    makes the next stage reject it rather than send mangled text.
+    makes the next stage reject it rather than send mangled text. A NUL is never
+    part of a real name or address, and many databases refuse text holding one, so
+    one such value could fail a whole request of 100,000 prospects.
     """
-    if not SURROGATES.search("\x00".join(values)):
+    joined = "".join(values)
+    if "\x00" not in joined and not SURROGATES.search(joined):
         return values, None
+    problems = []
     where = [column_label(columns, i) for i, v in enumerate(values) if SURROGATES.search(v)]
-    fixed = [SURROGATES.sub(REPLACEMENT, v) for v in values]
-    noun = "column" if len(where) == 1 else "columns"
-    problem = (
-        f"undecodable bytes in {noun} {', '.join(where)} (not valid {display_encoding(encoding)})"
-    )
-    return fixed, problem
+    if where:
+        noun = "column" if len(where) == 1 else "columns"
+        problems.append(
+            f"undecodable bytes in {noun} {', '.join(where)} "
+            f"(not valid {display_encoding(encoding)})"
+        )
+    nul = [column_label(columns, i) for i, v in enumerate(values) if "\x00" in v]
+    if nul:
+        noun = "column" if len(nul) == 1 else "columns"
+        problems.append(f"a NUL character in {noun} {', '.join(nul)} (binary data?)")
+    fixed = [SURROGATES.sub(REPLACEMENT, v).replace("\x00", REPLACEMENT) for v in values]
+    return fixed, "; ".join(problems)

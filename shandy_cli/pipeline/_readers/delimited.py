@@ -203,6 +203,8 @@ class DelimitedSource(Source):
                 raise self._parse_error(str(exc), row) from None
             except OSError as exc:
                 raise InputError(f"cannot read: {exc.strerror or exc}", file=self._name) from None
+            except UnicodeError as exc:  # a codec that refuses outright rather than per byte
+                raise InputError(f"cannot decode: {exc}", file=self._name, row=row) from None
             if self._tap.hit_end and ends_inside_quotes("".join(self._tap.record), self._delimiter):
                 raise self._parse_error("unterminated quote", row)
             if any(values):

@@ -106,7 +106,12 @@ class JsonlSource(Source):
         return self._stream.count
 
     def _read_line(self) -> str:
-        line = self._text.readline(LINE_LIMIT + 1)
+        try:
+            line = self._text.readline(LINE_LIMIT + 1)
+        except UnicodeError as exc:  # a codec that refuses outright rather than per byte
+            raise InputError(f"cannot decode: {exc}", file=self._name) from None
+        except OSError as exc:
+            raise InputError(f"cannot read: {exc.strerror or exc}", file=self._name) from None
         if len(line) > LINE_LIMIT:
             raise InputError(f"a line is longer than {LINE_LIMIT // 2**20} MB", file=self._name)
         return line

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import io
+import zipfile
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -22,12 +23,23 @@ import python_calamine as calamine
 
 from shandy_cli.errors import InputError
 
-from .base import Row, Source, SourceInfo, check_header, drop_empty_extras
+from .base import Row, Source, SourceInfo, check_header, drop_empty_extras, repair_undecodable
 from .text import describe_magic
 
 ZIP_MAGIC = b"PK\x03\x04"
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _EXCEL_DIGITS = 15  # Excel shows at most 15 significant digits; beyond is float noise
+
+# Zip bombs: .xlsx and .ods are zip archives, and calamine inflates what it reads.
+# The central directory declares every member's sizes, so a bomb is refused from
+# those numbers before a byte is inflated. A real sheet's XML compresses 5-20x;
+# a million-row export is a few hundred MB of XML.
+ZIP_MAX_TOTAL = 1024**3  # declared uncompressed bytes, all members together
+ZIP_MAX_RATIO = 200  # uncompressed / compressed, for a member ...
+ZIP_RATIO_FLOOR = 100 * 1024**2  # ... that also inflates to more than this
+ZIP_MAX_MEMBERS = 10_000
+# A workbook that has to be read into memory (stdin, a misnamed file) may be this big.
+MEMORY_MAX_BYTES = 512 * 1024**2
 
 
 def workbook_kind(head: bytes) -> str | None:
@@ -194,7 +206,9 @@ class WorkbookSource(Source):
                 self._done = True
                 return
             # calamine pads every row to the sheet's width; the padding is not data.
-            yield Row(self._name, index - self._header_index, drop_empty_extras(values, width))
+            values = drop_empty_extras(values, width)
+            values, problem = repair_undecodable(values, self.info.columns, None)
+            yield Row(self._name, index - self._header_index, values, problem)
 
     def close(self) -> None:
         if self._book is not None:
@@ -227,6 +241,62 @@ def open_workbook(
     if on_disk and kind == fmt:
         location: str | io.BytesIO = path
     else:
-        data = head + rest.read()
+        data = head + _read_capped(rest, MEMORY_MAX_BYTES - len(head), name)
         location, size = io.BytesIO(data), len(data)
+    if kind in ("xlsx", "ods"):
+        check_zip(location, name)
     return WorkbookSource(location, path=path, name=name, fmt=kind, size=size, sheet=sheet)
+
+
+def _read_capped(stream: BinaryIO, limit: int, name: str) -> bytes:
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise InputError(
+            f"a workbook read from a pipe or a misnamed file may be at most "
+            f"{MEMORY_MAX_BYTES // 1024**2} MB; save it as .csv (or name it for what it is)",
+            file=name,
+        )
+    return data
+
+
+def check_zip(location: str | io.BytesIO, name: str) -> None:
+    """Refuse a damaged archive, or one whose declared sizes make it a zip bomb.
+
+    Reads only the central directory (what ``infolist`` parses); nothing is inflated.
+    """
+    try:
+        with zipfile.ZipFile(location) as archive:
+            members = archive.infolist()
+    except Exception as exc:  # BadZipFile, but a hostile directory can raise others
+        detail = str(exc).strip() or type(exc).__name__
+        raise InputError(f"the workbook is damaged or truncated ({detail})", file=name) from None
+    finally:
+        if isinstance(location, io.BytesIO):
+            location.seek(0)
+    if len(members) > ZIP_MAX_MEMBERS:
+        raise InputError(
+            f"refusing to open: the workbook holds {len(members):,} files "
+            f"(a real one has a few dozen; the limit is {ZIP_MAX_MEMBERS:,})",
+            file=name,
+        )
+    total = 0
+    for member in members:
+        total += member.file_size
+        ratio = member.file_size / max(member.compress_size, 1)
+        if member.file_size > ZIP_RATIO_FLOOR and ratio > ZIP_MAX_RATIO:
+            raise InputError(
+                f"refusing to open: {member.filename[:80]!r} in the workbook would inflate "
+                f"{ratio:,.0f}x to {_size(member.file_size)} (a zip bomb?); nothing was read",
+                file=name,
+            )
+    if total > ZIP_MAX_TOTAL:
+        raise InputError(
+            f"refusing to open: the workbook would inflate to {_size(total)}, over the "
+            f"{_size(ZIP_MAX_TOTAL)} limit (a zip bomb, or too big for a workbook: "
+            "save it as .csv)",
+            file=name,
+        )
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024**3:,.1f} GB" if n >= 1024**3 else f"{n / 1024**2:,.0f} MB"

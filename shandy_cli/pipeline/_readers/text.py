@@ -164,6 +164,18 @@ def detect_encoding(sample: bytes, complete: bool) -> str:
     return "latin-1"
 
 
+def byte_order(encoding: str, sample: bytes) -> str:
+    """``--encoding utf-16`` (or utf-32) on a file without a BOM: Python's decoder
+    refuses outright, so settle the byte order here (little-endian, as Windows writes,
+    unless the bytes say big-endian)."""
+    name = codecs.lookup(encoding).name
+    if name == "utf-16" and not sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return _utf16_without_bom(sample) or "utf-16-le"
+    if name == "utf-32" and not sample.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "utf-32-le"
+    return encoding
+
+
 def decode_sample(sample: bytes, encoding: str, complete: bool) -> str:
     decoder = codecs.getincrementaldecoder(encoding)(errors=ESCAPE)
     return decoder.decode(sample, final=complete)
@@ -215,6 +227,11 @@ def open_text(
         encoding = detect_encoding(sample, complete)
     elif is_utf8(encoding) and sample.startswith(codecs.BOM_UTF8):
         encoding = "utf-8-sig"  # "utf-8" was meant; don't turn the BOM into a header char
-    text = decode_sample(sample, encoding, complete)
+    else:
+        encoding = byte_order(encoding, sample)
+    try:
+        text = decode_sample(sample, encoding, complete)
+    except UnicodeError as exc:  # a codec that refuses outright rather than per byte
+        raise InputError(f"cannot decode as {encoding}: {exc}", file=file) from None
     check_is_text(sample, text, file=file, fmt=fmt)
     return TextInput(ByteStream(sample, rest), encoding, text, complete)

@@ -25,6 +25,7 @@ from shandy_cli.pipeline.polling import FIRST_INTERVAL, poll_until_done
 from shandy_cli.pipeline.prepare import fetch_rows
 from shandy_cli.pipeline.reporting import SentIndex, parse_report, write_failures
 from shandy_cli.pipeline.results import ImportOptions
+from shandy_cli.pipeline.run import stored_spools
 
 
 @dataclass
@@ -143,11 +144,11 @@ def _join_run(journal: Journal, record: RunRecord, by_id: dict[str, RequestStatu
     run_dir = journal_run_dir(journal, record.id)
     stored = record.options
     opts = ImportOptions.from_json(stored["options"])
-    spool = Path(stored["stdin_spool"]) if stored.get("stdin_spool") else None
+    spools = stored_spools(stored)
     path = write_failures(
         Path(meta["failures_file"]), meta["columns"], rejects, failures,
         SentIndex.reader(run_dir / "sent.idx"), [tuple(s) for s in meta["sources"]],
-        lambda wanted: fetch_rows(stored["paths"], opts, spool, wanted),
+        lambda wanted: fetch_rows(stored["paths"], opts, spools, wanted),
     )  # fmt: skip
     for chunk in chunks:
         if chunk.request_id in by_id:
@@ -157,7 +158,7 @@ def _join_run(journal: Journal, record: RunRecord, by_id: dict[str, RequestStatu
         # Completed: the chunk bodies, the sent index and any copy of stdin have served.
         shutil.rmtree(run_dir / "chunks", ignore_errors=True)
         (run_dir / "sent.idx").unlink(missing_ok=True)
-        if spool:
+        for spool in spools.values():
             spool.unlink(missing_ok=True)
 
 

@@ -252,3 +252,25 @@ def test_version(tmp_path: Path) -> None:
 
     result = shandy("--version", tmp_path=tmp_path)
     assert result.stdout.strip() == f"shandy {__version__}"
+
+
+def test_rejects_fall_back_to_state_dir_when_input_folder_is_not_writable(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """`shandy import <(zcat leads.gz)`: the input is /dev/fd/N, where no file can be made."""
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, b"Email\nok@example.com\nnot-an-email\n")
+    os.close(write_fd)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SALESHANDY_", "SHANDY_"))}
+    env.update(at(sandbox), SHANDY_STATE_DIR=str(tmp_path / "state"))
+    result = subprocess.run(
+        [sys.executable, "-m", "shandy_cli", "import", f"/dev/fd/{read_fd}", "--step", "StepA1",
+         "--json", "--poll-interval", "0.05"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, pass_fds=(read_fd,), timeout=60,
+    )  # fmt: skip
+    os.close(read_fd)
+    assert result.returncode == 1, result.stderr
+    doc = json.loads(result.stdout)
+    rejects = Path(doc["rejects_file"])
+    assert rejects.is_relative_to(tmp_path / "state") and rejects.exists()
+    assert "not-an-email" in rejects.read_text()

@@ -8,6 +8,7 @@ stays flat: rows stream through; chunk bodies and the sent-rows index are on dis
 from __future__ import annotations
 
 import hashlib
+import weakref
 from array import array
 from collections import Counter
 from collections.abc import Callable
@@ -79,6 +80,7 @@ class PrepareContext:
     notice: Callable[[str, str], None]
     client: SaleshandyClient | None = None
     stdin: BinaryIO | None = None
+    spools: dict[int, Path] = field(default_factory=dict)
     skip_keys: set[int] = field(default_factory=set)
 
 
@@ -135,21 +137,34 @@ def prepare(ctx: PrepareContext) -> Prepared:
 def _open_sources(ctx: PrepareContext) -> list[Source]:
     sources: list[Source] = []
     try:
-        for path in ctx.paths:
-            sources.append(
-                open_source(
-                    path,
-                    encoding=ctx.opts.encoding,
-                    delimiter=ctx.opts.delimiter,
-                    sheet=ctx.opts.sheet,
-                    stdin=ctx.stdin,
-                )
-            )
+        for index, path in enumerate(ctx.paths):
+            sources.append(open_input(path, ctx.opts, ctx.spools.get(index), ctx.stdin))
     except BaseException:
         for src in sources:
             src.close()
         raise
     return sources
+
+
+def open_input(
+    path: str, opts: ImportOptions, spool: Path | None, stdin: BinaryIO | None = None
+) -> Source:
+    """Open one input, reading a private copy in place of stdin or a pipe when there is one."""
+    if spool is None:
+        return open_source(
+            path, encoding=opts.encoding, delimiter=opts.delimiter, sheet=opts.sheet, stdin=stdin
+        )
+    handle = spool.open("rb")
+    try:
+        src = open_source(
+            "-", encoding=opts.encoding, delimiter=opts.delimiter, sheet=opts.sheet,
+            stdin=handle, name=None if path == "-" else path,
+        )  # fmt: skip
+    except BaseException:
+        handle.close()
+        raise
+    weakref.finalize(src, handle.close)  # the Source does not own a stdin-like stream
+    return src
 
 
 def _mappings(ctx: PrepareContext, sources: list[Source]) -> list[Mapping | None]:
@@ -302,7 +317,7 @@ class _Reader:
 def fetch_rows(
     paths: list[str],
     opts: ImportOptions,
-    stdin_spool: Path | None,
+    spools: dict[int, Path],
     wanted: dict[int, set[int]],
 ) -> dict[tuple[int, int], list[str]]:
     """Read the values of the wanted (file index, row number) pairs again from the inputs.
@@ -312,13 +327,8 @@ def fetch_rows(
     """
     found: dict[tuple[int, int], list[str]] = {}
     for file_index, rows in wanted.items():
-        path = paths[file_index]
         try:
-            stdin = stdin_spool.open("rb") if path == "-" and stdin_spool else None
-            with open_source(
-                path, encoding=opts.encoding, delimiter=opts.delimiter, sheet=opts.sheet,
-                stdin=stdin,
-            ) as src:  # fmt: skip
+            with open_input(paths[file_index], opts, spools.get(file_index)) as src:
                 left = set(rows)
                 for row in src.rows():
                     if row.number in left:
@@ -326,8 +336,6 @@ def fetch_rows(
                         left.discard(row.number)
                         if not left:
                             break
-            if stdin:
-                stdin.close()
         except (ShandyError, OSError):
             continue
     return found

@@ -16,6 +16,7 @@ import hashlib
 import os
 import secrets
 import shutil
+import stat
 import sys
 import time
 from collections import Counter
@@ -77,6 +78,7 @@ def import_files(
     listener: Listener = ignore,
     stdin: BinaryIO | None = None,
     resume_run: str | None = None,
+    spools: dict[int, Path] | None = None,
     **option_kwargs: Any,
 ) -> ImportResult:
     """Import lead files into a Saleshandy step (or the prospect list) and account for every row.
@@ -96,6 +98,7 @@ def import_files(
         client = SaleshandyClient(settings.base_url, settings.api_key)
     try:
         runner = _Run([str(p) for p in paths], opts, client, settings.state_dir, listener, stdin)
+        runner.spools = dict(spools or {})
         return runner.run(resume_run)
     finally:
         if own_client and client is not None:
@@ -123,20 +126,19 @@ def resume_import(
     for key, value in overrides.items():
         setattr(opts, key, value)
     paths = record.options["paths"]
-    stdin = None
-    if "-" in paths:
-        spool = Path(record.options.get("stdin_spool") or "")
+    spools = stored_spools(record.options)
+    for index, spool in spools.items():
         if not spool.is_file():
-            raise InputError(f"run {record.id} read stdin, and its saved copy is gone")
-        stdin = spool.open("rb")
-    try:
-        return import_files(
-            paths, opts, client=client, state_dir=settings.state_dir, listener=listener,
-            stdin=stdin, resume_run=record.id,
-        )  # fmt: skip
-    finally:
-        if stdin:
-            stdin.close()
+            raise InputError(f"run {record.id} read {paths[index]!r}, and its saved copy is gone")
+    return import_files(
+        paths, opts, client=client, state_dir=settings.state_dir, listener=listener,
+        resume_run=record.id, spools=spools,
+    )  # fmt: skip
+
+
+def stored_spools(stored: dict[str, Any]) -> dict[int, Path]:
+    """The private copies of stdin and pipes a journalled run read, by input index."""
+    return {int(i): Path(p) for i, p in (stored.get("spools") or {}).items()}
 
 
 class _Run:
@@ -159,7 +161,7 @@ class _Run:
         self.state_dir = state_dir
         self.listener = listener
         self.stdin = stdin
-        self.stdin_spool: Path | None = None
+        self.spools: dict[int, Path] = {}
         self.run_id = new_run_id()
         names = ["<stdin>" if p == "-" else p for p in paths]
         self.result = ImportResult(self.run_id, opts.dry_run, opts.step_id, names)
@@ -182,7 +184,7 @@ class _Run:
         step_id = self._target()
         if self.opts.dry_run:
             return self._dry_run(labels, step_id)
-        self._spool_stdin()
+        self._spool_streams()
         fingerprint = self._fingerprint(step_id)
         with Journal(self.state_dir) as journal:
             self.journal = journal
@@ -277,11 +279,19 @@ class _Run:
             return step_id
         return self.opts.step_id
 
-    def _spool_stdin(self) -> None:
-        """Keep a private copy of stdin, so the run can be fingerprinted and resumed."""
-        if "-" not in self.paths:
-            return
-        source = self.stdin or sys.stdin.buffer
+    def _spool_streams(self) -> None:
+        """Keep private copies of stdin and pipes (``<(zcat leads.gz)``): they can be read
+        only once, and the run must be fingerprinted, read, and perhaps resumed."""
+        for index, path in enumerate(self.paths):
+            if index in self.spools:
+                continue  # resuming: the copy made by the first attempt
+            if path == "-":
+                self.spools[index] = self._spool(self.stdin or sys.stdin.buffer)
+            elif _is_stream(path):
+                with open(path, "rb") as fh:
+                    self.spools[index] = self._spool(fh)
+
+    def _spool(self, source: BinaryIO) -> Path:
         folder = ensure_private_dir(self.state_dir / "stdin")
         tmp = folder / f".{secrets.token_hex(8)}.part"
         digest = hashlib.blake2b(digest_size=16)
@@ -291,16 +301,15 @@ class _Run:
                 out.write(block)
         spool = folder / f"{digest.hexdigest()}.bin"
         os.replace(tmp, spool)
-        self.stdin_spool = spool
-        self.stdin = spool.open("rb")
+        return spool
 
     def _fingerprint(self, step_id: str | None) -> str:
         h = hashlib.blake2b(digest_size=16)
         part = {"v": 1, "step": step_id, "options": self.opts.fingerprint_part()}
         h.update(orjson.dumps(part, option=orjson.OPT_SORT_KEYS, default=str))
-        for path in self.paths:
+        for index, path in enumerate(self.paths):
             h.update(b"\0file\0")
-            target = self.stdin_spool if path == "-" else Path(path)
+            target = self.spools.get(index, Path(path))
             try:
                 with open(target, "rb") as fh:  # type: ignore[arg-type]
                     while block := fh.read(1 << 20):
@@ -317,7 +326,7 @@ class _Run:
         return {
             "paths": paths,
             "options": options,
-            "stdin_spool": str(self.stdin_spool) if self.stdin_spool else None,
+            "spools": {str(i): str(p) for i, p in self.spools.items()},
             "version": __version__,
         }
 
@@ -349,6 +358,7 @@ class _Run:
             notice=self.notice,
             client=self.client,
             stdin=self.stdin,
+            spools=self.spools,
             skip_keys=skip,
         )
         prepared = prepare(ctx)
@@ -511,7 +521,7 @@ class _Run:
         sent = prepared.sent or SentIndex.reader(self.run_dir / "sent.idx")
         path = write_failures(
             self._failures_path(), prepared.columns, rejects, failures, sent, prepared.sources,
-            lambda wanted: fetch_rows(self.paths, self.opts, self.stdin_spool, wanted),
+            lambda wanted: fetch_rows(self.paths, self.opts, self.spools, wanted),
         )  # fmt: skip
         self.result.failures_file = str(path) if path else None
         refused = [email_key(f.email) for f in failures if f.email and "already" not in f.reason]
@@ -600,10 +610,17 @@ class _Run:
         if outcome == "completed":
             shutil.rmtree(self.run_dir / "chunks", ignore_errors=True)
             (self.run_dir / "sent.idx").unlink(missing_ok=True)
-            if self.stdin_spool:
-                if self.stdin:
-                    self.stdin.close()
-                self.stdin_spool.unlink(missing_ok=True)
+            for spool in self.spools.values():
+                spool.unlink(missing_ok=True)
+
+
+def _is_stream(path: str) -> bool:
+    """A pipe, FIFO or /dev/fd entry: readable once, so it is copied aside first."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False  # open_source will say what is wrong with it
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
 def top_reasons(local: Counter[str], failures: list[ServerFailure]) -> list[tuple[str, int]]:

@@ -53,11 +53,14 @@ def open_source(
     delimiter: str | None = None,
     sheet: str | None = None,
     stdin: BinaryIO | None = None,
+    name: str | None = None,
 ) -> Source:
     """Open ``path`` ("-" for stdin) for reading rows; raises InputError on file problems.
 
     ``encoding`` and ``delimiter`` apply to text formats, ``sheet`` to workbooks; each
     is ignored where it does not apply, so one set of flags can serve mixed files.
+    ``name`` shows a stream read through ``stdin`` under another name (a pipe such as
+    ``<(zcat leads.gz)`` that was copied aside); its extension, if known, sets the format.
     """
     if encoding is not None:
         encoding = normalize_encoding(encoding)
@@ -66,7 +69,9 @@ def open_source(
     options = {"encoding": encoding, "delimiter": delimiter, "sheet": sheet}
     if path == "-":
         source = stdin if stdin is not None else sys.stdin.buffer
-        return _open_stream(source, path=path, name=STDIN_NAME, fmt=None, size=None, **options)
+        fmt = FORMATS.get(os.path.splitext(name)[1].lower()) if name else None
+        shown = name or STDIN_NAME
+        return _open_stream(source, path=path, name=shown, fmt=fmt, size=None, **options)
     f, is_regular = _open_file(path)
     try:
         fmt = _format_of(path, is_regular)

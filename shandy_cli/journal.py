@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from array import array
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -56,11 +57,18 @@ CREATE TABLE IF NOT EXISTS chunks (
     PRIMARY KEY (run_id, idx)
 );
 CREATE INDEX IF NOT EXISTS chunks_request ON chunks (request_id);
-CREATE TABLE IF NOT EXISTS ledger (
+CREATE TABLE IF NOT EXISTS ledger_chunks (
     step TEXT NOT NULL,             -- '' for the prospect list
-    email_key INTEGER NOT NULL,     -- signed 64-bit form of validation.email_key
     run_id TEXT NOT NULL,
-    PRIMARY KEY (step, email_key)
+    idx INTEGER NOT NULL,
+    keys BLOB NOT NULL,             -- the chunk's email keys, packed uint64 (one write a chunk)
+    PRIMARY KEY (run_id, idx)
+);
+CREATE INDEX IF NOT EXISTS ledger_chunks_step ON ledger_chunks (step);
+CREATE TABLE IF NOT EXISTS ledger_refused (
+    run_id TEXT NOT NULL,           -- rows of that run's chunks Saleshandy refused
+    email_key INTEGER NOT NULL,
+    PRIMARY KEY (run_id, email_key)
 ) WITHOUT ROWID;
 """
 
@@ -238,24 +246,37 @@ class Journal:
     # -- the ledger for --only-new -----------------------------------------------------------
 
     def ledger_keys(self, step: str | None, exclude_run: str | None = None) -> set[int]:
+        """Email keys Saleshandy accepted into ``step`` in earlier runs."""
+        refused: dict[str, set[int]] = {}
+        for run_id, key in self.db.execute("SELECT run_id, email_key FROM ledger_refused"):
+            refused.setdefault(run_id, set()).add(key + (1 << 64) if key < 0 else key)
+        keys: set[int] = set()
         rows = self.db.execute(
-            "SELECT email_key FROM ledger WHERE step = ? AND run_id != ?",
+            "SELECT run_id, keys FROM ledger_chunks WHERE step = ? AND run_id != ?",
             (step or "", exclude_run or ""),
         )
-        return {k + (1 << 64) if k < 0 else k for (k,) in rows}
+        for run_id, blob in rows:
+            packed = array("Q")
+            packed.frombytes(blob)
+            keys.update(packed)
+            keys.difference_update(refused.get(run_id, ()))
+        return keys
 
-    def ledger_add(self, step: str | None, keys: Iterable[int], run_id: str) -> None:
+    def ledger_add(self, step: str | None, keys: array, run_id: str, idx: int) -> None:
+        """Record an accepted chunk's email keys: one row a chunk, not one a prospect."""
         with self._tx() as db:
-            db.executemany(
-                "INSERT OR IGNORE INTO ledger (step, email_key, run_id) VALUES (?, ?, ?)",
-                ((step or "", signed64(k), run_id) for k in keys),
+            db.execute(
+                "INSERT OR REPLACE INTO ledger_chunks (step, run_id, idx, keys)"
+                " VALUES (?, ?, ?, ?)",
+                (step or "", run_id, idx, keys.tobytes()),
             )
 
-    def ledger_remove(self, step: str | None, keys: Iterable[int]) -> None:
+    def ledger_refuse(self, run_id: str, keys: Iterable[int]) -> None:
+        """Rows of ``run_id`` that Saleshandy refused: not imported after all."""
         with self._tx() as db:
             db.executemany(
-                "DELETE FROM ledger WHERE step = ? AND email_key = ?",
-                ((step or "", signed64(k)) for k in keys),
+                "INSERT OR IGNORE INTO ledger_refused (run_id, email_key) VALUES (?, ?)",
+                ((run_id, signed64(k)) for k in keys),
             )
 
 

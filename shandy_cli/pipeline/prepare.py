@@ -31,7 +31,7 @@ from shandy_cli.pipeline.mapping import (
 from shandy_cli.pipeline.reporting import RowsWriter, SentIndex, union_columns
 from shandy_cli.pipeline.results import ImportOptions
 from shandy_cli.pipeline.sources import Row, Source, open_source
-from shandy_cli.pipeline.validation import Validator, email_key
+from shandy_cli.pipeline.validation import Validator
 
 PROGRESS_EVERY = 2000  # rows between read-progress events: cheap, still smooth
 SKIPPED_REASON = "already imported"
@@ -258,12 +258,12 @@ class _Reader:
                 self.ctx.listener(ReadProgress(info.name, count, src.bytes_read, info.size))
             if mapping is None:
                 continue
-            prospect, item, reason = self._judge(row, ncols, mapping)
+            item, reason = self._judge(row, ncols, mapping)
             if reason is not None:
                 self.rejects.add(info.name, row.number, info.columns, row.values, reason)
                 out.rows_rejected += 1
                 continue
-            key = email_key(prospect.get("Email", ""))
+            key = self.validator.last_key
             if key in self.ctx.skip_keys:
                 out.rows_skipped += 1
                 out.reasons[SKIPPED_REASON] += 1
@@ -290,10 +290,8 @@ class _Reader:
         self.out.keys_path(chunk).write_bytes(keys.tobytes())
         self.ctx.listener(ChunkEvent(chunk.index, "planned", chunk.rows, chunk.bytes))
 
-    def _judge(
-        self, row: Row, ncols: int, mapping: Mapping
-    ) -> tuple[dict[str, str], bytes, str | None]:
-        """The prospect a row becomes, its encoded bytes, and why it must be rejected (or None)."""
+    def _judge(self, row: Row, ncols: int, mapping: Mapping) -> tuple[bytes, str | None]:
+        """The encoded prospect a row becomes, and why it must be rejected (or None)."""
         problem = row.problem
         if (
             problem is None
@@ -304,14 +302,14 @@ class _Reader:
         prospect = mapping.prospect(row.values)
         reason = self.validator.check(prospect, file=row.file, row=row.number, problem=problem)
         if reason is not None:
-            return prospect, b"", reason
+            return b"", reason
         try:
             item = encode_prospect(prospect)
         except ValueError:  # text that is not valid Unicode (a lone surrogate)
-            return prospect, b"", "a value is not valid text"
+            return b"", "a value is not valid text"
         if not self.chunker.fits_alone(item):
-            return prospect, b"", self.chunker.oversize_reason(item)
-        return prospect, item, None
+            return b"", self.chunker.oversize_reason(item)
+        return item, None
 
 
 def fetch_rows(

@@ -52,8 +52,11 @@ def _clean(value: str) -> str:
     return value.encode("utf-8", "replace").decode("utf-8") if _has_surrogate(value) else value
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _has_surrogate(value: str) -> bool:
-    return any("\ud800" <= ch <= "\udfff" for ch in value)
+    return not value.isascii() and _SURROGATE.search(value) is not None
 
 
 class RowsWriter:

@@ -448,7 +448,9 @@ class _Run:
                 chunk = results[sub.chunk.index]
                 chunk.request_id, chunk.state = sub.request_id, "accepted"
                 self.result.chunks_sent += 1
-                journal.ledger_add(step_id, prepared.chunk_keys(sub.chunk), self.run_id)
+                journal.ledger_add(
+                    step_id, prepared.chunk_keys(sub.chunk), self.run_id, sub.chunk.index
+                )
                 sub.chunk.path.unlink(missing_ok=True)  # accepted: never needed again
         except ApiError as exc:
             if not self.result.request_ids:
@@ -526,7 +528,7 @@ class _Run:
         self.result.failures_file = str(path) if path else None
         refused = [email_key(f.email) for f in failures if f.email and "already" not in f.reason]
         if refused:
-            self.journal.ledger_remove(step_id, refused)
+            self.journal.ledger_refuse(self.run_id, refused)
 
     def _real_failures(self, index: int, found: list[ServerFailure]) -> list[ServerFailure]:
         """A chunk sent again after its answer was lost finds its own rows in the step:

@@ -131,6 +131,9 @@ class Validator:
         # index saves a dict lookup per row.
         self._last_file: str | None = None
         self._file_bits = 0
+        # The email key of the last accepted prospect: the caller's ledger needs it too,
+        # and BLAKE2b per row is worth computing once.
+        self.last_key = 0
 
     def check(
         self, prospect: dict[str, str], *, file: str, row: int, problem: str | None = None
@@ -151,8 +154,10 @@ class Validator:
             self._switch_file(file)
         # A row beyond 2**40 cannot occur; clamping keeps it out of the file bits.
         where = self._file_bits | (row if 0 <= row <= _ROW_MASK else _ROW_MASK)
-        first = self._table.setdefault(email_key(email), where)
+        key = email_key(email)
+        first = self._table.setdefault(key, where)
         if first is None:
+            self.last_key = key
             return None
         first_file, first_row = self._files[first >> _ROW_BITS], first & _ROW_MASK
         return f"duplicate email {_shown(email)} (first seen in {first_file} row {first_row})"

@@ -247,7 +247,7 @@ def measure(
             spent = server_cpu() - before if server_cpu else None
         summary = _summary(out)
         if contender.ok_codes == SHANDY_OK and (summary is None or summary.get("error")):
-            code = code or -1  # an import that says nothing, or reports an error, failed
+            code = -1  # a run that prints no result, or reports an error, failed (even exit 1)
         if code not in contender.ok_codes:
             tail = (err or out).decode(errors="replace").strip().splitlines()[-5:]
             raise RuntimeError(f"exit {code}: " + " | ".join(tail))

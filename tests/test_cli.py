@@ -274,3 +274,13 @@ def test_rejects_fall_back_to_state_dir_when_input_folder_is_not_writable(
     rejects = Path(doc["rejects_file"])
     assert rejects.is_relative_to(tmp_path / "state") and rejects.exists()
     assert "not-an-email" in rejects.read_text()
+
+
+def test_quiet_prints_nothing_but_errors(sandbox: Sandbox, tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "l.csv", 3, bad=1)
+    sandbox.set_faults(["502"], match="/v1/sequences/prospects")
+    result = shandy("-q", "import", str(src), "--step", "StepA1", "--json", "--poll-interval",
+                    "0.05", tmp_path=tmp_path, env=at(sandbox))  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == ""  # no progress, no retry line, no warning
+    assert json.loads(result.stdout)["rows_rejected"] == 1

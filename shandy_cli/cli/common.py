@@ -72,6 +72,11 @@ def warn(message: str) -> None:
         print(f"shandy: warning: {safe_text(message)}", file=sys.stderr, flush=True)
 
 
+def retry_line(what: str, attempt: int, delay: float, error: ShandyError) -> None:
+    """One line per retry (the contract's stderr), silenced by --quiet like other progress."""
+    say(f"shandy: {what}: {error.message}; retry {attempt} in {delay:.1f}s")
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
     sys.stdout.flush()
@@ -179,7 +184,7 @@ def api_session(
     """Resolve settings, start the in-process sandbox if asked, and open a client."""
     settings = settings_from(api_key, base_url, state_dir)
     if not sandbox:
-        with SaleshandyClient(settings.base_url, settings.api_key) as client:
+        with SaleshandyClient(settings.base_url, settings.api_key, on_retry=retry_line) as client:
             yield client, Connection(settings, False)
         return
     from shandy_cli.sandbox import SandboxConfig, start_sandbox
@@ -192,7 +197,7 @@ def api_session(
         local = Settings(api_key=key, base_url=server.url, state_dir=settings.state_dir)
         if GLOBALS.verbose:
             say(f"sandbox listening on {server.url} (key {mask_secret(key)})")
-        with SaleshandyClient(server.url, key) as client:
+        with SaleshandyClient(server.url, key, on_retry=retry_line) as client:
             yield client, Connection(local, True)
     finally:
         server.stop()

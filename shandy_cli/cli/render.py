@@ -66,7 +66,8 @@ class PlainProgress:
             self.line(f"chunk {event.index + 1}: {event.state}{rid} ({event.rows:,} rows)")
         elif isinstance(event, Notice):
             if event.level == "warning":
-                print(f"shandy: warning: {safe_text(event.text)}", file=sys.stderr, flush=True)
+                if not GLOBALS.quiet:
+                    print(f"shandy: warning: {safe_text(event.text)}", file=sys.stderr, flush=True)
             else:
                 self.line(event.text)
 

@@ -252,7 +252,11 @@ class _Reader:
         info, out = src.info, self.out
         assert out.sent is not None
         ncols = len(info.columns)
-        count = done = self._columnar(src, mapping, file_index)
+        done, nbytes = self._columnar(src, mapping, file_index)
+        if nbytes is not None:  # the columnar path read it all
+            self.ctx.listener(ReadProgress(info.name, done, nbytes, info.size, done=True))
+            return
+        count = done
         for row in src.rows():
             if row.number <= done:  # committed by the columnar path before it handed over
                 continue
@@ -280,8 +284,11 @@ class _Reader:
             out.rows_submitted += 1
         self.ctx.listener(ReadProgress(info.name, count, src.bytes_read, info.size, done=True))
 
-    def _columnar(self, src: Source, mapping: Mapping | None, file_index: int) -> int:
-        """Rows of ``src`` read the columnar way (see fastcsv): all of them, or up to a handover.
+    def _columnar(
+        self, src: Source, mapping: Mapping | None, file_index: int
+    ) -> tuple[int, int | None]:
+        """Rows of ``src`` read the columnar way (see fastcsv), and its byte size if that
+        was all of them (None: none, or up to a handover).
 
         The columnar reader fills the same validator, chunker, rejects, sent
         index and chunk keys as the loop in ``read``, which goes on from there.
@@ -290,25 +297,26 @@ class _Reader:
         spool = self.ctx.spools.get(file_index)
         path = str(spool) if spool is not None else (None if info.path == "-" else info.path)
         if _columnar_off() or _cheap_no(info, path):
-            return 0
+            return 0, None
         from shandy_cli.pipeline import fastcsv  # polars and numpy load only when needed
 
         if fastcsv.columnar_eligible(info, mapping, path) is not None:
-            return 0
+            return 0, None
         assert mapping is not None and path is not None and self.out.sent is not None
 
         def progress(rows: int, nbytes: int) -> None:
             self.ctx.listener(ReadProgress(info.name, rows, nbytes, info.size))
 
         try:
-            return fastcsv.read_columnar(
+            rows = fastcsv.read_columnar(
                 path, info, mapping, validator=self.validator, chunker=self.chunker,
                 rejects=self.rejects, sent=self.out.sent, file_index=file_index,
                 skip_keys=self.ctx.skip_keys, counts=self.out, add_keys=self._add_keys,
                 planned=self._planned, progress=progress,
             )  # fmt: skip
         except fastcsv.Handover as exc:
-            return exc.done
+            return exc.done, None
+        return rows, os.path.getsize(path)
 
     def _add_keys(self, packed: bytes) -> None:
         self.keys.frombytes(packed)  # not a bound method of self.keys: _planned replaces it

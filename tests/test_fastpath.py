@@ -179,18 +179,30 @@ def test_same_output(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def test_duplicates_across_files_fast_and_slow(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The first file goes columnar, the second (cp1252) per-row: one dedupe table.
-    a = tmp_path / "a.csv"
+    # Columnar, per-row (cp1252), columnar with another column order, a handover
+    # mid-file, then the first file again: one dedupe table, one open chunk throughout.
+    # File names with parentheses and quotes end up in the duplicate reasons.
+    a = tmp_path / "a (1).csv"
     a.write_bytes(GOOD)
     b = tmp_path / "b.csv"
     b.write_bytes(
         csv_bytes(HEADER, rows(800, seed=2), lineterminator="\n")
         + "é,,x@é.test,,\n".encode("cp1252")
     )
-    c = tmp_path / "c.csv"
-    c.write_bytes(csv_bytes(HEADER, rows(900, seed=3), lineterminator="\n"))
-    got = compare([a, b, c, a], tmp_path, monkeypatch, max_rows=500)
-    assert "duplicate email" in got["reasons"]
+    order = [2, 0, 4, 1, 3]
+    c = tmp_path / "it's.csv"
+    c.write_bytes(
+        csv_bytes(
+            [HEADER[i] for i in order],
+            [[r[i] for i in order] for r in rows(900, seed=3)],
+            lineterminator="\n",
+        )
+    )
+    d = tmp_path / "d.csv"
+    d.write_bytes(CASES["bad-utf8-mid"][0])
+    got = compare([a, b, c, d, a], tmp_path, monkeypatch, max_rows=500)
+    reasons: dict[str, int] = got["reasons"]  # type: ignore[assignment]
+    assert sum(n for kind, n in reasons.items() if kind.startswith("duplicate email")) > 3000
 
 
 def test_only_new(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

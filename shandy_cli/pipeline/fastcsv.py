@@ -651,7 +651,8 @@ class _Commit:
         values = p.email.gather(dup_rows).to_list()
         for i, value, f in zip(dup_rows, values, first[dup].tolist(), strict=True):
             reason = self.validator.duplicate_reason(value, f)
-            reasons[int(i)] = (reason, _kind(reason, value, "duplicate email"))
+            # the file name is in the reason too: it may hold quotes or parentheses
+            reasons[int(i)] = (reason, reason_kind(reason))
         for j in np.flatnonzero(oversize):
             reason = chunker.oversize_reason(int(sizes[j]))
             reasons[int(keep[j])] = (reason, reason_kind(reason))

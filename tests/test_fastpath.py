@@ -44,6 +44,7 @@ def run(
     monkeypatch: pytest.MonkeyPatch,
     skip: set[int] | None = None,
     events: list[object] | None = None,
+    spools: dict[int, Path] | None = None,
     **options: Any,
 ) -> tuple[Prepared, Path]:
     monkeypatch.setenv("SHANDY_COLUMNAR", columnar)
@@ -53,7 +54,7 @@ def run(
         paths=[str(p) for p in paths], opts=ImportOptions(step_id="S1", dry_run=True, **options),
         labels=LABELS, step_id="S1", run_dir=run_dir, rejects_path=out / "rejects.csv",
         listener=(events.append if events is not None else lambda e: None),
-        notice=lambda text, level: None, skip_keys=skip or set(),
+        notice=lambda text, level: None, skip_keys=skip or set(), spools=spools or {},
     )  # fmt: skip
     return prepare(ctx), run_dir
 
@@ -203,6 +204,17 @@ def test_duplicates_across_files_fast_and_slow(
     got = compare([a, b, c, d, a], tmp_path, monkeypatch, max_rows=500)
     reasons: dict[str, int] = got["reasons"]  # type: ignore[assignment]
     assert sum(n for kind, n in reasons.items() if kind.startswith("duplicate email")) > 3000
+
+
+def test_stdin_spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # run.py copies stdin and pipes aside; the columnar path reads that copy.
+    spool = tmp_path / "stdin.bin"
+    spool.write_bytes(CASES["bad-utf8-mid"][0])
+    called = []
+    real = fastcsv.read_columnar
+    monkeypatch.setattr(fastcsv, "read_columnar", lambda *a, **k: called.append(1) or real(*a, **k))
+    compare([Path("-")], tmp_path, monkeypatch, spools={0: spool})
+    assert called
 
 
 def test_only_new(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,9 +20,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    import numpy as np
 
 import orjson
 
@@ -148,11 +152,11 @@ class Chunker:
         """Whether ``item`` fits in a request by itself (PREFIX + item + suffix)."""
         return self._fill.fits_alone(len(item))
 
-    def oversize_reason(self, item: bytes) -> str:
-        """The reject reason for an item that does not fit alone."""
+    def oversize_reason(self, item: bytes | int) -> str:
+        """The reject reason for an item (or an item's length) that does not fit alone."""
+        size = item if isinstance(item, int) else len(item)
         return (
-            f"prospect is {len(item):,} bytes, more than any request may hold "
-            f"({self.max_bytes:,} bytes)"
+            f"prospect is {size:,} bytes, more than any request may hold ({self.max_bytes:,} bytes)"
         )
 
     def add(self, item: bytes, *, file: str, row: int) -> Chunk | None:
@@ -174,6 +178,56 @@ class Chunker:
         out.write(item)
         fill.add(size)
         self._last = (file, row)
+        return closed
+
+    def add_many(
+        self,
+        sizes: np.ndarray,
+        write: Callable[[BinaryIO, int, int, bool], None],
+        *,
+        file: str,
+        rows: np.ndarray,
+    ) -> list[tuple[Chunk, int]]:
+        """Append many items, packed exactly as calls of ``add`` one by one would pack them.
+
+        ``sizes`` are the items' lengths (each must fit alone), ``rows`` their row
+        numbers; ``write(out, i, k, lead)`` writes items ``i..k-1`` joined by
+        commas, with a comma before the first when ``lead``.  Returns each chunk
+        closed, with the index of the first item not in it.  The fit is decided
+        per chunk (cumulative sums and a binary search), not per item.
+        """
+        import numpy as np
+
+        closed: list[tuple[Chunk, int]] = []
+        n = len(sizes)
+        if not n:
+            return closed
+        fill = self._fill
+        cum = np.cumsum(sizes.astype(np.int64) + 1)  # each item with the comma before it
+        room = self.max_bytes - len(self.suffix)
+        i = 0
+        while i < n:
+            if fill.rows == 0:
+                out = self._open()
+                self._first = (file, int(rows[i]))
+                out.write(PREFIX)
+                fill.add(int(sizes[i]))
+                lead, j = False, i + 1
+            else:
+                assert self._out is not None
+                out, lead, j = self._out, True, i
+            base = int(cum[j - 1]) if j else 0
+            k = int(np.searchsorted(cum, base + room - fill.size, side="right"))
+            k = min(k, j + (self.max_rows - fill.rows), n)
+            if k > j:
+                fill.size += int(cum[k - 1]) - base
+                fill.rows += k - j
+            if k > i:
+                write(out, i, k, lead)
+                self._last = (file, int(rows[k - 1]))
+            if k < n:
+                closed.append((self._close(), k))
+            i = k
         return closed
 
     def finish(self) -> Chunk | None:

@@ -8,6 +8,7 @@ stays flat: rows stream through; chunk bodies and the sent-rows index are on dis
 from __future__ import annotations
 
 import hashlib
+import os
 import weakref
 from array import array
 from collections import Counter
@@ -30,9 +31,10 @@ from shandy_cli.pipeline.mapping import (
 )
 from shandy_cli.pipeline.reporting import RowsWriter, SentIndex, union_columns
 from shandy_cli.pipeline.results import ImportOptions
-from shandy_cli.pipeline.sources import Row, Source, open_source
+from shandy_cli.pipeline.sources import Row, Source, SourceInfo, open_source
 from shandy_cli.pipeline.validation import Validator
 
+COLUMNAR_MIN_SIZE = 2 << 20  # fastcsv.MIN_SIZE, here so small files never load polars
 PROGRESS_EVERY = 2000  # rows between read-progress events: cheap, still smooth
 SKIPPED_REASON = "already imported"
 
@@ -250,8 +252,14 @@ class _Reader:
         info, out = src.info, self.out
         assert out.sent is not None
         ncols = len(info.columns)
-        count = 0
+        done, nbytes = self._columnar(src, mapping, file_index)
+        if nbytes is not None:  # the columnar path read it all
+            self.ctx.listener(ReadProgress(info.name, done, nbytes, info.size, done=True))
+            return
+        count = done
         for row in src.rows():
+            if row.number <= done:  # committed by the columnar path before it handed over
+                continue
             count += 1
             out.rows_read += 1
             if count % PROGRESS_EVERY == 0:
@@ -275,6 +283,43 @@ class _Reader:
             out.sent.add(key, file_index, row.number)
             out.rows_submitted += 1
         self.ctx.listener(ReadProgress(info.name, count, src.bytes_read, info.size, done=True))
+
+    def _columnar(
+        self, src: Source, mapping: Mapping | None, file_index: int
+    ) -> tuple[int, int | None]:
+        """Rows of ``src`` read the columnar way (see fastcsv), and its byte size if that
+        was all of them (None: none, or up to a handover).
+
+        The columnar reader fills the same validator, chunker, rejects, sent
+        index and chunk keys as the loop in ``read``, which goes on from there.
+        """
+        info = src.info
+        spool = self.ctx.spools.get(file_index)
+        path = str(spool) if spool is not None else (None if info.path == "-" else info.path)
+        if _columnar_off() or _cheap_no(info, path):
+            return 0, None
+        from shandy_cli.pipeline import fastcsv  # polars and numpy load only when needed
+
+        if fastcsv.columnar_eligible(info, mapping, path) is not None:
+            return 0, None
+        assert mapping is not None and path is not None and self.out.sent is not None
+
+        def progress(rows: int, nbytes: int) -> None:
+            self.ctx.listener(ReadProgress(info.name, rows, nbytes, info.size))
+
+        try:
+            rows = fastcsv.read_columnar(
+                path, info, mapping, validator=self.validator, chunker=self.chunker,
+                rejects=self.rejects, sent=self.out.sent, file_index=file_index,
+                skip_keys=self.ctx.skip_keys, counts=self.out, add_keys=self._add_keys,
+                planned=self._planned, progress=progress,
+            )  # fmt: skip
+        except fastcsv.Handover as exc:
+            return exc.done, None
+        return rows, os.path.getsize(path)
+
+    def _add_keys(self, packed: bytes) -> None:
+        self.keys.frombytes(packed)  # not a bound method of self.keys: _planned replaces it
 
     def finish(self) -> None:
         last = self.chunker.finish()
@@ -310,6 +355,19 @@ class _Reader:
         if not self.chunker.fits_alone(item):
             return b"", self.chunker.oversize_reason(item)
         return item, None
+
+
+def _columnar_off() -> bool:
+    return os.environ.get("SHANDY_COLUMNAR") == "0"
+
+
+def _cheap_no(info: SourceInfo, path: str | None) -> bool:
+    """Sources the columnar path never takes, decided without importing polars."""
+    if path is None or info.format not in ("csv", "tsv", "txt"):
+        return True
+    if os.environ.get("SHANDY_COLUMNAR") == "1":
+        return False
+    return info.size is not None and info.size < COLUMNAR_MIN_SIZE
 
 
 def fetch_rows(

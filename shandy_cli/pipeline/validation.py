@@ -21,6 +21,10 @@ import hashlib
 import re
 from array import array
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 EMAIL_LABEL = "Email"
 MAX_EMAIL = 254
@@ -95,6 +99,69 @@ class _DigestTable:
             self._grow()
         return None
 
+    def reserve(self, extra: int) -> None:
+        """Grow now for ``extra`` more keys: one rehash instead of several doublings."""
+        capacity = self._mask + 1
+        while (self.size + extra) * 2 > capacity - 1:
+            capacity *= 2
+        if capacity == self._mask + 1:
+            return
+        import numpy as np  # only the columnar path calls this, and it has numpy loaded
+
+        keys = np.frombuffer(self._keys, np.uint64)
+        used = keys != 0
+        old_k, old_v = keys[used], np.frombuffer(self._values, np.uint64)[used]
+        self._mask = capacity - 1
+        self._keys, self._values = _zeros(capacity), _zeros(capacity)
+        self.size = 0
+        self._insert_many(old_k, old_v)  # distinct keys: every one is new
+
+    def setdefault_many(self, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """``setdefault`` for each key in order, vectorised; 0 where the key was new.
+
+        The same table as the per-row ``setdefault`` (a key placed here is found
+        there and vice versa). A key repeated within ``keys`` gets the value of
+        its first occurrence, as sequential calls would give.
+        """
+        self.reserve(len(keys))
+        found = self._insert_many(keys, values)
+        if self.size * 2 > self._mask:
+            self.reserve(0)
+        return found
+
+    def _insert_many(self, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        table_keys = np.frombuffer(self._keys, np.uint64)  # views: writes land in the arrays
+        table_values = np.frombuffer(self._values, np.uint64)
+        mask = np.uint64(self._mask)
+        found = np.zeros(len(keys), np.uint64)
+        pending = np.arange(len(keys))
+        slots = keys & mask
+        # Linear probing a whole batch per round. Any insertion order leaves every
+        # key reachable from its home slot (no deletions); only "first one wins"
+        # matters, and for equal keys the earliest takes the slot (np.unique keeps
+        # the first index), the later ones then find it there.
+        while len(pending):
+            at = slots[pending]
+            current = table_keys[at]
+            mine = keys[pending]
+            hit = current == mine
+            found[pending[hit]] = table_values[at[hit]]
+            empty = current == 0
+            idx_empty = np.flatnonzero(empty)
+            _, first = np.unique(at[idx_empty], return_index=True)
+            winners = idx_empty[first]
+            table_keys[at[winners]] = mine[winners]
+            table_values[at[winners]] = values[pending[winners]]
+            self.size += len(winners)
+            done = hit.copy()
+            done[winners] = True
+            moved = ~empty & ~hit  # another key there: probe on
+            slots[pending[moved]] = (slots[pending[moved]] + np.uint64(1)) & mask
+            pending = pending[~done]  # losers of a contested slot retry it
+        return found
+
     def _grow(self) -> None:
         old = zip(self._keys, self._values, strict=True)
         capacity = 2 * (self._mask + 1)
@@ -159,6 +226,27 @@ class Validator:
         if first is None:
             self.last_key = key
             return None
+        return self.duplicate_reason(email, first)
+
+    def check_many(self, keys: np.ndarray, rows: np.ndarray, *, file: str) -> np.ndarray:
+        """The dedupe step of ``check`` for many plausible addresses of one file at once.
+
+        ``keys`` are ``email_key`` values (uint64, nonzero), ``rows`` their row
+        numbers.  Returns, per key, 0 when it was new (now remembered) or the
+        packed position of its first occurrence, for ``duplicate_reason``.
+        """
+        import numpy as np
+
+        if file != self._last_file:
+            self._switch_file(file)
+        where = np.uint64(self._file_bits) | np.minimum(rows, _ROW_MASK).astype(np.uint64)
+        return self._table.setdefault_many(keys.astype(np.uint64, copy=False), where)
+
+    def reserve(self, expected: int) -> None:
+        """Size the table for ``expected`` more addresses at once (see ``check_many``)."""
+        self._table.reserve(expected)
+
+    def duplicate_reason(self, email: str, first: int) -> str:
         first_file, first_row = self._files[first >> _ROW_BITS], first & _ROW_MASK
         return f"duplicate email {_shown(email)} (first seen in {first_file} row {first_row})"
 

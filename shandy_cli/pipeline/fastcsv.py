@@ -1,0 +1,741 @@
+"""A columnar fast path for large UTF-8 CSV/TSV files, byte-identical to the per-row path.
+
+``prepare._Reader`` reads every row through Python (decode, ``csv``, trim,
+validate, ``orjson`` per row): ~3x the time of just reading the file.  For the
+common case -- a big, clean, UTF-8 export -- this module does the same work on
+blocks of ~1 MB of whole records with polars and numpy, in two worker threads,
+and commits each block in order on the calling thread into the run's SAME
+``Validator`` (dedupe table), ``Chunker`` (numbering, spool files, the open
+chunk), ``RowsWriter`` and ``SentIndex``.  The output (chunk bodies, keys,
+rejects, sent index, counts) is the per-row path's, byte for byte; the tests in
+``tests/test_fastpath.py`` hold it to that.
+
+Per block:
+
+1. structure check (numpy over the quote and CR positions): every opening
+   quote starts a field, every closing quote ends one, no lone CR, no NUL --
+   where Python's ``csv`` (``strict=False``) and an RFC 4180 parser could
+   disagree, the block is handed over;
+2. ``polars.read_csv`` (strict UTF-8, at most the header's width: bad bytes and
+   long ragged rows raise -> hand over; short rows pad, as ``Mapping.prospect``
+   reads them);
+3. trim with exactly ``str.strip()``'s characters; all-empty records are
+   dropped and not numbered, as the reader does;
+4. email plausibility: an ASCII-only regex built from ``is_plausible_email``'s
+   own classes decides ASCII addresses, ``is_plausible_email`` the others;
+5. dedupe on the ledger's key (BLAKE2b of the lowercased address) in the
+   Validator's table, vectorised (first one wins);
+6. JSON: ``concat_str`` of ``"Label":"value"`` fragments, escapes by one
+   ``replace_many`` on the columns that need them (checked against orjson
+   once per process, see ``_check_json``);
+7. packing by ``Chunker.add_many``; the items' bytes are written straight from
+   polars' string-view buffers (Arrow C data interface, no pyarrow, no copy).
+
+Whatever it cannot do identically it does not try: ``columnar_eligible`` says
+no up front (mapping or file shape), and ``Handover`` hands the rest of a file
+to the per-row path after the last row committed (same row numbers, same
+table, same open chunk).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import ctypes
+import hashlib
+import io
+import itertools
+import os
+import re
+import stat
+import sys
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, BinaryIO, Protocol
+
+# One jemalloc arena for polars: several worker threads otherwise spread freed
+# memory over up to 8 arenas, each keeping it for 10 s (~60 MB more peak RSS).
+# Read when polars loads, so it has to be set before the import.
+os.environ.setdefault("_RJEM_MALLOC_CONF", "narenas:1")
+
+import numpy as np
+import orjson
+import polars as pl
+
+from shandy_cli.pipeline._readers.delimited import FIELD_LIMIT
+from shandy_cli.pipeline.chunking import PREFIX, Chunk, Chunker, encode_prospect
+from shandy_cli.pipeline.mapping import Mapping
+from shandy_cli.pipeline.reporting import RowsWriter, SentIndex, reason_kind
+from shandy_cli.pipeline.validation import (
+    _ATOM,
+    EMAIL_LABEL,
+    MAX_EMAIL,
+    MAX_LOCAL,
+    Validator,
+    _shown,
+    email_key,
+    is_plausible_email,
+)
+
+if TYPE_CHECKING:
+    from collections import Counter
+
+    from shandy_cli.pipeline.sources import SourceInfo
+
+BLOCK = 1 << 20  # bytes of whole records per block: big enough to amortise polars' overhead
+WORKERS = 2  # parsing threads; the commit (in order) runs on the caller's thread
+MIN_SIZE = 2 << 20  # below this the per-row path is as fast as starting the workers
+SKIPPED_REASON = "already imported"
+ROW_BITS = 40
+BOM = b"\xef\xbb\xbf"
+# Exactly the characters str.strip() removes (str.isspace()), for polars' strip_chars.
+PY_WS = "".join(ch for ch in map(chr, range(sys.maxunicode + 1)) if ch.isspace())
+# JSON string escapes exactly as orjson writes them (checked by _check_json).
+ESCAPES = ["\\", '"', *map(chr, range(32))]
+ESCAPED = [orjson.dumps(ch).decode()[1:-1] for ch in ESCAPES]
+
+
+class Handover(Exception):
+    """The columnar path stops here; the per-row path resumes at data row ``done + 1``."""
+
+    def __init__(self, reason: str, done: int = 0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.done = done  # data rows (non-blank records) already committed
+
+
+class Counts(Protocol):
+    """What the run counts (``prepare.Prepared`` is one)."""
+
+    rows_read: int
+    rows_submitted: int
+    rows_rejected: int
+    rows_skipped: int
+    reasons: Counter[str]
+
+
+def mode() -> str:
+    """``SHANDY_COLUMNAR``: "0" never, "1" whatever the size (tests), else by size."""
+    return os.environ.get("SHANDY_COLUMNAR", "")
+
+
+def columnar_eligible(info: SourceInfo, mapping: Mapping | None, path: str | None) -> str | None:
+    """None when a source can go the columnar way, else why not (the per-row path takes it).
+
+    ``path`` is the regular file holding the source's bytes (stdin and pipes are
+    spooled to one by ``run.py``), or None when there is none.
+    """
+    if mode() == "0":
+        return "disabled by SHANDY_COLUMNAR=0"
+    if mapping is None:
+        return "no columns"
+    if info.format not in ("csv", "tsv", "txt") or not info.delimiter:
+        return f"format {info.format}"
+    try:
+        utf8 = codecs.lookup(info.encoding or "").name in ("utf-8", "utf-8-sig")
+    except LookupError:
+        utf8 = False
+    if not utf8:
+        return f"encoding {info.encoding}"
+    if len(info.delimiter.encode()) != 1 or info.delimiter == '"':
+        return "a multi-byte delimiter"
+    if path is None:
+        return "not a regular file"
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "not a regular file"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if mode() != "1" and st.st_size < MIN_SIZE:
+        return "small file"
+    return _plan_problem(mapping)
+
+
+def _plan_problem(mapping: Mapping) -> str | None:
+    # Where Mapping.prospect puts a key depends on the row in two cases: several
+    # columns mapped to one label (the first non-empty one places it), and a --set
+    # constant for a label a column also fills (in place, or at the end when the
+    # cell is empty).  Fixed JSON fragments cannot say that.
+    labels = [label for label in mapping.targets if label is not None]
+    if len(labels) != len(set(labels)):
+        return "several columns map to one label"
+    if any(label in labels for label in mapping.constants) or EMAIL_LABEL in mapping.constants:
+        return "a --set constant for a mapped label"
+    return None
+
+
+# ---------------------------------------------------------------- email regex (ASCII, exact)
+
+
+def _ascii_class(python_class: str, drop: str = "") -> str:
+    """A Rust-regex class of exactly the ASCII characters a Python class matches."""
+    chars = [
+        chr(i) for i in range(128) if re.fullmatch(python_class, chr(i)) and chr(i) not in drop
+    ]
+    return "[" + "".join(f"\\x{ord(c):02x}" for c in chars) + "]"
+
+
+def _fast_email_regex() -> str:
+    atom = _ascii_class(_ATOM.removesuffix("+"))
+    # "_" anywhere after the "@" makes is_plausible_email say no: leave it out of the domain.
+    first = _ascii_class(r"[^\W_]")
+    middle = _ascii_class(r"[\w-]", drop="_")
+    alpha = _ascii_class(r"[^\W\d_]")
+    label = f"{first}(?:{middle}{{0,61}}{first})?"
+    tld = f"(?:{alpha}{{2,63}}|[xX][nN]--{middle}{{1,59}})"
+    return f"^{atom}+(?:\\.{atom}+)*@(?:{label}\\.)+{tld}$"
+
+
+FAST_EMAIL = _fast_email_regex()
+
+
+# ---------------------------------------------------------------- Arrow views
+
+
+class _ArrowSchema(ctypes.Structure):
+    _fields_ = [
+        ("format", ctypes.c_char_p), ("name", ctypes.c_char_p), ("metadata", ctypes.c_char_p),
+        ("flags", ctypes.c_int64), ("n_children", ctypes.c_int64),
+        ("children", ctypes.c_void_p), ("dictionary", ctypes.c_void_p),
+        ("release", ctypes.c_void_p), ("private_data", ctypes.c_void_p),
+    ]  # fmt: skip
+
+
+class _ArrowArray(ctypes.Structure):
+    pass
+
+
+_RELEASE_ARRAY = ctypes.CFUNCTYPE(None, ctypes.POINTER(_ArrowArray))
+_RELEASE_SCHEMA = ctypes.CFUNCTYPE(None, ctypes.POINTER(_ArrowSchema))
+_ArrowArray._fields_ = [
+    ("length", ctypes.c_int64), ("null_count", ctypes.c_int64), ("offset", ctypes.c_int64),
+    ("n_buffers", ctypes.c_int64), ("n_children", ctypes.c_int64),
+    ("buffers", ctypes.POINTER(ctypes.c_void_p)), ("children", ctypes.c_void_p),
+    ("dictionary", ctypes.c_void_p), ("release", _RELEASE_ARRAY), ("private_data", ctypes.c_void_p),
+]  # fmt: skip
+
+
+class _Exported:
+    """A polars string column's buffers through the Arrow C data interface, without pyarrow.
+
+    Zero-copy: the memory stays polars', released when this object goes away.
+    """
+
+    def __init__(self, series: pl.Series) -> None:
+        self.array, self.schema = _ArrowArray(), _ArrowSchema()
+        series._export_arrow_to_c(ctypes.addressof(self.array), ctypes.addressof(self.schema))
+        if self.schema.format != b"vu" or self.array.null_count:
+            self.close()
+            raise Handover(f"expected a string view column, got {self.schema.format!r}")
+
+    def views(self) -> np.ndarray:
+        a = self.array
+        raw = (ctypes.c_char * (16 * (a.offset + a.length))).from_address(a.buffers[1])
+        return np.frombuffer(raw, _VIEW)[a.offset :]
+
+    def data_buffers(self) -> list[memoryview]:
+        a = self.array
+        count = a.n_buffers - 3  # validity, views, data..., variadic sizes
+        sizes_ptr = ctypes.cast(a.buffers[a.n_buffers - 1], ctypes.POINTER(ctypes.c_int64))
+        return [
+            memoryview((ctypes.c_char * sizes_ptr[i]).from_address(a.buffers[2 + i])).cast("B")
+            for i in range(count)
+        ]
+
+    def close(self) -> None:
+        if self.array.release:
+            self.array.release(ctypes.pointer(self.array))
+        if self.schema.release:
+            _RELEASE_SCHEMA(self.schema.release)(ctypes.pointer(self.schema))
+            self.schema.release = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class Items:
+    """Encoded items, each with a leading comma: ``buffers[buf[i]][off[i] : off[i] + size[i]]``.
+
+    A polars string-view column exported to Arrow without a copy: long strings sit
+    back to back in a few data buffers, so runs of consecutive items are one slice.
+    """
+
+    keep: object = None  # what keeps ``buffers`` alive
+
+    def __init__(self, buffers: list, buf: np.ndarray, off: np.ndarray, size: np.ndarray) -> None:
+        self.buffers = [memoryview(b) for b in buffers]
+        self.buf, self.off, self.size = buf, off, size
+
+    @classmethod
+    def from_series(cls, series: pl.Series) -> Items:
+        exported = _Exported(series.rechunk())
+        views = exported.views()
+        size = views["len"].astype(np.int64)
+        # Strings of <= 12 bytes are inlined in their view (no buffer): only a rejected
+        # row can be that short (no email), and rejected rows are never written.
+        buf, off = views["buf"].astype(np.int64), views["off"].astype(np.int64)
+        # Strings of <= 12 bytes are inlined in their view, not in a buffer: only a
+        # rejected row's item can be that short (no email), and those are never written.
+        items = cls(exported.data_buffers(), buf, off, size)
+        items.keep = exported  # the buffers live as long as the export
+        return items
+
+    def take(self, index: np.ndarray) -> Items:
+        taken = Items.__new__(Items)
+        taken.buffers = self.buffers
+        taken.buf, taken.off, taken.size = self.buf[index], self.off[index], self.size[index]
+        taken.keep = self.keep
+        return taken
+
+    def write(self, out: BinaryIO, start: int, stop: int, lead: bool) -> None:
+        """Write items ``start..stop-1``; without the first one's comma unless ``lead``."""
+        for buffer, a, b in self.runs(start, stop):
+            if not lead:
+                a, lead = a + 1, True
+            out.write(self.buffers[buffer][a:b])
+
+    def runs(self, start: int, stop: int) -> Iterator[tuple[int, int, int]]:
+        """(buffer, from, to) slices covering items ``start..stop-1`` in order."""
+        buf, off, size = self.buf[start:stop], self.off[start:stop], self.size[start:stop]
+        breaks = np.flatnonzero((buf[1:] != buf[:-1]) | (off[1:] != off[:-1] + size[:-1])) + 1
+        edges = [0, *breaks.tolist(), len(buf)]
+        for a, b in itertools.pairwise(edges):
+            yield int(buf[a]), int(off[a]), int(off[b - 1] + size[b - 1])
+
+
+_VIEW = np.dtype([("len", "<u4"), ("prefix", "<u4"), ("buf", "<u4"), ("off", "<u4")])
+
+
+# ---------------------------------------------------------------- blocks of records
+
+
+def _structure_ok(a: np.ndarray, delim: int, final: bool) -> str | None:
+    """None when the block (whole records, starting outside quotes) is RFC 4180 clean."""
+    q = np.flatnonzero(a == 34)
+    if len(q) % 2:
+        return "a quoted value is never closed"
+    if len(q):
+        opening, closing = q[0::2], q[1::2]
+        prev = a[np.maximum(opening - 1, 0)]
+        ok_prev = (prev == delim) | (prev == 10) | (opening == 0)
+        # an opening quote right after a closing one is the second half of ""
+        ok_prev[1:] |= opening[1:] - 1 == closing[:-1]
+        if not ok_prev.all():
+            return "a quote inside an unquoted value"
+        after = np.minimum(closing + 1, len(a) - 1)
+        nxt = a[after]
+        ok_next = (nxt == delim) | (nxt == 10) | (nxt == 13) | (nxt == 34)
+        if final:
+            ok_next |= closing == len(a) - 1
+        if not ok_next.all():
+            return "text after a closing quote"
+    cr = np.flatnonzero(a == 13)
+    if len(cr) and (cr[-1] == len(a) - 1 or not (a[cr + 1] == 10).all()):
+        return "a carriage return not followed by a newline"
+    return None
+
+
+def _record_end(buf: bytes, start: int = 0) -> int:
+    """Index just past the first newline outside quotes at or after ``start`` (-1 if none)."""
+    pos = start
+    while True:
+        nl = buf.find(b"\n", pos)
+        if nl < 0:
+            return -1
+        if buf.count(b'"', start, nl) % 2 == 0:
+            return nl + 1
+        pos = nl + 1
+
+
+def _last_record_end(buf: bytes) -> int:
+    """Index just past the last newline outside quotes (0 if none)."""
+    end = len(buf)
+    quotes_total = buf.count(b'"')
+    while True:
+        nl = buf.rfind(b"\n", 0, end)
+        if nl < 0:
+            return 0
+        if (quotes_total - buf.count(b'"', nl)) % 2 == 0:
+            return nl + 1
+        end = nl
+
+
+def _blocks(path: str, columns: list[str], delimiter: str) -> Iterator[bytes]:
+    """The data records of a CSV file as byte blocks of whole records; header checked."""
+    with open(path, "rb") as f:
+        buf = f.read(BLOCK)
+        if buf.startswith(BOM):
+            buf = buf[3:]
+        if buf[:4].lower() == b"sep=":
+            raise Handover("a sep= line")
+        end = _record_end(buf)
+        if end < 0:
+            raise Handover("a header longer than a block")
+        try:
+            text = buf[:end].decode("utf-8")
+        except UnicodeDecodeError:
+            raise Handover("a header that is not UTF-8") from None
+        header = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+        if header != columns:
+            raise Handover("the header is not one clean first record")
+        buf, eof = buf[end:], False
+        while True:
+            if not eof and len(buf) < BLOCK:
+                more = f.read(max(BLOCK - len(buf), min(BLOCK, 1 << 16)))
+                eof = not more
+                buf += more
+                continue
+            if eof:
+                if buf:
+                    yield buf
+                return
+            cut = _last_record_end(buf)
+            if cut == 0:  # one record longer than a block: read on
+                if len(buf) > FIELD_LIMIT:  # the csv module would refuse it: let it say so
+                    raise Handover("a record longer than the field limit")
+                more = f.read(BLOCK)
+                eof = not more
+                buf += more
+                continue
+            yield buf[:cut]
+            buf = buf[cut:]
+
+
+# ---------------------------------------------------------------- the columnar reader
+
+
+@dataclass
+class _Parsed:
+    """One block after the parallel stage (polars and numpy, mostly off the GIL)."""
+
+    rows: int
+    nbytes: int
+    raw: pl.DataFrame  # the non-blank records, untrimmed: for rejects
+    email: pl.Series  # trimmed
+    ascii: np.ndarray  # bool: accepted by the (ASCII-only) vector regex
+    missing: np.ndarray  # bool
+    ascii_keys: np.ndarray  # email keys of the ``ascii`` rows, in order
+    items: Items  # every row's JSON item with a leading comma (rejected rows' too)
+
+
+class _Columnar:
+    """One source through the columnar stages, committing into the run's shared state."""
+
+    def __init__(self, mapping: Mapping) -> None:
+        self.mapping = mapping
+        self.ncols = len(mapping.columns)
+        self.names = [f"c{i}" for i in range(self.ncols)]
+        self.schema = dict.fromkeys(self.names, pl.String)
+        m = mapping
+        self.mapped = [i for i, label in enumerate(m.targets) if label is not None]
+        self.keys_json = {i: orjson.dumps(m.targets[i]).decode() for i in self.mapped}
+        self.tail = "".join(
+            "," + orjson.dumps(label).decode() + ":" + orjson.dumps(value).decode()
+            for label, value in m.constants.items()
+        )
+        email_cols = [i for i in self.mapped if m.targets[i] == EMAIL_LABEL]
+        self.email_col = f"t{email_cols[0]}" if email_cols else None
+        # All-empty records are skipped and not numbered (short rows read as null).
+        self.blank = pl.sum_horizontal([pl.col(n).str.len_bytes() for n in self.names]) == 0
+        # Trimmed values, null when empty: a null drops out of the JSON join.
+        self.trim = []
+        for i in self.mapped:
+            stripped = pl.col(f"c{i}").str.strip_chars(PY_WS)
+            self.trim.append(pl.when(stripped.str.len_bytes() > 0).then(stripped).alias(f"t{i}"))
+        # Columns found to need JSON escapes stay escaped: no need to ask again.
+        self.sticky: frozenset[int] = frozenset()
+        self._item_exprs: dict[tuple[bool, ...], pl.Expr] = {}
+        self._check_exprs: dict[frozenset[int], list[pl.Expr]] = {}
+
+    # -- what Mapping.prospect + orjson do, as column expressions
+
+    def items(self, trimmed: pl.DataFrame, escape: list[bool]) -> pl.Series:
+        return trimmed.select(self._item_expr(escape)).to_series()
+
+    def _item_expr(self, escape: list[bool]) -> pl.Expr:
+        key = tuple(escape)
+        if key not in self._item_exprs:
+            frags = []
+            for i in self.mapped:
+                t = pl.col(f"t{i}")
+                value = t.str.replace_many(ESCAPES, ESCAPED) if escape[i] else t
+                frags.append(pl.concat_str([pl.lit(self.keys_json[i] + ':"'), value, pl.lit('"')]))
+            body = pl.concat_str(frags, separator=",", ignore_nulls=True)
+            item = pl.concat_str([pl.lit(",{"), body, pl.lit(self.tail + "}")])
+            self._item_exprs[key] = item.alias("item")
+        return self._item_exprs[key]
+
+    def _checks(self, sticky: frozenset[int]) -> list[pl.Expr]:
+        email = pl.col(self.email_col).fill_null("") if self.email_col else pl.lit("")
+        exprs = [
+            email.alias("email"),
+            (
+                email.str.contains(FAST_EMAIL)
+                & (email.str.len_bytes() <= MAX_EMAIL)
+                & (email.str.find("@", literal=True) <= MAX_LOCAL)
+            ).alias("fast"),
+            (email.str.len_bytes() == 0).alias("missing"),
+            email.str.to_lowercase().cast(pl.Binary).alias("lowered"),
+        ]
+        exprs += [
+            pl.col(f"t{i}").str.contains_any(ESCAPES).any().alias(f"f{i}")
+            for i in self.mapped
+            if i not in sticky
+        ]
+        return exprs
+
+    # -- stage A: one block, in a worker thread
+
+    def parse(self, block: bytes, delimiter: str) -> _Parsed:
+        a = np.frombuffer(block, np.uint8)
+        problem = _structure_ok(a, ord(delimiter), final=not block.endswith(b"\n"))
+        if problem or b"\0" in block:
+            raise Handover(problem or "a NUL byte")
+        try:
+            raw = pl.read_csv(
+                block, has_header=False, schema=self.schema, separator=delimiter,
+                empty_string_is_null=False, quote_char='"', encoding="utf8",
+            )  # fmt: skip
+        except Exception as exc:  # any parser complaint: the per-row path decides
+            raise Handover(f"polars: {str(exc).splitlines()[0]}") from None
+        sticky = self.sticky
+        if sticky not in self._check_exprs:
+            self._check_exprs[sticky] = self._checks(sticky)
+        frame = (
+            raw.lazy()
+            .filter(~self.blank)
+            .with_columns(self.trim)
+            .with_columns(self._check_exprs[sticky])
+            .collect()
+        )
+        escape = [i in sticky for i in range(self.ncols)]
+        if frame.height:
+            new = [i for i in self.mapped if i not in sticky and frame.get_column(f"f{i}")[0]]
+            for i in new:
+                escape[i] = True
+            if new:
+                self.sticky = self.sticky | frozenset(new)
+        ascii_ok = frame.get_column("fast").to_numpy()
+        lowered = frame.get_column("lowered").filter(pl.Series(ascii_ok)).to_list()
+        # The ledger's key, as validation.email_key computes it (ASCII: lower() is the same).
+        b2 = hashlib.blake2b
+        ascii_keys = np.frombuffer(
+            b"".join([b2(v, digest_size=8).digest() for v in lowered]), "<u8"
+        ).copy()
+        items = Items.from_series(self.items(frame, escape))
+        return _Parsed(
+            frame.height, len(block), frame.select(self.names), frame.get_column("email"),
+            ascii_ok, frame.get_column("missing").to_numpy(), ascii_keys, items,
+        )  # fmt: skip
+
+
+def read_columnar(
+    path: str,
+    info: SourceInfo,
+    mapping: Mapping,
+    *,
+    validator: Validator,
+    chunker: Chunker,
+    rejects: RowsWriter,
+    sent: SentIndex,
+    file_index: int,
+    skip_keys: set[int],
+    counts: Counts,
+    add_keys: Callable[[bytes], None],
+    planned: Callable[[Chunk], None],
+    progress: Callable[[int, int], None],
+) -> int:
+    """Read one source into the run's shared state; returns its data-row count.
+
+    ``add_keys`` takes the email keys of rows added to the open chunk (native
+    uint64s), ``planned`` each chunk closed (after the keys that belong to it),
+    ``progress`` (rows, bytes) after each block.  Raises ``Handover`` where the
+    per-row path must take over; everything up to ``done`` is then committed.
+    """
+    _check_json()
+    reader = _Columnar(mapping)
+    commit = _Commit(
+        reader, info, validator, chunker, rejects, sent, file_index, skip_keys, counts,
+        add_keys, planned,
+    )  # fmt: skip
+    assert info.delimiter is not None
+    delimiter = info.delimiter
+    expect = os.path.getsize(path)
+    pending: deque[Future[_Parsed]] = deque()
+    with ThreadPoolExecutor(WORKERS) as pool:
+        try:
+            for block in _blocks(path, info.columns, delimiter):
+                pending.append(pool.submit(reader.parse, block, delimiter))
+                if len(pending) > WORKERS:
+                    commit(pending.popleft().result(), expect)
+                    progress(commit.done, commit.nbytes)
+            while pending:
+                commit(pending.popleft().result(), expect)
+                progress(commit.done, commit.nbytes)
+        except Handover as exc:
+            for future in pending:
+                future.cancel()
+            exc.done = commit.done
+            raise
+    return commit.done
+
+
+class _Commit:
+    """Stage B: each block in order, on the caller's thread, into the shared state."""
+
+    def __init__(
+        self,
+        reader: _Columnar,
+        info: SourceInfo,
+        validator: Validator,
+        chunker: Chunker,
+        rejects: RowsWriter,
+        sent: SentIndex,
+        file_index: int,
+        skip_keys: set[int],
+        counts: Counts,
+        add_keys: Callable[[bytes], None],
+        planned: Callable[[Chunk], None],
+    ) -> None:
+        self.reader, self.info = reader, info
+        self.validator, self.chunker, self.rejects, self.sent = validator, chunker, rejects, sent
+        self.file_index = file_index
+        self.skip = np.fromiter(skip_keys, np.uint64, len(skip_keys))
+        self.counts, self.add_keys, self.planned = counts, add_keys, planned
+        self.done = 0
+        self.nbytes = 0
+
+    def __call__(self, p: _Parsed, expect: int) -> None:
+        name, counts = self.info.name, self.counts
+        n = p.rows
+        if self.done == 0 and p.nbytes:  # rows to expect, from the first block's density
+            self.validator.reserve(int(n * expect / p.nbytes))
+        numbers = np.arange(self.done + 1, self.done + n + 1, dtype=np.int64)
+        valid = p.ascii.copy()
+        odd = np.flatnonzero(~p.ascii & ~p.missing)
+        for i, value in zip(odd, p.email.gather(odd).to_list() if len(odd) else [], strict=True):
+            valid[i] = not value.isascii() and is_plausible_email(value)
+        # -- dedupe, first one wins, in the run's table (shared with the per-row path)
+        vidx = np.flatnonzero(valid)
+        keys = np.empty(len(vidx), np.uint64)
+        is_ascii = p.ascii[vidx]
+        keys[is_ascii] = p.ascii_keys
+        if not is_ascii.all():
+            others = p.email.gather(vidx[~is_ascii]).to_list()
+            keys[~is_ascii] = [email_key(v) for v in others]
+        keys[keys == 0] = 1  # as email_key folds it
+        first = self.validator.check_many(keys, numbers[vidx], file=name)
+        dup = first != 0
+        keep, kept_keys = vidx[~dup], keys[~dup]
+        items = p.items.take(keep)
+        sizes = items.size - 1  # without the leading comma
+        chunker = self.chunker
+        # The per-row order: validator, then encoding and size (a row too big for any
+        # request is rejected, its address stays seen), then --only-new.
+        oversize = len(PREFIX) + sizes + len(chunker.suffix) > chunker.max_bytes
+        skipped = np.zeros(len(keep), bool)
+        if len(self.skip):
+            skipped = np.isin(kept_keys, self.skip) & ~oversize
+        # -- rejects, in row order, with the per-row path's reasons
+        reasons: dict[int, tuple[str, str]] = {}
+        for i in np.flatnonzero(p.missing):
+            reasons[int(i)] = ("missing email", "missing email")
+        bad = np.flatnonzero(~valid & ~p.missing)
+        for i, value in zip(bad, p.email.gather(bad).to_list(), strict=True):
+            reason = f"invalid email {_shown(value)}"
+            reasons[int(i)] = (reason, _kind(reason, value, "invalid email"))
+        dup_rows = vidx[dup]
+        values = p.email.gather(dup_rows).to_list()
+        for i, value, f in zip(dup_rows, values, first[dup].tolist(), strict=True):
+            reason = self.validator.duplicate_reason(value, f)
+            # the file name is in the reason too: it may hold quotes or parentheses
+            reasons[int(i)] = (reason, reason_kind(reason))
+        for j in np.flatnonzero(oversize):
+            reason = chunker.oversize_reason(int(sizes[j]))
+            reasons[int(keep[j])] = (reason, reason_kind(reason))
+        if reasons:
+            order = sorted(reasons)
+            rows = p.raw[order].fill_null("").rows()
+            self.rejects.add_many(
+                name,
+                self.info.columns,
+                [(int(numbers[i]), row, *reasons[i]) for i, row in zip(order, rows, strict=True)],
+            )
+        counts.rows_read += n
+        counts.rows_rejected += len(reasons)
+        nskip = int(skipped.sum())
+        counts.rows_skipped += nskip
+        if nskip:
+            counts.reasons[SKIPPED_REASON] += nskip
+        send = ~oversize & ~skipped
+        if not send.all():
+            sel = np.flatnonzero(send)
+            items, kept_keys, keep, sizes = items.take(sel), kept_keys[sel], keep[sel], sizes[sel]
+        rownums = numbers[keep]
+        assert not len(sizes) or sizes.min() >= 12, "an item to send is inline"
+        closed = chunker.add_many(sizes, items.write, file=name, rows=rownums)
+        start = 0
+        for chunk, stop in closed:
+            self.add_keys(kept_keys[start:stop].tobytes())
+            self.planned(chunk)
+            start = stop
+        self.add_keys(kept_keys[start:].tobytes())
+        packed = np.empty((len(kept_keys), 2), np.uint64)
+        packed[:, 0] = kept_keys
+        packed[:, 1] = (np.uint64(self.file_index) << np.uint64(ROW_BITS)) | rownums.astype(
+            np.uint64
+        )
+        self.sent.add_many(packed.tobytes())
+        counts.rows_submitted += len(kept_keys)
+        self.done += n
+        self.nbytes += p.nbytes
+
+
+def _kind(reason: str, value: str, template_kind: str) -> str:
+    # reason_kind() drops quoted values and parenthesised details; it can only
+    # come out differently from the template's when the value holds quotes or parens.
+    return reason_kind(reason) if any(c in value for c in "'\"()") else template_kind
+
+
+_JSON_OK: list[bool] = []  # the check's result, once per process
+
+
+def _check_json() -> None:
+    """Build awkward items the columnar way and compare with orjson (once per process).
+
+    Any difference (a polars upgrade changing an escape or a trim, say) sends
+    sources down the per-row path instead of producing different bytes.
+    """
+    if not _JSON_OK:
+        _JSON_OK.append(_json_matches())
+    if not _JSON_OK[0]:
+        raise Handover("columnar JSON differs from orjson on this polars")
+
+
+def _json_matches() -> bool:
+    from shandy_cli.pipeline.mapping import build_mapping
+
+    samples = [
+        "", " ", "plain", 'a "quoted" word', "back\\slash", "tab\there", "line\nbreak", "\r\n",
+        "\x00\x01\x1f\x7f", "é ü ß 🙂", "\u2028\u2029", "/ slash", "\x08\x0c", "  padded\t",
+        "\x85nel\xa0", "\u3000wide\u3000", "\x1c\x1d\x1e\x1finfo",
+    ]  # fmt: skip
+    columns = ["Email", "First Name", "Note", "Other"]
+    m = build_mapping(
+        columns, ["Email", "First Name", "Note", "Other", "Tag"], constants={"Tag": 'x "y"\n'}
+    )
+    reader = _Columnar(m)
+    rows = [[samples[(r + c) % len(samples)] for c in range(len(columns))] for r in range(64)]
+    for row in rows:
+        row[0] = "a@b.co"
+    frame = pl.DataFrame(
+        {f"t{i}": [row[i].strip() or None for row in rows] for i in reader.mapped},
+        schema={f"t{i}": pl.String for i in reader.mapped},
+    )
+    got = reader.items(frame, [True] * reader.ncols).to_list()
+    want = ["," + encode_prospect(m.prospect(row)).decode() for row in rows]
+    trims = pl.Series(samples).str.strip_chars(PY_WS).to_list()
+    return got == want and trims == [v.strip() for v in samples]

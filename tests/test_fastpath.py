@@ -1,0 +1,271 @@
+"""The columnar fast path (pipeline/fastcsv.py) against the per-row path, byte for byte.
+
+Each case runs ``prepare()`` twice on the same inputs -- ``SHANDY_COLUMNAR=1``
+(columnar whatever the size) and ``=0`` (per-row only) -- and compares the
+chunk bodies, chunk keys, digests, the sent index, the rejects file and the
+counts.  Blocks are made small so files span many blocks and a handover
+happens mid-file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shandy_cli.errors import ShandyError
+from shandy_cli.pipeline import fastcsv
+from shandy_cli.pipeline.events import ReadProgress
+from shandy_cli.pipeline.prepare import PrepareContext, Prepared, prepare
+from shandy_cli.pipeline.results import ImportOptions
+from shandy_cli.pipeline.validation import email_key
+
+LABELS = ["First Name", "Last Name", "Email", "Company", "Industry", "Lead Source"]
+HEADER = ["First Name", "Last Name", "Email", "Company", "Lead Source"]
+
+
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(fastcsv, "BLOCK", 1 << 12)  # many blocks per file
+    yield
+
+
+def run(
+    paths: list[Path],
+    out: Path,
+    columnar: str,
+    monkeypatch: pytest.MonkeyPatch,
+    skip: set[int] | None = None,
+    events: list[object] | None = None,
+    spools: dict[int, Path] | None = None,
+    **options: Any,
+) -> tuple[Prepared, Path]:
+    monkeypatch.setenv("SHANDY_COLUMNAR", columnar)
+    run_dir = out / "run"
+    run_dir.mkdir(parents=True)
+    ctx = PrepareContext(
+        paths=[str(p) for p in paths], opts=ImportOptions(step_id="S1", dry_run=True, **options),
+        labels=LABELS, step_id="S1", run_dir=run_dir, rejects_path=out / "rejects.csv",
+        listener=(events.append if events is not None else lambda e: None),
+        notice=lambda text, level: None, skip_keys=skip or set(), spools=spools or {},
+    )  # fmt: skip
+    return prepare(ctx), run_dir
+
+
+def snapshot(result: Prepared, run_dir: Path) -> dict[str, object]:
+    return {
+        "counts": (
+            result.rows_read,
+            result.rows_submitted,
+            result.rows_rejected,
+            result.rows_skipped,
+        ),
+        "reasons": dict(result.reasons),
+        "chunks": [
+            (c.index, c.rows, c.bytes, c.first, c.last, c.path.read_bytes()) for c in result.chunks
+        ],
+        "keys": [result.keys_path(c).read_bytes() for c in result.chunks],
+        "digests": result.digests,
+        "sent": (run_dir / "sent.idx").read_bytes(),
+        "rejects": result.rejects_file.read_bytes() if result.rejects_file else None,
+    }
+
+
+def compare(
+    paths: list[Path], tmp: Path, monkeypatch: pytest.MonkeyPatch, **kw: Any
+) -> dict[str, object]:
+    try:
+        slow = snapshot(*run(paths, tmp / "slow", "0", monkeypatch, **kw))
+    except ShandyError as exc:  # a file-level error must be the same error either way
+        with pytest.raises(type(exc)) as fast_exc:
+            run(paths, tmp / "fast", "1", monkeypatch, **kw)
+        assert str(fast_exc.value) == str(exc)
+        return {}
+    fast = snapshot(*run(paths, tmp / "fast", "1", monkeypatch, **kw))
+    for key in slow:
+        assert fast[key] == slow[key], key
+    return fast
+
+
+def rows(n: int, seed: int = 1) -> list[list[str]]:
+    rng = random.Random(seed)
+    notes = ['say "hi"', "a,b", "tab\there", "back\\slash", "line\nbreak", "  padded  ", "é🙂"]
+    out = []
+    for i in range(n):
+        email = f"user{i}@example.test"
+        roll = rng.random()
+        if roll < 0.03:
+            email = rng.choice(["bad", "a@b", " ", "x y@z.test", "ü@exämple.test", "a_b@c_d.test"])
+        elif roll < 0.06 and i:
+            email = f"  USER{rng.randrange(i)}@Example.TEST "
+        out.append(
+            [f"Ann{i}", rng.choice(["", "Lee", " Ng "]), email, rng.choice(["", "Acme, Inc."]),
+             rng.choice(notes) if rng.random() < 0.5 else ""]
+        )  # fmt: skip
+    return out
+
+
+def csv_bytes(header: list[str], data: list[list[str]], **dialect: Any) -> bytes:
+    text = io.StringIO()
+    csv.writer(text, **dialect).writerows([header, *data])
+    return text.getvalue().encode()
+
+
+BASE = rows(3000)
+GOOD = csv_bytes(HEADER, BASE, lineterminator="\n")
+CUT = GOOD.index(b"\n", len(GOOD) // 2) + 1
+
+
+def mid(extra: bytes) -> bytes:
+    return GOOD[:CUT] + extra + GOOD[CUT:]
+
+
+CASES: dict[str, tuple[bytes, dict[str, Any], str]] = {
+    # name: (file bytes, options, extension)
+    "crlf": (csv_bytes(HEADER, BASE, lineterminator="\r\n"), {}, "csv"),
+    "lf": (GOOD, {}, "csv"),
+    "semicolon": (csv_bytes(HEADER, BASE, delimiter=";", lineterminator="\n"), {}, "csv"),
+    "tab": (csv_bytes(HEADER, BASE, delimiter="\t", lineterminator="\n"), {}, "csv"),
+    "tsv": (csv_bytes(HEADER, BASE, delimiter="\t", lineterminator="\n"), {}, "tsv"),
+    "quote-all": (
+        csv_bytes(HEADER, BASE, quoting=csv.QUOTE_ALL, lineterminator="\n"),
+        {},
+        "csv",
+    ),
+    "small-chunks": (GOOD, {"max_rows": 70}, "csv"),
+    "byte-limit": (GOOD, {"max_bytes": 5_000}, "csv"),
+    "set-constant": (GOOD, {"constants": {"Industry": 'Retail "EU"'}}, "csv"),
+    "set-mapped": (GOOD, {"constants": {"Company": "Fixed"}}, "csv"),
+    "map-explicit": (GOOD, {"column_map": {"Lead Source": "Industry"}}, "csv"),
+    "bom": (b"\xef\xbb\xbf" + GOOD, {}, "csv"),
+    "blank-lines": (
+        GOOD.replace(b"\n", b"\n\n", 40).replace(b"\n\n", b"\n,,,,\n", 10),
+        {},
+        "csv",
+    ),
+    "no-final-newline": (GOOD.rstrip(b"\n"), {}, "csv"),
+    "stray-quote-mid": (mid(b'Bo,"Smith"x,b@example.test,,\n'), {}, "csv"),
+    "ragged-long-mid": (mid(b"Bo,Li,c@example.test,,,extra\n"), {}, "csv"),
+    "ragged-short": (mid(b"Bo,Li,d@example.test\n"), {}, "csv"),
+    "ragged-empty-extra": (mid(b"Bo,Li,d2@example.test,,,,\n"), {}, "csv"),
+    "lone-cr": (mid(b"Bo,Li\r,e@example.test,,\n"), {}, "csv"),
+    "cp1252": (GOOD.decode().replace("🙂", "").encode("cp1252"), {}, "csv"),
+    "bad-utf8-mid": (mid(b"Bo,\xff\xfe,f@example.test,,\n"), {}, "csv"),
+    "control-chars": (mid(b"Bo,\x01\x02,g@example.test,,\x1f\n"), {}, "csv"),
+    "whitespace-line": (mid(b"   \n"), {}, "csv"),
+    "quoted-newlines": (mid(b'"Multi\nLine","x\r\ny",h@example.test,"a\n\nb",\n'), {}, "csv"),
+    "oversize-row": (
+        mid(b"Bo,Li,big@example.test,," + b"x" * 6000 + b"\n"),
+        {"max_bytes": 5_000},
+        "csv",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_same_output(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data, options, ext = CASES[name]
+    path = tmp_path / f"{name}.{ext}"
+    path.write_bytes(data)
+    compare([path], tmp_path, monkeypatch, **options)
+
+
+def test_duplicates_across_files_fast_and_slow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Columnar, per-row (cp1252), columnar with another column order, a handover
+    # mid-file, then the first file again: one dedupe table, one open chunk throughout.
+    # File names with parentheses and quotes end up in the duplicate reasons.
+    a = tmp_path / "a (1).csv"
+    a.write_bytes(GOOD)
+    b = tmp_path / "b.csv"
+    b.write_bytes(
+        csv_bytes(HEADER, rows(800, seed=2), lineterminator="\n")
+        + "é,,x@é.test,,\n".encode("cp1252")
+    )
+    order = [2, 0, 4, 1, 3]
+    c = tmp_path / "it's.csv"
+    c.write_bytes(
+        csv_bytes(
+            [HEADER[i] for i in order],
+            [[r[i] for i in order] for r in rows(900, seed=3)],
+            lineterminator="\n",
+        )
+    )
+    d = tmp_path / "d.csv"
+    d.write_bytes(CASES["bad-utf8-mid"][0])
+    got = compare([a, b, c, d, a], tmp_path, monkeypatch, max_rows=500)
+    reasons: dict[str, int] = got["reasons"]  # type: ignore[assignment]
+    assert sum(n for kind, n in reasons.items() if kind.startswith("duplicate email")) > 3000
+
+
+def test_stdin_spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # run.py copies stdin and pipes aside; the columnar path reads that copy.
+    spool = tmp_path / "stdin.bin"
+    spool.write_bytes(CASES["bad-utf8-mid"][0])
+    called = []
+    real = fastcsv.read_columnar
+    monkeypatch.setattr(fastcsv, "read_columnar", lambda *a, **k: called.append(1) or real(*a, **k))
+    compare([Path("-")], tmp_path, monkeypatch, spools={0: spool})
+    assert called
+
+
+def test_only_new(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "a.csv"
+    path.write_bytes(mid(b"Bo,Li,user5@example.test,," + b"x" * 6000 + b"\n"))
+    skip = {email_key(f"user{i}@example.test") for i in range(0, 3000, 3)}
+    got = compare([path], tmp_path, monkeypatch, skip=skip, max_bytes=5_000)
+    assert got["reasons"]["already imported"] > 500  # type: ignore[index]
+
+
+def test_columnar_really_runs_and_reports_progress(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "a.csv"
+    path.write_bytes(GOOD)
+    called = []
+    real = fastcsv.read_columnar
+    monkeypatch.setattr(fastcsv, "read_columnar", lambda *a, **k: called.append(1) or real(*a, **k))
+    events: list[object] = []
+    run([path], tmp_path / "x", "1", monkeypatch, events=events)
+    assert called
+    progress = [e for e in events if isinstance(e, ReadProgress)]
+    assert len(progress) > 2 and progress[-1].done
+
+
+def test_small_files_stay_per_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "a.csv"
+    path.write_bytes(GOOD)
+    monkeypatch.delenv("SHANDY_COLUMNAR", raising=False)
+    from shandy_cli.pipeline._readers.base import SourceInfo
+
+    info = SourceInfo(str(path), str(path), "csv", "utf-8", ",", HEADER, len(GOOD))
+    assert fastcsv.columnar_eligible(info, None, str(path)) == "no columns"
+
+
+_TEXT = st.one_of(
+    st.text(alphabet=st.sampled_from(list('ab ,;"\n\r\t\\@.é🙂\x01\x00_\x85\u3000')), max_size=12),
+    st.sampled_from(["x@y.co", " A@Y.CO ", "x@y.co", "b@é.test", "a_b@c.de", ""]),
+    st.text(max_size=8),
+)
+
+
+@settings(
+    max_examples=40, deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)  # fmt: skip
+@given(data=st.lists(st.lists(_TEXT, min_size=3, max_size=3), min_size=1, max_size=40))
+def test_random_csvs(data: list[list[str]], tmp_path_factory: pytest.TempPathFactory) -> None:
+    tmp = tmp_path_factory.mktemp("h")
+    path = tmp / "r.csv"
+    path.write_bytes(csv_bytes(["Email", "First Name", "Company"], data, lineterminator="\n"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fastcsv, "BLOCK", 64)
+        compare([path], tmp, mp)

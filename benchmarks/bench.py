@@ -2,7 +2,7 @@
 
     python benchmarks/bench.py                      # 1M-row CSV, 100k-row XLSX, 3 repeats
     python benchmarks/bench.py --rows 200000 --repeat 5
-    python benchmarks/bench.py --only dry-run --only prototype   # baselines come along
+    python benchmarks/bench.py --only dry-run,import-sink   # baselines come along
 
 Every contender runs as its own subprocess; its peak RSS and CPU time come from
 ``os.wait4`` on that child alone.  Repeats are interleaved (round after round,
@@ -23,7 +23,6 @@ Contenders:
                   2 cores: its CPU is the "server cpu" column
     import-sink   the same import to benchmarks/sink_server.py, which discards bodies:
                   the client's cost alone
-    prototype     benchmarks/prototype_fast.py (columnar dry-run equivalent)
     calamine      a bare python-calamine read of the XLSX sheet
     dry-run-xlsx  shandy import --dry-run --sandbox of the XLSX
 """
@@ -80,10 +79,6 @@ def _script(script: str, *args: str) -> Callable[[Path, Path], list[str]]:
     return argv
 
 
-def _prototype(data: Path, tmp: Path) -> list[str]:
-    return [PY, str(HERE / "prototype_fast.py"), str(data), "--out-dir", str(tmp / "proto")]
-
-
 SHANDY_OK = (0, 1)  # 1: some rows rejected, as the generator plants on purpose
 CONTENDERS = [
     Contender("floor", "csv", _script("baselines.py", "floor")),
@@ -92,7 +87,6 @@ CONTENDERS = [
     Contender("dry-run", "csv", _shandy("--dry-run", "--sandbox"), None, 1.0, SHANDY_OK),
     Contender("import", "csv", _shandy("--no-wait"), "sandbox", 1.25, SHANDY_OK),
     Contender("import-sink", "csv", _shandy("--no-wait"), "sink", 1.25, SHANDY_OK),
-    Contender("prototype", "csv", _prototype, None, 1.0, SHANDY_OK),
     Contender("calamine", "xlsx", _script("baselines.py", "calamine")),
     Contender("dry-run-xlsx", "xlsx", _shandy("--dry-run", "--sandbox"), None, 1.5, SHANDY_OK),
 ]
@@ -407,8 +401,6 @@ def main(argv: list[str] | None = None) -> int:
     kinds = {c.kind for c in chosen}
     # The baselines always come along: a ratio needs its denominator from the same run.
     chosen = [c for c in CONTENDERS if c in chosen or c.name in {BASELINE[k] for k in kinds}]
-    if not (HERE / "prototype_fast.py").exists():
-        chosen = [c for c in chosen if c.name != "prototype"]
 
     args.data_dir.mkdir(parents=True, exist_ok=True)
     data = {k: ensure_data(k, args.rows if k == "csv" else args.xlsx_rows, args.data_dir)

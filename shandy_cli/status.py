@@ -25,7 +25,7 @@ from shandy_cli.pipeline.polling import FIRST_INTERVAL, poll_until_done
 from shandy_cli.pipeline.prepare import fetch_rows
 from shandy_cli.pipeline.reporting import SentIndex, parse_report, write_failures
 from shandy_cli.pipeline.results import ImportOptions
-from shandy_cli.pipeline.run import stored_spools
+from shandy_cli.pipeline.run import landed_failures, refuse_in_ledger, stored_spools
 
 
 @dataclass
@@ -135,10 +135,8 @@ def _join_run(journal: Journal, record: RunRecord, by_id: dict[str, RequestStatu
     chunks = journal.chunks(record.id)
     if not chunks or any(c.state not in ("completed", "failed") for c in chunks):
         return
-    failures = []
-    for chunk in chunks:
-        if chunk.report and Path(chunk.report).is_file():
-            failures.extend(parse_report(Path(chunk.report), chunk.request_id or ""))
+    failures = landed_failures(journal, record.id)
+    refuse_in_ledger(journal, record.id, failures)
     meta = record.meta
     rejects = Path(meta["rejects_file"]) if meta.get("rejects_file") else None
     run_dir = journal_run_dir(journal, record.id)

@@ -500,7 +500,8 @@ class _Run:
             report = folder / f"{safe_filename(str(status.request_id), 'report')}.csv"
             self.client.download_report(status.report_url, report)
             found = parse_report(report, str(status.request_id))
-            chunk.failed_rows = len(self._real_failures(chunk.index, found))
+            resent = chunk.index in self.result.chunks_resent
+            chunk.failed_rows = len(without_own_repeats(found) if resent else found)
         state = "failed" if chunk.rows and chunk.failed_rows >= chunk.rows else "completed"
         self.journal.mark(
             self.run_id, chunk.index, state, report=str(report) if report else None,
@@ -512,11 +513,7 @@ class _Run:
         if not all(c.state in ("completed", "failed") for c in self.result.chunks):
             return
         assert self.journal is not None
-        failures: list[ServerFailure] = []
-        for rec in self.journal.chunks(self.run_id):
-            if rec.report and Path(rec.report).is_file():
-                found = parse_report(Path(rec.report), rec.request_id or "")
-                failures.extend(self._real_failures(rec.idx, found))
+        failures = landed_failures(self.journal, self.run_id)
         self.failures = failures
         self.result.rows_failed = len(failures)
         rejects = Path(self.result.rejects_file) if self.result.rejects_file else None
@@ -526,16 +523,7 @@ class _Run:
             lambda wanted: fetch_rows(self.paths, self.opts, self.spools, wanted),
         )  # fmt: skip
         self.result.failures_file = str(path) if path else None
-        refused = [email_key(f.email) for f in failures if f.email and "already" not in f.reason]
-        if refused:
-            self.journal.ledger_refuse(self.run_id, refused)
-
-    def _real_failures(self, index: int, found: list[ServerFailure]) -> list[ServerFailure]:
-        """A chunk sent again after its answer was lost finds its own rows in the step:
-        those "already exists" reports mean the rows landed (the first time), not a failure."""
-        if index not in self.result.chunks_resent:
-            return found
-        return [f for f in found if "already exist" not in f.reason.lower()]
+        refuse_in_ledger(self.journal, self.run_id, failures)
 
     def _interrupted(self, exc: KeyboardInterrupt) -> None:
         code = 143 if isinstance(exc, Terminated) else 130
@@ -614,6 +602,33 @@ class _Run:
             (self.run_dir / "sent.idx").unlink(missing_ok=True)
             for spool in self.spools.values():
                 spool.unlink(missing_ok=True)
+
+
+def without_own_repeats(found: list[ServerFailure]) -> list[ServerFailure]:
+    """A chunk sent again after its answer was lost finds its own rows in the step:
+    those "already exists" reports mean the rows landed (the first time), not a failure."""
+    return [f for f in found if "already exist" not in f.reason.lower()]
+
+
+def landed_failures(journal: Journal, run_id: str) -> list[ServerFailure]:
+    """Saleshandy's failed rows for every chunk of a run, from the reports saved for them.
+
+    Shared by ``import`` and ``status``: a chunk the journal saw sent more than
+    once does not count its own repeated rows as failures.
+    """
+    failures: list[ServerFailure] = []
+    for rec in journal.chunks(run_id):
+        if rec.report and Path(rec.report).is_file():
+            found = parse_report(Path(rec.report), rec.request_id or "")
+            failures.extend(without_own_repeats(found) if rec.attempts > 1 else found)
+    return failures
+
+
+def refuse_in_ledger(journal: Journal, run_id: str, failures: list[ServerFailure]) -> None:
+    """Rows Saleshandy refused did not land: --only-new must send them again next time."""
+    refused = [email_key(f.email) for f in failures if f.email and "already" not in f.reason]
+    if refused:
+        journal.ledger_refuse(run_id, refused)
 
 
 def _is_stream(path: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ class Row:
     problem: str | None = None  # set when the reader found something that rejects the row
 
 
-class Source:
+class Source(ABC):
     """One opened input file. A context manager; ``rows()`` streams it once."""
 
     info: SourceInfo
@@ -51,14 +52,15 @@ class Source:
         self._started = True
         return self._rows()
 
+    @abstractmethod
     def _rows(self) -> Iterator[Row]:
-        raise NotImplementedError
+        """The rows of this format: each reader (delimited, jsonl, workbook, empty) says how."""
 
     @property
     def bytes_read(self) -> int:
         return 0
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 -- a source with no file has nothing to release
         """Release the file; safe to call twice."""
 
     def __enter__(self) -> Source:

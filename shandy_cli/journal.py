@@ -72,6 +72,10 @@ CREATE TABLE IF NOT EXISTS ledger_refused (
 ) WITHOUT ROWID;
 """
 
+# What the ledger's email keys are (PRAGMA user_version): 1 = BLAKE2b-64, 2 = XXH3-64.
+# Keys of another kind can never match this version's, so they are dropped once.
+KEYS_VERSION = 2
+
 UNFINISHED = ("running", "interrupted", "failed", "processing")
 
 
@@ -119,6 +123,16 @@ class Journal:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # each state change survives a power cut
         self.db.executescript(SCHEMA)
+        self._check_keys_version()
+
+    def _check_keys_version(self) -> None:
+        (version,) = self.db.execute("PRAGMA user_version").fetchone()
+        if version == KEYS_VERSION:
+            return
+        with self._tx() as db:  # an older shandy's keys: they would never match again
+            db.execute("DELETE FROM ledger_chunks")
+            db.execute("DELETE FROM ledger_refused")
+            db.execute(f"PRAGMA user_version = {KEYS_VERSION}")
 
     def close(self) -> None:
         self.db.close()

@@ -23,7 +23,7 @@ Per block:
    dropped and not numbered, as the reader does;
 4. email plausibility: an ASCII-only regex built from ``is_plausible_email``'s
    own classes decides ASCII addresses, ``is_plausible_email`` the others;
-5. dedupe on the ledger's key (BLAKE2b of the lowercased address) in the
+5. dedupe on the ledger's key (XXH3 of the lowercased address, by polars-hash) in the
    Validator's table, vectorised (first one wins);
 6. JSON: ``concat_str`` of ``"Label":"value"`` fragments, escapes by one
    ``replace_many`` on the columns that need them (checked against orjson
@@ -42,7 +42,6 @@ from __future__ import annotations
 import codecs
 import csv
 import ctypes
-import hashlib
 import io
 import itertools
 import os
@@ -63,7 +62,9 @@ os.environ.setdefault("_RJEM_MALLOC_CONF", "narenas:1")
 import numpy as np
 import orjson
 import polars as pl
+import polars_hash as plh
 
+from shandy_cli.pipeline._readers.base import drop_empty_extras
 from shandy_cli.pipeline._readers.delimited import FIELD_LIMIT
 from shandy_cli.pipeline.chunking import PREFIX, Chunk, Chunker, encode_prospect
 from shandy_cli.pipeline.mapping import Mapping
@@ -312,9 +313,11 @@ _VIEW = np.dtype([("len", "<u4"), ("prefix", "<u4"), ("buf", "<u4"), ("off", "<u
 # ---------------------------------------------------------------- blocks of records
 
 
-def _structure_ok(a: np.ndarray, delim: int, final: bool) -> str | None:
-    """None when the block (whole records, starting outside quotes) is RFC 4180 clean."""
-    q = np.flatnonzero(a == 34)
+def _structure_ok(a: np.ndarray, q: np.ndarray, delim: int, final: bool) -> str | None:
+    """None when the block (whole records, starting outside quotes) is RFC 4180 clean.
+
+    ``q``: the positions of its quote characters.
+    """
     if len(q) % 2:
         return "a quoted value is never closed"
     if len(q):
@@ -336,6 +339,18 @@ def _structure_ok(a: np.ndarray, delim: int, final: bool) -> str | None:
     if len(cr) and (cr[-1] == len(a) - 1 or not (a[cr + 1] == 10).all()):
         return "a carriage return not followed by a newline"
     return None
+
+
+def _records(a: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(start, end) byte offsets of each record of a structurally clean block."""
+    nl = np.flatnonzero(a == 10)
+    if len(q):  # a newline after an odd number of quotes is inside a quoted value
+        nl = nl[np.searchsorted(q, nl) % 2 == 0]
+    ends = nl + 1
+    if len(a) and a[-1] != 10:  # the file's last record, without a newline
+        ends = np.append(ends, len(a))
+    starts = np.concatenate(([0], ends[:-1])) if len(ends) else ends
+    return starts, ends
 
 
 def _record_end(buf: bytes, start: int = 0) -> int:
@@ -413,7 +428,9 @@ class _Parsed:
 
     rows: int
     nbytes: int
-    raw: pl.DataFrame  # the non-blank records, untrimmed: for rejects
+    block: bytes  # the records, for rejects: see _Commit.raw_rows
+    starts: np.ndarray  # byte offsets of each non-blank record in ``block``
+    ends: np.ndarray
     email: pl.Series  # trimmed
     ascii: np.ndarray  # bool: accepted by the (ASCII-only) vector regex
     missing: np.ndarray  # bool
@@ -445,6 +462,7 @@ class _Columnar:
         for i in self.mapped:
             stripped = pl.col(f"c{i}").str.strip_chars(PY_WS)
             self.trim.append(pl.when(stripped.str.len_bytes() > 0).then(stripped).alias(f"t{i}"))
+        self.key = plh.col("lowered").nchash.xxh3_64().alias("key")
         # Columns found to need JSON escapes stay escaped: no need to ask again.
         self.sticky: frozenset[int] = frozenset()
         self._item_exprs: dict[tuple[bool, ...], pl.Expr] = {}
@@ -478,7 +496,7 @@ class _Columnar:
                 & (email.str.find("@", literal=True) <= MAX_LOCAL)
             ).alias("fast"),
             (email.str.len_bytes() == 0).alias("missing"),
-            email.str.to_lowercase().cast(pl.Binary).alias("lowered"),
+            email.str.to_lowercase().alias("lowered"),
         ]
         exprs += [
             pl.col(f"t{i}").str.contains_any(ESCAPES).any().alias(f"f{i}")
@@ -491,9 +509,11 @@ class _Columnar:
 
     def parse(self, block: bytes, delimiter: str) -> _Parsed:
         a = np.frombuffer(block, np.uint8)
-        problem = _structure_ok(a, ord(delimiter), final=not block.endswith(b"\n"))
+        q = np.flatnonzero(a == 34)
+        problem = _structure_ok(a, q, ord(delimiter), final=not block.endswith(b"\n"))
         if problem or b"\0" in block:
             raise Handover(problem or "a NUL byte")
+        starts, ends = _records(a, q)
         try:
             raw = pl.read_csv(
                 block, has_header=False, schema=self.schema, separator=delimiter,
@@ -504,11 +524,15 @@ class _Columnar:
         sticky = self.sticky
         if sticky not in self._check_exprs:
             self._check_exprs[sticky] = self._checks(sticky)
+        if raw.height != len(starts):  # records as polars counts them: they must agree
+            raise Handover(f"polars read {raw.height} records, not {len(starts)}")
         frame = (
             raw.lazy()
+            .with_row_index("record")
             .filter(~self.blank)
             .with_columns(self.trim)
             .with_columns(self._check_exprs[sticky])
+            .with_columns(self.key)
             .collect()
         )
         escape = [i in sticky for i in range(self.ncols)]
@@ -519,15 +543,13 @@ class _Columnar:
             if new:
                 self.sticky = self.sticky | frozenset(new)
         ascii_ok = frame.get_column("fast").to_numpy()
-        lowered = frame.get_column("lowered").filter(pl.Series(ascii_ok)).to_list()
-        # The ledger's key, as validation.email_key computes it (ASCII: lower() is the same).
-        b2 = hashlib.blake2b
-        ascii_keys = np.frombuffer(
-            b"".join([b2(v, digest_size=8).digest() for v in lowered]), "<u8"
-        ).copy()
+        # The ledger's key, as validation.email_key computes it (for ASCII, polars'
+        # lowercase is Python's; other addresses get theirs from email_key itself).
+        ascii_keys = frame.get_column("key").to_numpy()[ascii_ok]
         items = Items.from_series(self.items(frame, escape))
+        kept = frame.get_column("record").to_numpy()
         return _Parsed(
-            frame.height, len(block), frame.select(self.names), frame.get_column("email"),
+            frame.height, len(block), block, starts[kept], ends[kept], frame.get_column("email"),
             ascii_ok, frame.get_column("missing").to_numpy(), ascii_keys, items,
         )  # fmt: skip
 
@@ -658,7 +680,7 @@ class _Commit:
             reasons[int(keep[j])] = (reason, reason_kind(reason))
         if reasons:
             order = sorted(reasons)
-            rows = p.raw[order].fill_null("").rows()
+            rows = self.raw_rows(p, order)
             self.rejects.add_many(
                 name,
                 self.info.columns,
@@ -692,6 +714,30 @@ class _Commit:
         counts.rows_submitted += len(kept_keys)
         self.done += n
         self.nbytes += p.nbytes
+
+    def raw_rows(self, p: _Parsed, order: list[int]) -> list[list[str]]:
+        """The values of rows ``order`` as the per-row path reads them (``csv``, untrimmed).
+
+        Only rejected rows need them (a few per block): their records are read
+        again from the block's bytes, off polars (whose thread pool the workers keep busy).
+        """
+        width = len(self.info.columns)
+        text = "".join(
+            p.block[p.starts[i] : p.ends[i]].decode("utf-8").rstrip("\r\n") + "\n"
+            for i in order
+        )
+        assert self.info.delimiter is not None
+        reader = csv.reader(
+            io.StringIO(text, newline=""), delimiter=self.info.delimiter, quotechar='"',
+            doublequote=True, skipinitialspace=False, strict=False,
+        )  # fmt: skip
+        rows = []
+        for values in reader:
+            values = drop_empty_extras(values, width)
+            rows.append(values + [""] * (width - len(values)))
+        if len(rows) != len(order):
+            raise AssertionError("a rejected record read back as several")
+        return rows
 
 
 def _kind(reason: str, value: str, template_kind: str) -> str:
@@ -736,6 +782,11 @@ def _json_matches() -> bool:
         schema={f"t{i}": pl.String for i in reader.mapped},
     )
     got = reader.items(frame, [True] * reader.ncols).to_list()
+    addresses = ["a@b.co", "Mixed.Case@Example.ORG", "x" * 300 + "@y.io", "o'neil+tag@d-1.example"]
+    lowered = pl.DataFrame({"lowered": [a.lower() for a in addresses]})
+    keys = lowered.select(reader.key).to_series().to_list()
+    if keys != [email_key(a) for a in addresses]:
+        return False
     want = ["," + encode_prospect(m.prospect(row)).decode() for row in rows]
     trims = pl.Series(samples).str.strip_chars(PY_WS).to_list()
     return got == want and trims == [v.strip() for v in samples]

@@ -13,6 +13,7 @@ import weakref
 from array import array
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -115,10 +116,10 @@ def prepare(ctx: PrepareContext) -> Prepared:
             spool_dir=ctx.run_dir / "chunks",
         )
         ctx.listener(Phase("reading"))
-        reader = _Reader(ctx, chunker, rejects, out)
-        for file_index, (src, mapping) in enumerate(zip(sources, mappings, strict=True)):
-            reader.read(src, mapping, file_index)
-        reader.finish()
+        with _Reader(ctx, chunker, rejects, out) as reader:
+            for file_index, (src, mapping) in enumerate(zip(sources, mappings, strict=True)):
+                reader.read(src, mapping, file_index)
+            reader.finish()
         out.sent.close()
         out.rejects_file = rejects.close()
         out.reasons.update(rejects.reasons)
@@ -247,6 +248,16 @@ class _Reader:
         self.out = out
         self.validator = Validator()
         self.keys = array("Q")  # email keys of the chunk being built, for the ledger
+        # Each closed chunk file is hashed on a thread of its own while reading goes
+        # on (hashlib lets go of the GIL): the body is never read back on this thread.
+        self._hasher = ThreadPoolExecutor(1, thread_name_prefix="shandy-digest")
+        self._digests: list[Future[str]] = []
+
+    def __enter__(self) -> _Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._hasher.shutdown(wait=True, cancel_futures=True)
 
     def read(self, src: Source, mapping: Mapping | None, file_index: int) -> None:
         info, out = src.info, self.out
@@ -325,13 +336,14 @@ class _Reader:
         last = self.chunker.finish()
         if last:
             self._planned(last)
+        self.out.digests = [future.result() for future in self._digests]
 
     def _planned(self, chunk: Chunk) -> None:
         # Called before the key of the row that closed ``chunk`` is appended:
         # every key collected so far belongs to ``chunk``.
         keys, self.keys = self.keys, array("Q")
         self.out.chunks.append(chunk)
-        self.out.digests.append(_digest(chunk.path))
+        self._digests.append(self._hasher.submit(_digest, chunk.path))
         self.out.keys_path(chunk).write_bytes(keys.tobytes())
         self.ctx.listener(ChunkEvent(chunk.index, "planned", chunk.rows, chunk.bytes))
 
@@ -398,7 +410,8 @@ def fetch_rows(
 
 
 def _digest(path: Path) -> str:
-    h = hashlib.blake2b(digest_size=16)
+    # SHA-256: hardware-accelerated on current x86 and ARM CPUs, ~2x BLAKE2b here.
+    h = hashlib.sha256()
     with path.open("rb") as fh:
         while block := fh.read(1 << 20):
             h.update(block)

@@ -533,7 +533,7 @@ class _Columnar:
             .with_columns(self.trim)
             .with_columns(self._check_exprs[sticky])
             .with_columns(self.key)
-            .collect()
+            .collect(engine="in-memory")
         )
         escape = [i in sticky for i in range(self.ncols)]
         if frame.height:

@@ -167,3 +167,45 @@ def test_accepted_equals_distinct_valid_lowercased_emails(
     }
     assert len(accepted) == len(expected) == v.seen()
     assert {e.lower() for e in accepted} == expected
+
+
+_WHERE = st.one_of(
+    st.integers(min_value=1, max_value=1000),  # fits the table's 32-bit values
+    st.builds(
+        lambda f, r: (f << 40) | r,
+        st.integers(min_value=0, max_value=300),  # file indexes past 255 ...
+        st.integers(min_value=1, max_value=1 << 26),  # ... and rows past 2**24 widen it
+    ),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    batches=st.lists(
+        st.tuples(
+            st.booleans(),  # vectorised or one by one
+            st.lists(st.tuples(st.integers(min_value=1, max_value=60), _WHERE), max_size=40),
+        ),
+        max_size=8,
+    )
+)
+def test_digest_table_is_a_first_wins_dict(batches: list[tuple[bool, list[tuple[int, int]]]]) -> None:
+    """Per-row and vectorised calls, narrow and widened values: the same as a dict."""
+    import numpy as np
+
+    from shandy_cli.pipeline.validation import _DigestTable
+
+    table, reference = _DigestTable(capacity=8), {}
+    for vectorised, pairs in batches:
+        want = []
+        for key, where in pairs:
+            want.append(reference.get(key))
+            reference.setdefault(key, where)
+        if vectorised:
+            keys = np.array([k for k, _ in pairs], np.uint64)
+            values = np.array([w for _, w in pairs], np.uint64)
+            got = [int(v) or None for v in table.setdefault_many(keys, values)]
+        else:
+            got = [table.setdefault(key, where) for key, where in pairs]
+        assert got == want
+    assert table.size == len(reference)

@@ -269,3 +269,10 @@ def test_random_csvs(data: list[list[str]], tmp_path_factory: pytest.TempPathFac
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(fastcsv, "BLOCK", 64)
         compare([path], tmp, mp)
+
+
+def test_whitespace_list_is_exactly_str_isspace() -> None:
+    import sys
+
+    every = "".join(ch for ch in map(chr, range(sys.maxunicode + 1)) if ch.isspace())
+    assert every == fastcsv.PY_WS

@@ -189,7 +189,9 @@ _WHERE = st.one_of(
         max_size=8,
     )
 )
-def test_digest_table_is_a_first_wins_dict(batches: list[tuple[bool, list[tuple[int, int]]]]) -> None:
+def test_digest_table_is_a_first_wins_dict(
+    batches: list[tuple[bool, list[tuple[int, int]]]],
+) -> None:
     """Per-row and vectorised calls, narrow and widened values: the same as a dict."""
     import numpy as np
 

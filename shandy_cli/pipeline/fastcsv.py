@@ -42,12 +42,12 @@ from __future__ import annotations
 import codecs
 import csv
 import ctypes
+import functools
 import io
 import itertools
 import os
 import re
 import stat
-import sys
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -92,7 +92,12 @@ SKIPPED_REASON = "already imported"
 ROW_BITS = 40
 BOM = b"\xef\xbb\xbf"
 # Exactly the characters str.strip() removes (str.isspace()), for polars' strip_chars.
-PY_WS = "".join(ch for ch in map(chr, range(sys.maxunicode + 1)) if ch.isspace())
+# Spelled out: finding them among all 1.1M code points costs 60 ms at every start
+# (tests/test_fastpath.py checks the list against this Python's str.isspace).
+PY_WS = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004"
+    "\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
 # JSON string escapes exactly as orjson writes them (checked by _check_json).
 ESCAPES = ["\\", '"', *map(chr, range(32))]
 ESCAPED = [orjson.dumps(ch).decode()[1:-1] for ch in ESCAPES]
@@ -152,10 +157,10 @@ def columnar_eligible(info: SourceInfo, mapping: Mapping | None, path: str | Non
         return "not a regular file"
     if mode() != "1" and st.st_size < MIN_SIZE:
         return "small file"
-    return _plan_problem(mapping)
+    return plan_problem(mapping)
 
 
-def _plan_problem(mapping: Mapping) -> str | None:
+def plan_problem(mapping: Mapping) -> str | None:
     # Where Mapping.prospect puts a key depends on the row in two cases: several
     # columns mapped to one label (the first non-empty one places it), and a --set
     # constant for a label a column also fills (in place, or at the end when the
@@ -427,15 +432,18 @@ class _Parsed:
     """One block after the parallel stage (polars and numpy, mostly off the GIL)."""
 
     rows: int
-    nbytes: int
-    block: bytes  # the records, for rejects: see _Commit.raw_rows
-    starts: np.ndarray  # byte offsets of each non-blank record in ``block``
-    ends: np.ndarray
+    records: np.ndarray  # each row's record index in the block (blank records are not rows)
     email: pl.Series  # trimmed
     ascii: np.ndarray  # bool: accepted by the (ASCII-only) vector regex
     missing: np.ndarray  # bool
     ascii_keys: np.ndarray  # email keys of the ``ascii`` rows, in order
     items: Items  # every row's JSON item with a leading comma (rejected rows' too)
+    numbers: np.ndarray | None = None  # row numbers, when not the next ones (a sheet's gaps)
+    raw: pl.DataFrame | None = None  # a sheet block's untrimmed cells, for rejects
+    nbytes: int = 0
+    block: bytes = b""  # a CSV block's records, for rejects: see _Commit.raw_rows
+    starts: np.ndarray | None = None  # byte offsets of each row's record in ``block``
+    ends: np.ndarray | None = None
 
 
 class _Columnar:
@@ -521,11 +529,24 @@ class _Columnar:
             )  # fmt: skip
         except Exception as exc:  # any parser complaint: the per-row path decides
             raise Handover(f"polars: {str(exc).splitlines()[0]}") from None
+        if raw.height != len(starts):  # records as polars counts them: they must agree
+            raise Handover(f"polars read {raw.height} records, not {len(starts)}")
+        p = self._stages(raw)
+        p.nbytes, p.block = len(block), block
+        p.starts, p.ends = starts[p.records], ends[p.records]
+        return p
+
+    def parse_frame(self, raw: pl.DataFrame, first: int) -> _Parsed:
+        """A block of a text sheet's rows (columns c0..), numbered from ``first``."""
+        p = self._stages(raw)
+        p.numbers = first + p.records
+        p.raw = raw
+        return p
+
+    def _stages(self, raw: pl.DataFrame) -> _Parsed:
         sticky = self.sticky
         if sticky not in self._check_exprs:
             self._check_exprs[sticky] = self._checks(sticky)
-        if raw.height != len(starts):  # records as polars counts them: they must agree
-            raise Handover(f"polars read {raw.height} records, not {len(starts)}")
         frame = (
             raw.lazy()
             .with_row_index("record")
@@ -547,10 +568,10 @@ class _Columnar:
         # lowercase is Python's; other addresses get theirs from email_key itself).
         ascii_keys = frame.get_column("key").to_numpy()[ascii_ok]
         items = Items.from_series(self.items(frame, escape))
-        kept = frame.get_column("record").to_numpy()
+        records = frame.get_column("record").to_numpy()
         return _Parsed(
-            frame.height, len(block), block, starts[kept], ends[kept], frame.get_column("email"),
-            ascii_ok, frame.get_column("missing").to_numpy(), ascii_keys, items,
+            frame.height, records, frame.get_column("email"), ascii_ok,
+            frame.get_column("missing").to_numpy(), ascii_keys, items,
         )  # fmt: skip
 
 
@@ -575,7 +596,7 @@ def read_columnar(
     ``add_keys`` takes the email keys of rows added to the open chunk (native
     uint64s), ``planned`` each chunk closed (after the keys that belong to it),
     ``progress`` (rows, bytes) after each block.  Raises ``Handover`` where the
-    per-row path must take over; everything up to ``done`` is then committed.
+    per-row path must take over; every row up to number ``done`` is then committed.
     """
     _check_json()
     reader = _Columnar(mapping)
@@ -586,11 +607,79 @@ def read_columnar(
     assert info.delimiter is not None
     delimiter = info.delimiter
     expect = os.path.getsize(path)
+
+    def jobs() -> Iterator[Callable[[], _Parsed]]:
+        for block in _blocks(path, info.columns, delimiter):
+            yield functools.partial(reader.parse, block, delimiter)
+
+    return _pipeline(jobs(), commit, expect, progress)
+
+
+SHEET_BLOCK = 16384  # rows of a sheet per block
+
+
+def read_sheet(
+    frame: pl.DataFrame,
+    header: int,
+    info: SourceInfo,
+    mapping: Mapping,
+    *,
+    validator: Validator,
+    chunker: Chunker,
+    rejects: RowsWriter,
+    sent: SentIndex,
+    file_index: int,
+    skip_keys: set[int],
+    counts: Counts,
+    add_keys: Callable[[bytes], None],
+    planned: Callable[[Chunk], None],
+    progress: Callable[[int, int], None],
+) -> int:
+    """``read_columnar`` for a text sheet loaded by fastexcel (``spreadsheet.text_sheet``).
+
+    ``frame`` holds the whole sheet as strings (``c0, c1, ...``, null for an
+    empty cell) and ``header`` is the header's row in it: the sheet's row
+    ``header + N`` is data row N, as the per-row reader numbers them (empty rows
+    leave gaps).  What the per-row path would treat differently -- values past
+    the header's columns, NUL characters -- is refused before anything is read.
+    """
+    _check_json()
+    ncols = len(info.columns)
+    data = frame.slice(header + 1)
+    extra = data.columns[ncols:]
+    if extra and data.select(pl.any_horizontal(pl.col(extra).str.len_bytes() > 0).any()).item():
+        raise Handover("values beyond the header's columns")
+    data = data.select(data.columns[:ncols])
+    nul = pl.any_horizontal(pl.all().str.contains("\x00", literal=True))
+    if data.height and data.select(nul.any()).item():
+        raise Handover("a NUL character")
+    reader = _Columnar(mapping)
+    commit = _Commit(
+        reader, info, validator, chunker, rejects, sent, file_index, skip_keys, counts,
+        add_keys, planned,
+    )  # fmt: skip
+    validator.reserve(data.height)
+
+    def jobs() -> Iterator[Callable[[], _Parsed]]:
+        for start in range(0, data.height, SHEET_BLOCK):
+            block = data.slice(start, SHEET_BLOCK)
+            yield functools.partial(reader.parse_frame, block, start + 1)
+
+    return _pipeline(jobs(), commit, 0, progress)
+
+
+def _pipeline(
+    jobs: Iterator[Callable[[], _Parsed]],
+    commit: _Commit,
+    expect: int,
+    progress: Callable[[int, int], None],
+) -> int:
+    """Parse blocks on WORKERS threads and commit them in order on this one."""
     pending: deque[Future[_Parsed]] = deque()
     with ThreadPoolExecutor(WORKERS) as pool:
         try:
-            for block in _blocks(path, info.columns, delimiter):
-                pending.append(pool.submit(reader.parse, block, delimiter))
+            for job in jobs:
+                pending.append(pool.submit(job))
                 if len(pending) > WORKERS:
                     commit(pending.popleft().result(), expect)
                     progress(commit.done, commit.nbytes)
@@ -600,7 +689,7 @@ def read_columnar(
         except Handover as exc:
             for future in pending:
                 future.cancel()
-            exc.done = commit.done
+            exc.done = commit.last
             raise
     return commit.done
 
@@ -627,7 +716,8 @@ class _Commit:
         self.file_index = file_index
         self.skip = np.fromiter(skip_keys, np.uint64, len(skip_keys))
         self.counts, self.add_keys, self.planned = counts, add_keys, planned
-        self.done = 0
+        self.done = 0  # rows committed
+        self.last = 0  # the number of the last one
         self.nbytes = 0
 
     def __call__(self, p: _Parsed, expect: int) -> None:
@@ -635,7 +725,10 @@ class _Commit:
         n = p.rows
         if self.done == 0 and p.nbytes:  # rows to expect, from the first block's density
             self.validator.reserve(int(n * expect / p.nbytes))
-        numbers = np.arange(self.done + 1, self.done + n + 1, dtype=np.int64)
+        if p.numbers is None:
+            numbers = np.arange(self.done + 1, self.done + n + 1, dtype=np.int64)
+        else:
+            numbers = p.numbers.astype(np.int64)
         valid = p.ascii.copy()
         odd = np.flatnonzero(~p.ascii & ~p.missing)
         for i, value in zip(odd, p.email.gather(odd).to_list() if len(odd) else [], strict=True):
@@ -714,6 +807,8 @@ class _Commit:
         counts.rows_submitted += len(kept_keys)
         self.done += n
         self.nbytes += p.nbytes
+        if n:
+            self.last = int(numbers[-1])
 
     def raw_rows(self, p: _Parsed, order: list[int]) -> list[list[str]]:
         """The values of rows ``order`` as the per-row path reads them (``csv``, untrimmed).
@@ -722,9 +817,11 @@ class _Commit:
         again from the block's bytes, off polars (whose thread pool the workers keep busy).
         """
         width = len(self.info.columns)
+        if p.raw is not None:  # a sheet's cells
+            return p.raw[p.records[order]].fill_null("").rows()  # type: ignore[return-value]
+        assert p.starts is not None and p.ends is not None
         text = "".join(
-            p.block[p.starts[i] : p.ends[i]].decode("utf-8").rstrip("\r\n") + "\n"
-            for i in order
+            p.block[p.starts[i] : p.ends[i]].decode("utf-8").rstrip("\r\n") + "\n" for i in order
         )
         assert self.info.delimiter is not None
         reader = csv.reader(

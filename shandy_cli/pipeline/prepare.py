@@ -16,10 +16,11 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from shandy_cli.client import SaleshandyClient
 from shandy_cli.errors import InputError, ShandyError
+from shandy_cli.pipeline._readers.spreadsheet import WorkbookSource
 from shandy_cli.pipeline.chunking import Chunk, Chunker, body_suffix, encode_prospect
 from shandy_cli.pipeline.events import ChunkEvent, Listener, Phase, ReadProgress
 from shandy_cli.pipeline.mapping import (
@@ -36,6 +37,7 @@ from shandy_cli.pipeline.sources import Row, Source, SourceInfo, open_source
 from shandy_cli.pipeline.validation import Validator
 
 COLUMNAR_MIN_SIZE = 2 << 20  # fastcsv.MIN_SIZE, here so small files never load polars
+COLUMNAR_MIN_ROWS = 5000  # a sheet this small is read as fast row by row
 PROGRESS_EVERY = 2000  # rows between read-progress events: cheap, still smooth
 SKIPPED_REASON = "already imported"
 
@@ -305,29 +307,55 @@ class _Reader:
         index and chunk keys as the loop in ``read``, which goes on from there.
         """
         info = src.info
+        if _columnar_off() or mapping is None:
+            return 0, None
+        if isinstance(src, WorkbookSource) and src.frame is not None:  # a text-only sheet
+            return self._columnar_sheet(src, mapping, file_index)
         spool = self.ctx.spools.get(file_index)
         path = str(spool) if spool is not None else (None if info.path == "-" else info.path)
-        if _columnar_off() or _cheap_no(info, path):
+        if _cheap_no(info, path):
             return 0, None
         from shandy_cli.pipeline import fastcsv  # polars and numpy load only when needed
 
         if fastcsv.columnar_eligible(info, mapping, path) is not None:
             return 0, None
-        assert mapping is not None and path is not None and self.out.sent is not None
+        assert path is not None
+        try:
+            rows = fastcsv.read_columnar(path, info, mapping, **self._shared(info, file_index))
+        except fastcsv.Handover as exc:
+            return exc.done, None
+        return rows, os.path.getsize(path)
+
+    def _columnar_sheet(
+        self, src: WorkbookSource, mapping: Mapping, file_index: int
+    ) -> tuple[int, int | None]:
+        from shandy_cli.pipeline import fastcsv
+
+        info, frame = src.info, src.frame
+        small = len(frame) < COLUMNAR_MIN_ROWS and os.environ.get("SHANDY_COLUMNAR") != "1"
+        if small or fastcsv.plan_problem(mapping) is not None:
+            return 0, None
+        shared = self._shared(info, file_index)
+        try:
+            rows = fastcsv.read_sheet(frame, src.header_index, info, mapping, **shared)
+        except fastcsv.Handover as exc:
+            return exc.done, None
+        src.drop_frame()  # all read: let the memory go
+        return rows, info.size or 0
+
+    def _shared(self, info: SourceInfo, file_index: int) -> dict[str, Any]:
+        """The run's state the columnar readers commit into."""
+        assert self.out.sent is not None
 
         def progress(rows: int, nbytes: int) -> None:
             self.ctx.listener(ReadProgress(info.name, rows, nbytes, info.size))
 
-        try:
-            rows = fastcsv.read_columnar(
-                path, info, mapping, validator=self.validator, chunker=self.chunker,
-                rejects=self.rejects, sent=self.out.sent, file_index=file_index,
-                skip_keys=self.ctx.skip_keys, counts=self.out, add_keys=self._add_keys,
-                planned=self._planned, progress=progress,
-            )  # fmt: skip
-        except fastcsv.Handover as exc:
-            return exc.done, None
-        return rows, os.path.getsize(path)
+        return {
+            "validator": self.validator, "chunker": self.chunker, "rejects": self.rejects,
+            "sent": self.out.sent, "file_index": file_index, "skip_keys": self.ctx.skip_keys,
+            "counts": self.out, "add_keys": self._add_keys, "planned": self._planned,
+            "progress": progress,
+        }  # fmt: skip
 
     def _add_keys(self, packed: bytes) -> None:
         self.keys.frombytes(packed)  # not a bound method of self.keys: _planned replaces it

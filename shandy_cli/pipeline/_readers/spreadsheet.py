@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import io
+import os
 import zipfile
 from collections.abc import Iterator
 from typing import Any, BinaryIO
@@ -97,6 +98,36 @@ def cell_text(value: Any) -> str:
     return str(value)
 
 
+def text_sheet(path: str, sheet: str) -> Any:
+    """The sheet as a polars frame of strings, when every cell in it is text; else None.
+
+    fastexcel (calamine too, into Arrow, no Python object per cell) reads a
+    sheet ~1.6x faster than python-calamine's ``to_python``.  It is used only
+    where its answer is exactly ``cell_text``'s: a sheet whose every non-empty
+    cell is a string (``strict`` typing over all rows refuses a column that mixes
+    in a number, a date or a boolean, which it would otherwise spell its own way).
+    Columns are ``c0, c1, ...``, the header row included, empty cells null.
+    ``SHANDY_FASTEXCEL=0`` turns it off.
+    """
+    if os.environ.get("SHANDY_FASTEXCEL") == "0":
+        return None
+    try:
+        import fastexcel
+        import polars as pl
+
+        loaded = fastexcel.read_excel(path).load_sheet(
+            sheet, header_row=None, dtype_coercion="strict", schema_sample_rows=None
+        )
+        frame = loaded.to_polars()
+    except Exception:  # mixed types, or anything fastexcel dislikes: python-calamine decides
+        return None
+    if any(dtype not in (pl.String, pl.Null) for dtype in frame.dtypes):
+        return None
+    return frame.select(
+        pl.col(c).cast(pl.String).alias(f"c{i}") for i, c in enumerate(frame.columns)
+    )
+
+
 def _calamine_error(exc: BaseException) -> str:
     detail = str(exc).strip() or type(exc).__name__
     if isinstance(exc, calamine.PasswordError):
@@ -149,13 +180,21 @@ class WorkbookSource(Source):
         self._size = size
         self._done = False
         self._book: calamine.CalamineWorkbook | None = None
+        # A sheet of text cells only, loaded whole by fastexcel (see text_sheet): the
+        # rows come from it, and the columnar path reads it without a row in Python.
+        self.frame: Any = None
         try:
             if isinstance(location, str):
                 self._book = calamine.CalamineWorkbook.from_path(location)
             else:
                 self._book = calamine.CalamineWorkbook.from_filelike(location)
             chosen = _pick_sheet(self._book, sheet, name)
-            self._cells = iter(self._book.get_sheet_by_name(chosen).iter_rows())
+            if fmt == "xlsx" and isinstance(location, str):
+                self.frame = text_sheet(location, chosen)
+            if self.frame is not None:
+                self._cells = self.frame.iter_rows()
+            else:
+                self._cells = iter(self._book.get_sheet_by_name(chosen).iter_rows())
             header, self._header_index = self._next_nonempty(-1)
         except InputError:
             self.close()
@@ -210,7 +249,18 @@ class WorkbookSource(Source):
             values, problem = repair_undecodable(values, self.info.columns, None)
             yield Row(self._name, index - self._header_index, values, problem)
 
+    @property
+    def header_index(self) -> int:
+        """The header's row in the sheet (0-based; data row N is sheet row header + N)."""
+        return self._header_index
+
+    def drop_frame(self) -> None:
+        """Forget the loaded text sheet (its rows were read another way)."""
+        self.frame = None
+        self._cells = iter(())
+
     def close(self) -> None:
+        self.drop_frame()
         if self._book is not None:
             book, self._book = self._book, None
             with contextlib.suppress(calamine.CalamineError):  # already closed

@@ -1,0 +1,137 @@
+"""Text-only XLSX sheets: fastexcel + the columnar stages give the per-row path's bytes.
+
+The reference is the per-row path over python-calamine (``SHANDY_FASTEXCEL=0``,
+``SHANDY_COLUMNAR=0``); the fast way loads the sheet with fastexcel and reads it
+with ``fastcsv.read_sheet``.  Chunk bodies, keys, digests, sent index, rejects
+and counts must be identical.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shandy_cli.pipeline import fastcsv
+from shandy_cli.pipeline._readers.spreadsheet import text_sheet
+from tests.test_fastpath import HEADER, rows, run, snapshot
+
+
+def workbook(path: Path, grid: list[list[Any]], at: str = "A1") -> Path:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    first = openpyxl.utils.cell.coordinate_from_string(at)
+    col0 = openpyxl.utils.cell.column_index_from_string(first[0])
+    for r, values in enumerate(grid):
+        for c, value in enumerate(values):
+            if value is not None:
+                sheet.cell(row=first[1] + r, column=col0 + c, value=value)
+    book.save(path)
+    return path
+
+
+def compare_sheet(path: Path, tmp: Path, monkeypatch: pytest.MonkeyPatch, **kw: Any) -> None:
+    monkeypatch.setenv("SHANDY_FASTEXCEL", "0")
+    slow = snapshot(*run([path], tmp / "slow", "0", monkeypatch, **kw))
+    monkeypatch.setenv("SHANDY_FASTEXCEL", "1")
+    fast = snapshot(*run([path], tmp / "fast", "1", monkeypatch, **kw))
+    for key in slow:
+        assert fast[key] == slow[key], key
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What became of each read_sheet call: "read" or the hand-over reason."""
+    outcomes: list[str] = []
+    real = fastcsv.read_sheet
+
+    def spy(*args: Any, **kwargs: Any) -> int:
+        try:
+            done = real(*args, **kwargs)
+        except fastcsv.Handover as exc:
+            outcomes.append(exc.reason)
+            raise
+        outcomes.append("read")
+        return done
+
+    monkeypatch.setattr(fastcsv, "read_sheet", spy)
+    monkeypatch.setattr(fastcsv, "SHEET_BLOCK", 257)  # many blocks per sheet
+    return outcomes
+
+
+def test_plain_sheet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted: list[str]) -> None:
+    path = workbook(tmp_path / "a.xlsx", [HEADER, *rows(2000)])
+    compare_sheet(path, tmp_path, monkeypatch)
+    assert counted == ["read"]
+
+
+def test_gaps_offset_header_and_empty_strings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted: list[str]
+) -> None:
+    data = rows(900, seed=3)
+    grid: list[list[Any]] = [[None] * 5, HEADER]
+    for i, row in enumerate(data):
+        grid.append(row)
+        if i % 97 == 0:
+            grid += [[None] * 5, [None] * 5]  # empty rows leave gaps in the numbers
+        if i % 131 == 0:
+            grid.append(["", " ", None, "", ""])  # no email: rejected, numbered
+    path = workbook(tmp_path / "b.xlsx", grid, at="C4")
+    compare_sheet(path, tmp_path, monkeypatch)
+    assert counted == ["read"]
+
+
+def test_values_past_the_header_hand_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted: list[str]
+) -> None:
+    grid = [HEADER, *rows(600)]
+    grid[400] = [*grid[400], "stray"]
+    path = workbook(tmp_path / "c.xlsx", grid)
+    compare_sheet(path, tmp_path, monkeypatch)
+    assert counted == ["values beyond the header's columns"]
+
+
+@pytest.mark.parametrize("cell", [4155550100.0, 7, True, dt.datetime(2024, 5, 1, 9, 30)])
+def test_typed_cells_keep_python_calamine(tmp_path: Path, cell: object) -> None:
+    grid: list[list[Any]] = [HEADER, *rows(1500)]
+    grid[1400][3] = cell  # past fastexcel's default 1000-row type sample
+    path = workbook(tmp_path / "d.xlsx", grid)
+    assert text_sheet(str(path), "Sheet") is None
+
+
+def test_typed_sheet_same_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted: list[str]
+) -> None:
+    grid: list[list[Any]] = [HEADER, *rows(700)]
+    grid[650][3] = 0.30000000000000004
+    grid[651][0] = False
+    path = workbook(tmp_path / "e.xlsx", grid)
+    compare_sheet(path, tmp_path, monkeypatch)
+    assert counted == []  # not a text sheet: the per-row path read it
+
+
+_CELL = st.one_of(
+    st.none(),
+    st.text(alphabet=st.sampled_from(list('ab ,;"\n\t\\@.é🙂_\x85\u3000')), max_size=10),
+    st.sampled_from(["x@y.co", " A@Y.CO ", "b@é.test", "a_b@c.de", "", "  "]),
+)
+
+
+@settings(
+    max_examples=25, deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)  # fmt: skip
+@given(data=st.lists(st.lists(_CELL, min_size=3, max_size=3), min_size=1, max_size=30))
+def test_random_sheets(
+    data: list[list[str | None]], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    tmp = tmp_path_factory.mktemp("s")
+    path = workbook(tmp / "r.xlsx", [["Email", "First Name", "Company"], *data])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fastcsv, "SHEET_BLOCK", 7)
+        compare_sheet(path, tmp, mp)

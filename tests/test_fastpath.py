@@ -276,3 +276,22 @@ def test_whitespace_list_is_exactly_str_isspace() -> None:
 
     every = "".join(ch for ch in map(chr, range(sys.maxunicode + 1)) if ch.isspace())
     assert every == fastcsv.PY_WS
+
+
+@pytest.mark.parametrize(
+    "special",
+    ["back\\slash", "line\nbreak", "crlf\r\nbreak", "ctrl\x01char", 'say "hi"', "tab\there"],
+)
+@pytest.mark.parametrize("delimiter", [",", "\t"])
+def test_one_kind_of_escape_per_file(
+    special: str, delimiter: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocks whose only JSON-special character is one kind: the byte count must see it."""
+    rng = random.Random(7)
+    data = [
+        [f"Ann{i}", "Lee", f"u{i}@example.test", "Acme", special if rng.random() < 0.02 else "x"]
+        for i in range(2000)
+    ]
+    path = tmp_path / "one.csv"
+    path.write_bytes(csv_bytes(HEADER, data, lineterminator="\n", delimiter=delimiter))
+    compare([path], tmp_path, monkeypatch)

@@ -358,6 +358,31 @@ def _records(a: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return starts, ends
 
 
+def _escape_mode(block: bytes, a: np.ndarray, q: np.ndarray, records: int, delim: int) -> str:
+    """Which characters JSON must escape may occur in the values of a clean block.
+
+    "none": no value holds a quote, backslash or control character; "quote":
+    only quotes (a "" inside a quoted value); "any": perhaps anything.  Counted
+    on the bytes: a newline or CR in a value shows as more newlines than records.
+    """
+    if b"\\" in block:
+        return "any"
+    newlines = block.count(b"\n")
+    if newlines != records - (not block.endswith(b"\n")):
+        return "any"  # a newline (or CRLF) inside a quoted value
+    ctrl = int(np.count_nonzero(a < 32)) - newlines - block.count(b"\r")
+    if delim == 9:
+        if len(q):
+            return "any"  # a tab inside quotes looks like a delimiter: do not guess
+        ctrl -= block.count(b"\t")
+    if ctrl:
+        return "any"
+    opening, closing = q[0::2], q[1::2]
+    if len(opening) > 1 and np.any(closing[: len(opening) - 1] + 1 == opening[1:]):
+        return "quote"
+    return "none"
+
+
 def _record_end(buf: bytes, start: int = 0) -> int:
     """Index just past the first newline outside quotes at or after ``start`` (-1 if none)."""
     pos = start
@@ -473,28 +498,33 @@ class _Columnar:
         self.key = plh.col("lowered").nchash.xxh3_64().alias("key")
         # Columns found to need JSON escapes stay escaped: no need to ask again.
         self.sticky: frozenset[int] = frozenset()
-        self._item_exprs: dict[tuple[bool, ...], pl.Expr] = {}
-        self._check_exprs: dict[frozenset[int], list[pl.Expr]] = {}
+        self._item_exprs: dict[tuple[tuple[bool, ...], str], pl.Expr] = {}
+        self._check_exprs: dict[tuple[frozenset[int], str], list[pl.Expr]] = {}
 
     # -- what Mapping.prospect + orjson do, as column expressions
 
-    def items(self, trimmed: pl.DataFrame, escape: list[bool]) -> pl.Series:
-        return trimmed.select(self._item_expr(escape)).to_series()
+    def items(self, trimmed: pl.DataFrame, escape: list[bool], mode: str = "any") -> pl.Series:
+        return trimmed.select(self._item_expr(escape, mode)).to_series()
 
-    def _item_expr(self, escape: list[bool]) -> pl.Expr:
-        key = tuple(escape)
+    def _item_expr(self, escape: list[bool], mode: str) -> pl.Expr:
+        key = (tuple(escape), mode)
         if key not in self._item_exprs:
             frags = []
             for i in self.mapped:
                 t = pl.col(f"t{i}")
-                value = t.str.replace_many(ESCAPES, ESCAPED) if escape[i] else t
+                if not escape[i]:
+                    value = t
+                elif mode == "quote":  # the block holds no other character JSON escapes
+                    value = t.str.replace_all('"', '\\"', literal=True)
+                else:
+                    value = t.str.replace_many(ESCAPES, ESCAPED)
                 frags.append(pl.concat_str([pl.lit(self.keys_json[i] + ':"'), value, pl.lit('"')]))
             body = pl.concat_str(frags, separator=",", ignore_nulls=True)
             item = pl.concat_str([pl.lit(",{"), body, pl.lit(self.tail + "}")])
             self._item_exprs[key] = item.alias("item")
         return self._item_exprs[key]
 
-    def _checks(self, sticky: frozenset[int]) -> list[pl.Expr]:
+    def _checks(self, sticky: frozenset[int], mode: str) -> list[pl.Expr]:
         email = pl.col(self.email_col).fill_null("") if self.email_col else pl.lit("")
         exprs = [
             email.alias("email"),
@@ -506,11 +536,15 @@ class _Columnar:
             (email.str.len_bytes() == 0).alias("missing"),
             email.str.to_lowercase().alias("lowered"),
         ]
-        exprs += [
-            pl.col(f"t{i}").str.contains_any(ESCAPES).any().alias(f"f{i}")
-            for i in self.mapped
-            if i not in sticky
-        ]
+        if mode == "none":
+            return exprs
+        for i in self.mapped:
+            if i not in sticky:
+                t = pl.col(f"t{i}").str
+                found = (
+                    t.contains('"', literal=True) if mode == "quote" else t.contains_any(ESCAPES)
+                )
+                exprs.append(found.any().alias(f"f{i}"))
         return exprs
 
     # -- stage A: one block, in a worker thread
@@ -531,33 +565,35 @@ class _Columnar:
             raise Handover(f"polars: {str(exc).splitlines()[0]}") from None
         if raw.height != len(starts):  # records as polars counts them: they must agree
             raise Handover(f"polars read {raw.height} records, not {len(starts)}")
-        p = self._stages(raw)
+        p = self._stages(raw, _escape_mode(block, a, q, len(ends), ord(delimiter)))
         p.nbytes, p.block = len(block), block
         p.starts, p.ends = starts[p.records], ends[p.records]
         return p
 
     def parse_frame(self, raw: pl.DataFrame, first: int) -> _Parsed:
         """A block of a text sheet's rows (columns c0..), numbered from ``first``."""
-        p = self._stages(raw)
+        p = self._stages(raw, "any")
         p.numbers = first + p.records
         p.raw = raw
         return p
 
-    def _stages(self, raw: pl.DataFrame) -> _Parsed:
+    def _stages(self, raw: pl.DataFrame, mode: str) -> _Parsed:
+        """The stages after parsing; ``mode`` says which escapes the block may need
+        (see ``_escape_mode``): "none", "quote" (quotes only) or "any"."""
         sticky = self.sticky
-        if sticky not in self._check_exprs:
-            self._check_exprs[sticky] = self._checks(sticky)
+        if (sticky, mode) not in self._check_exprs:
+            self._check_exprs[sticky, mode] = self._checks(sticky, mode)
         frame = (
             raw.lazy()
             .with_row_index("record")
             .filter(~self.blank)
             .with_columns(self.trim)
-            .with_columns(self._check_exprs[sticky])
+            .with_columns(self._check_exprs[sticky, mode])
             .with_columns(self.key)
             .collect(engine="in-memory")
         )
-        escape = [i in sticky for i in range(self.ncols)]
-        if frame.height:
+        escape = [i in sticky and mode != "none" for i in range(self.ncols)]
+        if frame.height and mode != "none":
             new = [i for i in self.mapped if i not in sticky and frame.get_column(f"f{i}")[0]]
             for i in new:
                 escape[i] = True
@@ -567,7 +603,7 @@ class _Columnar:
         # The ledger's key, as validation.email_key computes it (for ASCII, polars'
         # lowercase is Python's; other addresses get theirs from email_key itself).
         ascii_keys = frame.get_column("key").to_numpy()[ascii_ok]
-        items = Items.from_series(self.items(frame, escape))
+        items = Items.from_series(self.items(frame, escape, mode))
         records = frame.get_column("record").to_numpy()
         return _Parsed(
             frame.height, records, frame.get_column("email"), ascii_ok,

@@ -263,7 +263,7 @@ class Sandbox:
         self.url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.01},  # stop() waits up to one interval
             name=f"shandy-sandbox-{port}",
             daemon=True,
         )

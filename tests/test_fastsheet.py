@@ -135,3 +135,17 @@ def test_random_sheets(
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(fastcsv, "SHEET_BLOCK", 7)
         compare_sheet(path, tmp, mp)
+
+
+@pytest.mark.parametrize(
+    "cell",
+    ["=A2", "=1+1", "_x000D_ and _x0009_", "  ", "\u00a0nbsp\u00a0", "x" * 3000, "ünï©ødé 🙂"],
+)
+def test_odd_text_cells_read_the_same(
+    cell: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    grid: list[list[Any]] = [HEADER, *rows(300)]
+    for r in range(5, 300, 37):
+        grid[r][4] = cell
+    path = workbook(tmp_path / "f.xlsx", grid)
+    compare_sheet(path, tmp_path, monkeypatch)

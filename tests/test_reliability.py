@@ -250,3 +250,21 @@ def test_journal_is_private_and_holds_no_key(sandbox: Sandbox, tmp_path: Path) -
     for path in (tmp_path / "st").rglob("*"):
         if path.is_file():
             assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_ledger_of_an_older_key_kind_is_dropped_once(tmp_path: Path) -> None:
+    """Keys of another hash can never match this version's: the ledger starts afresh."""
+    from array import array
+
+    from shandy_cli.journal import KEYS_VERSION
+
+    with Journal(tmp_path / "state") as journal:
+        journal.ledger_add("S1", array("Q", [11, 12]), "r1", 0)
+        journal.ledger_refuse("r1", [12])
+        journal.db.execute("PRAGMA user_version = 1")  # as an older shandy left it
+    with Journal(tmp_path / "state") as journal:
+        assert journal.ledger_keys("S1") == set()
+        assert journal.db.execute("PRAGMA user_version").fetchone() == (KEYS_VERSION,)
+        journal.ledger_add("S1", array("Q", [21]), "r2", 0)
+    with Journal(tmp_path / "state") as journal:  # this version's keys stay
+        assert journal.ledger_keys("S1") == {21}

@@ -119,7 +119,9 @@ def text_sheet(path: str, sheet: str) -> Any:
             sheet, header_row=None, dtype_coercion="strict", schema_sample_rows=None
         )
         frame = loaded.to_polars()
-    except Exception:  # mixed types, or anything fastexcel dislikes: python-calamine decides
+    except BaseException as exc:  # mixed types, or anything else: python-calamine decides
+        if _is_fatal(exc):  # (a Rust panic is a BaseException too: it falls back as well)
+            raise
         return None
     if any(dtype not in (pl.String, pl.Null) for dtype in frame.dtypes):
         return None

@@ -1,4 +1,5 @@
-"""A columnar fast path for large UTF-8 CSV/TSV files, byte-identical to the per-row path.
+"""A columnar fast path for large UTF-8 CSV/TSV files and text-only XLSX sheets,
+byte-identical to the per-row path.
 
 ``prepare._Reader`` reads every row through Python (decode, ``csv``, trim,
 validate, ``orjson`` per row): ~3x the time of just reading the file.  For the
@@ -25,11 +26,16 @@ Per block:
    own classes decides ASCII addresses, ``is_plausible_email`` the others;
 5. dedupe on the ledger's key (XXH3 of the lowercased address, by polars-hash) in the
    Validator's table, vectorised (first one wins);
-6. JSON: ``concat_str`` of ``"Label":"value"`` fragments, escapes by one
-   ``replace_many`` on the columns that need them (checked against orjson
-   once per process, see ``_check_json``);
+6. JSON: ``concat_str`` of ``"Label":"value"`` fragments.  Which escapes a
+   block can need is read off its bytes (``_escape_mode``): none, quotes only
+   (a literal replace), or any (one ``replace_many`` on the columns that hold
+   one; checked against orjson once per process, see ``_check_json``);
 7. packing by ``Chunker.add_many``; the items' bytes are written straight from
    polars' string-view buffers (Arrow C data interface, no pyarrow, no copy).
+
+A text-only XLSX sheet (``spreadsheet.text_sheet``: fastexcel loads it whole
+as strings) skips 1-2: ``read_sheet`` cuts the frame into blocks of rows and
+the same stages 3-7 run on them, numbered as the sheet's rows are.
 
 Whatever it cannot do identically it does not try: ``columnar_eligible`` says
 no up front (mapping or file shape), and ``Handover`` hands the rest of a file

@@ -6,10 +6,10 @@ an email (case-insensitive) already seen earlier in this run.  The first
 occurrence of an address wins.
 
 The dedupe index is sized for a million rows: an open-addressing table of
-8-byte XXH3 hashes of the lowercased address, in two ``array('Q')``
-columns (digest, packed file index and row number).  At 1,000,000 addresses it
-holds 2**21 slots: 34 MB measured, 50 MB at the peak of its last doubling (a
-``dict[int, int]`` of the same measured 110 MB).
+8-byte XXH3 hashes of the lowercased address and where each was first seen
+(file index and row, in 32 bits while they fit, else 64).  At 1,000,000
+addresses it holds 2**21 slots: 25 MB (a ``dict[int, int]`` of the same
+measured 110 MB).
 Only digests are kept, so two different addresses could collide and the later
 one be reported as a duplicate: with n addresses that happens with probability
 about n**2 / 2**65, ~3e-8 at a million — far below any other source of error.

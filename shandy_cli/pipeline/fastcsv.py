@@ -619,35 +619,36 @@ class _Columnar:
         )  # fmt: skip
 
 
-def read_columnar(
-    path: str,
-    info: SourceInfo,
-    mapping: Mapping,
-    *,
-    validator: Validator,
-    chunker: Chunker,
-    rejects: RowsWriter,
-    sent: SentIndex,
-    file_index: int,
-    skip_keys: set[int],
-    counts: Counts,
-    add_keys: Callable[[bytes], None],
-    planned: Callable[[Chunk], None],
-    progress: Callable[[int, int], None],
-) -> int:
-    """Read one source into the run's shared state; returns its data-row count.
+@dataclass
+class RunState:
+    """The run's state the columnar readers commit into, shared with the per-row path.
 
     ``add_keys`` takes the email keys of rows added to the open chunk (native
     uint64s), ``planned`` each chunk closed (after the keys that belong to it),
-    ``progress`` (rows, bytes) after each block.  Raises ``Handover`` where the
-    per-row path must take over; every row up to number ``done`` is then committed.
+    ``progress`` (rows, bytes) after each block.
+    """
+
+    validator: Validator
+    chunker: Chunker
+    rejects: RowsWriter
+    sent: SentIndex
+    file_index: int
+    skip_keys: set[int]
+    counts: Counts
+    add_keys: Callable[[bytes], None]
+    planned: Callable[[Chunk], None]
+    progress: Callable[[int, int], None]
+
+
+def read_columnar(path: str, info: SourceInfo, mapping: Mapping, state: RunState) -> int:
+    """Read one source into the run's shared state; returns its data-row count.
+
+    Raises ``Handover`` where the per-row path must take over; every row up to
+    number ``done`` is then committed.
     """
     _check_json()
     reader = _Columnar(mapping)
-    commit = _Commit(
-        reader, info, validator, chunker, rejects, sent, file_index, skip_keys, counts,
-        add_keys, planned,
-    )  # fmt: skip
+    commit = _Commit(reader, info, state)
     assert info.delimiter is not None
     delimiter = info.delimiter
     expect = os.path.getsize(path)
@@ -656,28 +657,14 @@ def read_columnar(
         for block in _blocks(path, info.columns, delimiter):
             yield functools.partial(reader.parse, block, delimiter)
 
-    return _pipeline(jobs(), commit, expect, progress)
+    return _pipeline(jobs(), commit, expect, state.progress)
 
 
 SHEET_BLOCK = 16384  # rows of a sheet per block
 
 
 def read_sheet(
-    frame: pl.DataFrame,
-    header: int,
-    info: SourceInfo,
-    mapping: Mapping,
-    *,
-    validator: Validator,
-    chunker: Chunker,
-    rejects: RowsWriter,
-    sent: SentIndex,
-    file_index: int,
-    skip_keys: set[int],
-    counts: Counts,
-    add_keys: Callable[[bytes], None],
-    planned: Callable[[Chunk], None],
-    progress: Callable[[int, int], None],
+    frame: pl.DataFrame, header: int, info: SourceInfo, mapping: Mapping, state: RunState
 ) -> int:
     """``read_columnar`` for a text sheet loaded by fastexcel (``spreadsheet.text_sheet``).
 
@@ -698,18 +685,15 @@ def read_sheet(
     if data.height and data.select(nul.any()).item():
         raise Handover("a NUL character")
     reader = _Columnar(mapping)
-    commit = _Commit(
-        reader, info, validator, chunker, rejects, sent, file_index, skip_keys, counts,
-        add_keys, planned,
-    )  # fmt: skip
-    validator.reserve(data.height)
+    commit = _Commit(reader, info, state)
+    state.validator.reserve(data.height)
 
     def jobs() -> Iterator[Callable[[], _Parsed]]:
         for start in range(0, data.height, SHEET_BLOCK):
             block = data.slice(start, SHEET_BLOCK)
             yield functools.partial(reader.parse_frame, block, start + 1)
 
-    return _pipeline(jobs(), commit, 0, progress)
+    return _pipeline(jobs(), commit, 0, state.progress)
 
 
 def _pipeline(
@@ -741,25 +725,13 @@ def _pipeline(
 class _Commit:
     """Stage B: each block in order, on the caller's thread, into the shared state."""
 
-    def __init__(
-        self,
-        reader: _Columnar,
-        info: SourceInfo,
-        validator: Validator,
-        chunker: Chunker,
-        rejects: RowsWriter,
-        sent: SentIndex,
-        file_index: int,
-        skip_keys: set[int],
-        counts: Counts,
-        add_keys: Callable[[bytes], None],
-        planned: Callable[[Chunk], None],
-    ) -> None:
+    def __init__(self, reader: _Columnar, info: SourceInfo, state: RunState) -> None:
         self.reader, self.info = reader, info
-        self.validator, self.chunker, self.rejects, self.sent = validator, chunker, rejects, sent
-        self.file_index = file_index
-        self.skip = np.fromiter(skip_keys, np.uint64, len(skip_keys))
-        self.counts, self.add_keys, self.planned = counts, add_keys, planned
+        self.validator, self.chunker = state.validator, state.chunker
+        self.rejects, self.sent = state.rejects, state.sent
+        self.file_index = state.file_index
+        self.skip = np.fromiter(state.skip_keys, np.uint64, len(state.skip_keys))
+        self.counts, self.add_keys, self.planned = state.counts, state.add_keys, state.planned
         self.done = 0  # rows committed
         self.last = 0  # the number of the last one
         self.nbytes = 0

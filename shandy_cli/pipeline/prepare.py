@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from xxhash import xxh3_128
 
@@ -36,6 +36,9 @@ from shandy_cli.pipeline.reporting import RowsWriter, SentIndex, union_columns
 from shandy_cli.pipeline.results import ImportOptions
 from shandy_cli.pipeline.sources import Row, Source, SourceInfo, open_source
 from shandy_cli.pipeline.validation import Validator
+
+if TYPE_CHECKING:
+    from shandy_cli.pipeline import fastcsv
 
 COLUMNAR_MIN_SIZE = 2 << 20  # fastcsv.MIN_SIZE, here so small files never load polars
 COLUMNAR_MIN_ROWS = 5000  # a sheet this small is read as fast row by row
@@ -322,7 +325,7 @@ class _Reader:
             return 0, None
         assert path is not None
         try:
-            rows = fastcsv.read_columnar(path, info, mapping, **self._shared(info, file_index))
+            rows = fastcsv.read_columnar(path, info, mapping, self._state(info, file_index))
         except fastcsv.Handover as exc:
             return exc.done, None
         return rows, os.path.getsize(path)
@@ -336,27 +339,28 @@ class _Reader:
         small = len(frame) < COLUMNAR_MIN_ROWS and os.environ.get("SHANDY_COLUMNAR") != "1"
         if small or fastcsv.plan_problem(mapping) is not None:
             return 0, None
-        shared = self._shared(info, file_index)
+        state = self._state(info, file_index)
         try:
-            rows = fastcsv.read_sheet(frame, src.header_index, info, mapping, **shared)
+            rows = fastcsv.read_sheet(frame, src.header_index, info, mapping, state)
         except fastcsv.Handover as exc:
             return exc.done, None
         src.drop_frame()  # all read: let the memory go
         return rows, info.size or 0
 
-    def _shared(self, info: SourceInfo, file_index: int) -> dict[str, Any]:
+    def _state(self, info: SourceInfo, file_index: int) -> fastcsv.RunState:
         """The run's state the columnar readers commit into."""
+        from shandy_cli.pipeline import fastcsv
+
         assert self.out.sent is not None
 
         def progress(rows: int, nbytes: int) -> None:
             self.ctx.listener(ReadProgress(info.name, rows, nbytes, info.size))
 
-        return {
-            "validator": self.validator, "chunker": self.chunker, "rejects": self.rejects,
-            "sent": self.out.sent, "file_index": file_index, "skip_keys": self.ctx.skip_keys,
-            "counts": self.out, "add_keys": self._add_keys, "planned": self._planned,
-            "progress": progress,
-        }  # fmt: skip
+        return fastcsv.RunState(
+            validator=self.validator, chunker=self.chunker, rejects=self.rejects,
+            sent=self.out.sent, file_index=file_index, skip_keys=self.ctx.skip_keys,
+            counts=self.out, add_keys=self._add_keys, planned=self._planned, progress=progress,
+        )  # fmt: skip
 
     def _add_keys(self, packed: bytes) -> None:
         self.keys.frombytes(packed)  # not a bound method of self.keys: _planned replaces it

@@ -209,9 +209,7 @@ class _DigestTable:
             moved = ~empty & ~hit  # another key there: probe on
             slots[pending[moved]] = (slots[pending[moved]] + np.uint64(1)) & mask
             pending = pending[~done]  # losers of a contested slot retry it
-        out = self._decoded(found)
-        out[found == 0] = 0
-        return out
+        return self._decoded(found)  # 0 (new) decodes to 0
 
     def _grow(self) -> None:
         old = zip(self._keys, self._values, strict=True)

@@ -51,7 +51,7 @@ def run(
     run_dir = out / "run"
     run_dir.mkdir(parents=True)
     ctx = PrepareContext(
-        paths=[str(p) for p in paths], opts=ImportOptions(step_id="S1", dry_run=True, **options),
+        paths=[str(p) for p in paths], opts=ImportOptions(step_id="S1", **options),
         labels=LABELS, step_id="S1", run_dir=run_dir, rejects_path=out / "rejects.csv",
         listener=(events.append if events is not None else lambda e: None),
         notice=lambda text, level: None, skip_keys=skip or set(), spools=spools or {},
@@ -68,13 +68,13 @@ def snapshot(result: Prepared, run_dir: Path) -> dict[str, object]:
             result.rows_skipped,
         ),
         "reasons": dict(result.reasons),
-        "chunks": [
-            (c.index, c.rows, c.bytes, c.first, c.last, c.path.read_bytes()) for c in result.chunks
-        ],
-        "keys": [result.keys_path(c).read_bytes() for c in result.chunks],
+        "plan": [(c.index, c.rows, c.bytes, c.first, c.last) for c in result.chunks],
+        "chunks": [c.path.read_bytes() if c.path else None for c in result.chunks],
+        "keys": [result.keys_path(c).read_bytes() if c.path else None for c in result.chunks],
         "digests": result.digests,
         "sent": (run_dir / "sent.idx").read_bytes(),
         "rejects": result.rejects_file.read_bytes() if result.rejects_file else None,
+        "columnar": result.rows_columnar,
     }
 
 
@@ -89,8 +89,17 @@ def compare(
         assert str(fast_exc.value) == str(exc)
         return {}
     fast = snapshot(*run(paths, tmp / "fast", "1", monkeypatch, **kw))
-    for key in slow:
+    assert slow["columnar"] == 0
+    for key in slow.keys() - {"columnar"}:
         assert fast[key] == slow[key], key
+    # A dry run, either way, plans what the real run made -- without writing a body.
+    for way in "01":
+        plan = snapshot(*run(paths, tmp / f"plan{way}", way, monkeypatch, dry_run=True, **kw))
+        assert plan["columnar"] == (fast["columnar"] if way == "1" else 0)
+        assert plan["chunks"] == plan["keys"] == [None] * len(slow["plan"])  # type: ignore[arg-type]
+        assert not list((tmp / f"plan{way}" / "run").glob("chunks/*"))
+        for key in ("counts", "reasons", "plan", "rejects"):
+            assert plan[key] == slow[key], (way, key)
     return fast
 
 
@@ -280,7 +289,18 @@ def test_whitespace_list_is_exactly_str_isspace() -> None:
 
 @pytest.mark.parametrize(
     "special",
-    ["back\\slash", "line\nbreak", "crlf\r\nbreak", "ctrl\x01char", 'say "hi"', "tab\there"],
+    [
+        "back\\slash",
+        "line\nbreak",
+        "crlf\r\nbreak",
+        "ctrl\x01char",
+        'say "hi"',
+        "tab\there",
+        "unit\x1fsep",
+        "\x1c padded by separators \x1d",
+        "\u3000 wide \u2028",
+        "\x85nel\xa0",
+    ],
 )
 @pytest.mark.parametrize("delimiter", [",", "\t"])
 def test_one_kind_of_escape_per_file(
@@ -294,4 +314,5 @@ def test_one_kind_of_escape_per_file(
     ]
     path = tmp_path / "one.csv"
     path.write_bytes(csv_bytes(HEADER, data, lineterminator="\n", delimiter=delimiter))
-    compare([path], tmp_path, monkeypatch)
+    fast = compare([path], tmp_path, monkeypatch)
+    assert fast["columnar"] == 2000  # all of it the columnar way: nothing handed over

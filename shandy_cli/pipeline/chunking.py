@@ -120,13 +120,28 @@ class Chunk:
     index: int
     rows: int
     bytes: int  # exact body length, == the spool file's size
-    path: Path  # the complete body, valid JSON, mode 0600
+    path: Path | None  # the complete body, valid JSON, mode 0600 (None: a plan, no body)
     first: tuple[str, int]  # (file, row) of the first prospect
     last: tuple[str, int]
 
 
+class _Discard:
+    """Where a plan's bodies go: a dry run sends nothing, so it writes nothing."""
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+    def close(self) -> None:
+        pass
+
+
 class Chunker:
-    """Packs encoded prospects, in order, into spooled request bodies."""
+    """Packs encoded prospects, in order, into spooled request bodies.
+
+    With ``spool_dir=None`` it only plans (a dry run): the same chunks, rows and
+    byte counts, and no body is written (``Chunk.path`` is None); ``writes``
+    tells callers they need not build the items' bytes at all, only their sizes.
+    """
 
     def __init__(
         self,
@@ -134,16 +149,17 @@ class Chunker:
         *,
         max_rows: int = API_MAX_ROWS,
         max_bytes: int = API_MAX_BYTES,
-        spool_dir: Path,
+        spool_dir: Path | None,
     ) -> None:
         _check_limits(suffix, max_rows, max_bytes)
         self.suffix = suffix
         self.max_rows = max_rows
         self.max_bytes = max_bytes
-        self.spool_dir = Path(spool_dir)
+        self.spool_dir = None if spool_dir is None else Path(spool_dir)
+        self.writes = spool_dir is not None
         self._fill = _Fill(len(suffix), max_rows, max_bytes)
         self._index = 0
-        self._out: BinaryIO | None = None
+        self._out: BinaryIO | _Discard | None = None
         self._path: Path | None = None
         self._first: tuple[str, int] = ("", 0)
         self._last: tuple[str, int] = ("", 0)
@@ -244,7 +260,10 @@ class Chunker:
             self._path = None
         self._fill.reset()
 
-    def _open(self) -> BinaryIO:
+    def _open(self) -> BinaryIO | _Discard:
+        if self.spool_dir is None:
+            self._out = _Discard()
+            return self._out
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         # mkstemp creates the file 0600 and never reuses a name, so two runs
         # sharing a spool directory cannot clobber each other's bodies.
@@ -256,7 +275,7 @@ class Chunker:
         return self._out
 
     def _close(self) -> Chunk:
-        assert self._out is not None and self._path is not None
+        assert self._out is not None
         self._out.write(self.suffix)
         self._out.close()
         fill = self._fill

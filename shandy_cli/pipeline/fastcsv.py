@@ -27,7 +27,7 @@ Per block:
 5. dedupe on the ledger's key (XXH3 of the lowercased address, by polars-hash) in the
    Validator's table, vectorised (first one wins);
 6. JSON: ``concat_str`` of ``"Label":"value"`` fragments.  Which escapes a
-   block can need is read off its bytes (``_escape_mode``): none, quotes only
+   block can need is read off its bytes (``_escape_chars``): none, quotes only
    (a literal replace), or any (one ``replace_many`` on the columns that hold
    one; checked against orjson once per process, see ``_check_json``);
 7. packing by ``Chunker.add_many``; the items' bytes are written straight from
@@ -109,6 +109,8 @@ PY_WS = (
 # JSON string escapes exactly as orjson writes them (checked by _check_json).
 ESCAPES = ["\\", '"', *map(chr, range(32))]
 ESCAPED = [orjson.dumps(ch).decode()[1:-1] for ch in ESCAPES]
+ESCAPE_ALL = "".join(ESCAPES)
+UNIT_SEPARATORS = "\x1c\x1d\x1e\x1f"  # str.isspace() says yes, Rust's trim no
 
 
 class Handover(Exception):
@@ -320,17 +322,55 @@ class Items:
             yield int(buf[a]), int(off[a]), int(off[b - 1] + size[b - 1])
 
 
+class Sizes:
+    """Items known by their sizes only (``Items.size``): what a plan (a dry run) needs.
+
+    Its chunker writes no bodies (``Chunker.writes`` is false), so ``write``
+    has nothing to do.
+    """
+
+    def __init__(self, size: np.ndarray) -> None:
+        self.size = size
+
+    def take(self, index: np.ndarray) -> Sizes:
+        return Sizes(self.size[index])
+
+    def write(self, out: BinaryIO, start: int, stop: int, lead: bool) -> None:
+        pass
+
+
 _VIEW = np.dtype([("len", "<u4"), ("prefix", "<u4"), ("buf", "<u4"), ("off", "<u4")])
 
 
 # ---------------------------------------------------------------- blocks of records
 
 
-def _structure_ok(a: np.ndarray, q: np.ndarray, delim: int, final: bool) -> str | None:
-    """None when the block (whole records, starting outside quotes) is RFC 4180 clean.
+@dataclass
+class _Bytes:
+    """Where a block's special bytes are: found in two passes over it, used by every check."""
 
-    ``q``: the positions of its quote characters.
-    """
+    a: np.ndarray  # the block, as uint8
+    q: np.ndarray  # positions of quote characters
+    nl: np.ndarray  # of newlines
+    cr: np.ndarray  # of carriage returns
+    control: np.ndarray  # how many of each byte below 32
+
+    @classmethod
+    def scan(cls, block: bytes) -> _Bytes:
+        a = np.frombuffer(block, np.uint8)
+        low = np.flatnonzero(a < 32)  # newlines mostly: a few per record
+        kind = a[low]
+        return cls(
+            a, np.flatnonzero(a == 34), low[kind == 10], low[kind == 13],
+            np.bincount(kind, minlength=32),
+        )  # fmt: skip
+
+
+def _structure_ok(b: _Bytes, delim: int, final: bool) -> str | None:
+    """None when the block (whole records, starting outside quotes) is RFC 4180 clean."""
+    a, q = b.a, b.q
+    if b.control[0]:
+        return "a NUL byte"
     if len(q) % 2:
         return "a quoted value is never closed"
     if len(q):
@@ -348,15 +388,15 @@ def _structure_ok(a: np.ndarray, q: np.ndarray, delim: int, final: bool) -> str 
             ok_next |= closing == len(a) - 1
         if not ok_next.all():
             return "text after a closing quote"
-    cr = np.flatnonzero(a == 13)
+    cr = b.cr
     if len(cr) and (cr[-1] == len(a) - 1 or not (a[cr + 1] == 10).all()):
         return "a carriage return not followed by a newline"
     return None
 
 
-def _records(a: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _records(b: _Bytes) -> tuple[np.ndarray, np.ndarray]:
     """(start, end) byte offsets of each record of a structurally clean block."""
-    nl = np.flatnonzero(a == 10)
+    a, q, nl = b.a, b.q, b.nl
     if len(q):  # a newline after an odd number of quotes is inside a quoted value
         nl = nl[np.searchsorted(q, nl) % 2 == 0]
     ends = nl + 1
@@ -366,29 +406,29 @@ def _records(a: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return starts, ends
 
 
-def _escape_mode(block: bytes, a: np.ndarray, q: np.ndarray, records: int, delim: int) -> str:
-    """Which characters JSON must escape may occur in the values of a clean block.
+def _escape_chars(block: bytes, b: _Bytes, records: int, delim: int) -> str:
+    """The characters JSON must escape that the values of a clean block may hold.
 
-    "none": no value holds a quote, backslash or control character; "quote":
-    only quotes (a "" inside a quoted value); "any": perhaps anything.  Counted
-    on the bytes: a newline or CR in a value shows as more newlines than records.
+    In ``ESCAPES`` order; "" when none.  Counted on the bytes: a newline in a
+    value shows as more newlines than records, a "" inside a quoted value as a
+    closing quote right before an opening one, the rest are there or not.
     """
+    counts = b.control.copy()
+    counts[10] = counts[13] = 0  # record ends (every CR is followed by LF: _structure_ok)
+    found = set()
     if b"\\" in block:
-        return "any"
-    newlines = block.count(b"\n")
-    if newlines != records - (not block.endswith(b"\n")):
-        return "any"  # a newline (or CRLF) inside a quoted value
-    ctrl = int(np.count_nonzero(a < 32)) - newlines - block.count(b"\r")
-    if delim == 9:
-        if len(q):
-            return "any"  # a tab inside quotes looks like a delimiter: do not guess
-        ctrl -= block.count(b"\t")
-    if ctrl:
-        return "any"
-    opening, closing = q[0::2], q[1::2]
+        found.add("\\")
+    opening, closing = b.q[0::2], b.q[1::2]
     if len(opening) > 1 and np.any(closing[: len(opening) - 1] + 1 == opening[1:]):
-        return "quote"
-    return "none"
+        found.add('"')
+    if len(b.nl) != records - (not block.endswith(b"\n")):
+        found.update("\n\r")  # a newline (or CRLF) inside a quoted value
+    if delim == 9:
+        counts[9] = 0
+        if len(b.q):
+            found.add("\t")  # a tab inside quotes looks like a delimiter: do not guess
+    found.update(map(chr, np.flatnonzero(counts).tolist()))
+    return "".join(ch for ch in ESCAPES if ch in found)
 
 
 def _record_end(buf: bytes, start: int = 0) -> int:
@@ -467,10 +507,12 @@ class _Parsed:
     rows: int
     records: np.ndarray  # each row's record index in the block (blank records are not rows)
     email: pl.Series  # trimmed
-    ascii: np.ndarray  # bool: accepted by the (ASCII-only) vector regex
+    valid: np.ndarray  # bool: a plausible address
     missing: np.ndarray  # bool
-    ascii_keys: np.ndarray  # email keys of the ``ascii`` rows, in order
-    items: Items  # every row's JSON item with a leading comma (rejected rows' too)
+    keys: np.ndarray  # email keys of the ``valid`` rows, in order (the ledger's, 0 folded)
+    bad: np.ndarray  # rows with an implausible address, and the addresses
+    bad_values: list[str]
+    items: Items | Sizes  # every row's JSON item with a leading comma (rejected rows' too)
     numbers: np.ndarray | None = None  # row numbers, when not the next ones (a sheet's gaps)
     raw: pl.DataFrame | None = None  # a sheet block's untrimmed cells, for rejects
     nbytes: int = 0
@@ -482,8 +524,9 @@ class _Parsed:
 class _Columnar:
     """One source through the columnar stages, committing into the run's shared state."""
 
-    def __init__(self, mapping: Mapping) -> None:
+    def __init__(self, mapping: Mapping, encode: bool = True) -> None:
         self.mapping = mapping
+        self.encode = encode  # False: the items' sizes only (a plan writes no bodies)
         self.ncols = len(mapping.columns)
         self.names = [f"c{i}" for i in range(self.ncols)]
         self.schema = dict.fromkeys(self.names, pl.String)
@@ -498,41 +541,87 @@ class _Columnar:
         self.email_col = f"t{email_cols[0]}" if email_cols else None
         # All-empty records are skipped and not numbered (short rows read as null).
         self.blank = pl.sum_horizontal([pl.col(n).str.len_bytes() for n in self.names]) == 0
-        # Trimmed values, null when empty: a null drops out of the JSON join.
-        self.trim = []
-        for i in self.mapped:
-            stripped = pl.col(f"c{i}").str.strip_chars(PY_WS)
-            self.trim.append(pl.when(stripped.str.len_bytes() > 0).then(stripped).alias(f"t{i}"))
+        # The longest record that can be blank: every field "" (``parse`` skips the
+        # filter for blocks without a record this short).
+        self.blank_bytes = 3 * self.ncols + 1
         self.key = plh.col("lowered").nchash.xxh3_64().alias("key")
         # Columns found to need JSON escapes stay escaped: no need to ask again.
         self.sticky: frozenset[int] = frozenset()
         self._item_exprs: dict[tuple[tuple[bool, ...], str], pl.Expr] = {}
-        self._check_exprs: dict[tuple[frozenset[int], str], list[pl.Expr]] = {}
+        # (trim, checks, output) for the sticky columns and a block's characters
+        self._check_exprs: dict[
+            tuple[frozenset[int], str], tuple[list[pl.Expr], list[pl.Expr], pl.Expr]
+        ] = {}
 
     # -- what Mapping.prospect + orjson do, as column expressions
 
-    def items(self, trimmed: pl.DataFrame, escape: list[bool], mode: str = "any") -> pl.Series:
-        return trimmed.select(self._item_expr(escape, mode)).to_series()
+    def _trim(self, chars: str) -> list[pl.Expr]:
+        """Trimmed values, null when empty (a null drops out of the JSON join).
 
-    def _item_expr(self, escape: list[bool], mode: str) -> pl.Expr:
-        key = (tuple(escape), mode)
+        Exactly ``str.strip()``: polars' default trim is Rust's (Unicode
+        White_Space), which is Python's but for U+001C..U+001F -- spelled out
+        (slower) only for blocks that hold one (``chars`` lists them).
+        """
+        full = any(ch in chars for ch in UNIT_SEPARATORS)
+        return [
+            pl.col(f"c{i}")
+            .str.strip_chars(PY_WS if full else None)
+            .replace("", None)
+            .alias(f"t{i}")
+            for i in self.mapped
+        ]
+
+    def items(
+        self, trimmed: pl.DataFrame, escape: list[bool], chars: str = ESCAPE_ALL
+    ) -> pl.Series:
+        return trimmed.select(self._item_expr(escape, chars)).to_series()
+
+    def _item_expr(self, escape: list[bool], chars: str) -> pl.Expr:
+        key = (tuple(escape), chars)
         if key not in self._item_exprs:
+            if len(self._item_exprs) > 256:  # many mixes of characters: build afresh
+                self._item_exprs.clear()
             frags = []
             for i in self.mapped:
-                t = pl.col(f"t{i}")
-                if not escape[i]:
-                    value = t
-                elif mode == "quote":  # the block holds no other character JSON escapes
-                    value = t.str.replace_all('"', '\\"', literal=True)
-                else:
-                    value = t.str.replace_many(ESCAPES, ESCAPED)
+                value = pl.col(f"t{i}")
+                if escape[i] and len(chars) == 1:
+                    value = value.str.replace_all(
+                        chars, ESCAPED[ESCAPES.index(chars)], literal=True
+                    )
+                elif escape[i] and chars:  # only the ones present: fewer patterns, faster
+                    value = value.str.replace_many(
+                        list(chars), [ESCAPED[ESCAPES.index(ch)] for ch in chars]
+                    )
                 frags.append(pl.concat_str([pl.lit(self.keys_json[i] + ':"'), value, pl.lit('"')]))
             body = pl.concat_str(frags, separator=",", ignore_nulls=True)
             item = pl.concat_str([pl.lit(",{"), body, pl.lit(self.tail + "}")])
             self._item_exprs[key] = item.alias("item")
         return self._item_exprs[key]
 
-    def _checks(self, sticky: frozenset[int], mode: str) -> list[pl.Expr]:
+    def _output(self, escape: list[bool], chars: str) -> pl.Expr:
+        """The items, or only their sizes when no body is written, as column "out"."""
+        if self.encode:
+            return self._item_expr(escape, chars).alias("out")
+        return self._size_expr(escape, chars).alias("out")
+
+    def sizes(self, trimmed: pl.DataFrame, escape: list[bool], chars: str) -> np.ndarray:
+        """``len`` of each row's item, without building it (rows with a value at least:
+        an item without one is never written)."""
+        return trimmed.select(self._size_expr(escape, chars)).to_series().to_numpy()
+
+    def _size_expr(self, escape: list[bool], chars: str) -> pl.Expr:
+        # ,{ + the fragments '"Label":"value"' joined by commas + tail + }
+        parts = []
+        for i in self.mapped:
+            value = pl.col(f"t{i}")
+            n = value.str.len_bytes().cast(pl.Int64) + (len(self.keys_json[i].encode()) + 4)
+            if escape[i]:
+                n = n + _escape_growth(value, chars)
+            parts.append(n)
+        fixed = 2 + len(self.tail.encode())
+        return (pl.sum_horizontal(parts) + fixed).alias("size")
+
+    def _checks(self, sticky: frozenset[int], chars: str) -> list[pl.Expr]:
         email = pl.col(self.email_col).fill_null("") if self.email_col else pl.lit("")
         exprs = [
             email.alias("email"),
@@ -544,26 +633,30 @@ class _Columnar:
             (email.str.len_bytes() == 0).alias("missing"),
             email.str.to_lowercase().alias("lowered"),
         ]
-        if mode == "none":
-            return exprs
-        for i in self.mapped:
-            if i not in sticky:
-                t = pl.col(f"t{i}").str
-                found = (
-                    t.contains('"', literal=True) if mode == "quote" else t.contains_any(ESCAPES)
-                )
-                exprs.append(found.any().alias(f"f{i}"))
+        others = [pl.col(f"t{i}") for i in self.mapped if i not in sticky]
+        if chars and others:
+            # One question for all the columns not yet known to need escapes (asking
+            # each costs ~2x); ``_new_escapes`` asks which only when one does.
+            joined = pl.concat_str(others, ignore_nulls=True)
+            exprs.append(_holds(joined, chars).any().alias("escapes"))
         return exprs
+
+    def _new_escapes(
+        self, frame: pl.DataFrame, chars: str, sticky: frozenset[int]
+    ) -> frozenset[int]:
+        """The columns not in ``sticky`` that hold a character of ``chars``."""
+        cols = [i for i in self.mapped if i not in sticky]
+        found = frame.select([_holds(pl.col(f"t{i}"), chars).any() for i in cols]).row(0)
+        return frozenset(i for i, yes in zip(cols, found, strict=True) if yes)
 
     # -- stage A: one block, in a worker thread
 
     def parse(self, block: bytes, delimiter: str) -> _Parsed:
-        a = np.frombuffer(block, np.uint8)
-        q = np.flatnonzero(a == 34)
-        problem = _structure_ok(a, q, ord(delimiter), final=not block.endswith(b"\n"))
-        if problem or b"\0" in block:
-            raise Handover(problem or "a NUL byte")
-        starts, ends = _records(a, q)
+        found = _Bytes.scan(block)
+        problem = _structure_ok(found, ord(delimiter), final=not block.endswith(b"\n"))
+        if problem:
+            raise Handover(problem)
+        starts, ends = _records(found)
         try:
             raw = pl.read_csv(
                 block, has_header=False, schema=self.schema, separator=delimiter,
@@ -573,50 +666,99 @@ class _Columnar:
             raise Handover(f"polars: {str(exc).splitlines()[0]}") from None
         if raw.height != len(starts):  # records as polars counts them: they must agree
             raise Handover(f"polars read {raw.height} records, not {len(starts)}")
-        p = self._stages(raw, _escape_mode(block, a, q, len(ends), ord(delimiter)))
+        chars = _escape_chars(block, found, len(ends), ord(delimiter))
+        blanks = bool(len(ends)) and int((ends - starts).min()) <= self.blank_bytes
+        p = self._stages(raw, chars, blanks)
         p.nbytes, p.block = len(block), block
         p.starts, p.ends = starts[p.records], ends[p.records]
         return p
 
     def parse_frame(self, raw: pl.DataFrame, first: int) -> _Parsed:
         """A block of a text sheet's rows (columns c0..), numbered from ``first``."""
-        p = self._stages(raw, "any")
+        p = self._stages(raw, ESCAPE_ALL, blanks=True)
         p.numbers = first + p.records
         p.raw = raw
         return p
 
-    def _stages(self, raw: pl.DataFrame, mode: str) -> _Parsed:
-        """The stages after parsing; ``mode`` says which escapes the block may need
-        (see ``_escape_mode``): "none", "quote" (quotes only) or "any"."""
+    def _stages(self, raw: pl.DataFrame, chars: str, blanks: bool) -> _Parsed:
+        """The stages after parsing.  ``chars``: the characters JSON escapes that
+        the block may hold (see ``_escape_chars``); ``blanks``: whether it may
+        hold an all-empty record."""
         sticky = self.sticky
-        if (sticky, mode) not in self._check_exprs:
-            self._check_exprs[sticky, mode] = self._checks(sticky, mode)
+        if (sticky, chars) not in self._check_exprs:
+            if len(self._check_exprs) > 256:
+                self._check_exprs.clear()
+            self._check_exprs[sticky, chars] = (
+                self._trim(chars), self._checks(sticky, chars),
+                self._output([i in sticky and bool(chars) for i in range(self.ncols)], chars),
+            )  # fmt: skip
+        trim, checks, output = self._check_exprs[sticky, chars]
+        query = raw.lazy().with_row_index("record")
+        if blanks:
+            query = query.filter(~self.blank)
+        # The items (or their sizes) in the same query, escaped as the columns known
+        # to need it are; built again below in the rare block where another does.
         frame = (
-            raw.lazy()
-            .with_row_index("record")
-            .filter(~self.blank)
-            .with_columns(self.trim)
-            .with_columns(self._check_exprs[sticky, mode])
-            .with_columns(self.key)
+            query.with_columns(trim).with_columns(checks).with_columns(self.key, output)
             .collect(engine="in-memory")
+        )  # fmt: skip
+        out = frame.get_column("out")
+        if frame.height and "escapes" in frame.columns and frame["escapes"][0]:
+            sticky = sticky | self._new_escapes(frame, chars, sticky)
+            self.sticky = self.sticky | sticky  # another worker's may be lost: asked again
+            escape = [i in sticky and bool(chars) for i in range(self.ncols)]
+            out = frame.select(self._output(escape, chars)).to_series()
+        items: Items | Sizes = Items.from_series(out) if self.encode else Sizes(out.to_numpy())
+        missing = frame.get_column("missing").to_numpy()
+        email = frame.get_column("email")
+        valid, keys, bad, bad_values = _judge(
+            frame.get_column("fast").to_numpy(), missing, email, frame.get_column("key")
         )
-        escape = [i in sticky and mode != "none" for i in range(self.ncols)]
-        if frame.height and mode != "none":
-            new = [i for i in self.mapped if i not in sticky and frame.get_column(f"f{i}")[0]]
-            for i in new:
-                escape[i] = True
-            if new:
-                self.sticky = self.sticky | frozenset(new)
-        ascii_ok = frame.get_column("fast").to_numpy()
-        # The ledger's key, as validation.email_key computes it (for ASCII, polars'
-        # lowercase is Python's; other addresses get theirs from email_key itself).
-        ascii_keys = frame.get_column("key").to_numpy()[ascii_ok]
-        items = Items.from_series(self.items(frame, escape, mode))
         records = frame.get_column("record").to_numpy()
         return _Parsed(
-            frame.height, records, frame.get_column("email"), ascii_ok,
-            frame.get_column("missing").to_numpy(), ascii_keys, items,
+            frame.height, records, email, valid, missing, keys, bad, bad_values, items
         )  # fmt: skip
+
+
+def _judge(
+    fast: np.ndarray, missing: np.ndarray, email: pl.Series, key: pl.Series
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Which rows hold a plausible address, their ledger keys, and the rest's addresses.
+
+    The vector regex decides ASCII addresses (``fast``); the few others are
+    judged by ``is_plausible_email`` itself.  The key is validation.email_key's:
+    for ASCII polars' lowercase is Python's, others get theirs from email_key.
+    Done here, in a worker, so the in-order commit has less to do.
+    """
+    odd = np.flatnonzero(~fast & ~missing)
+    values = email.gather(odd).to_list() if len(odd) else []
+    ok = np.array([not v.isascii() and is_plausible_email(v) for v in values], bool)
+    valid = fast.copy()
+    valid[odd] = ok
+    keys = key.to_numpy()
+    if ok.any():
+        keys = keys.copy()
+        keys[odd[ok]] = [email_key(v) for v, good in zip(values, ok, strict=True) if good]
+    keys = keys[valid]
+    keys[keys == 0] = 1  # as email_key folds it
+    bad_values = [v for v, good in zip(values, ok, strict=True) if not good]
+    return valid, keys, odd[~ok], bad_values
+
+
+def _escape_growth(text: pl.Expr, chars: str) -> pl.Expr:
+    """How many bytes JSON escaping adds to each value, which may hold only ``chars``."""
+    growth: pl.Expr = pl.lit(0, pl.Int64)
+    for ch in chars:
+        extra = len(ESCAPED[ESCAPES.index(ch)]) - 1  # \" is 1 more, \u001f 5
+        growth = growth + text.str.count_matches(ch, literal=True).cast(pl.Int64) * extra
+    return growth
+
+
+def _holds(text: pl.Expr, chars: str) -> pl.Expr:
+    """Whether each value holds one of ``chars``."""
+    if len(chars) == 1:
+        return text.str.contains(chars, literal=True)
+    return text.str.contains_any(list(chars))
 
 
 @dataclass
@@ -647,7 +789,7 @@ def read_columnar(path: str, info: SourceInfo, mapping: Mapping, state: RunState
     number ``done`` is then committed.
     """
     _check_json()
-    reader = _Columnar(mapping)
+    reader = _Columnar(mapping, encode=state.chunker.writes)
     commit = _Commit(reader, info, state)
     assert info.delimiter is not None
     delimiter = info.delimiter
@@ -684,7 +826,7 @@ def read_sheet(
     nul = pl.any_horizontal(pl.all().str.contains("\x00", literal=True))
     if data.height and data.select(nul.any()).item():
         raise Handover("a NUL character")
-    reader = _Columnar(mapping)
+    reader = _Columnar(mapping, encode=state.chunker.writes)
     commit = _Commit(reader, info, state)
     state.validator.reserve(data.height)
 
@@ -745,19 +887,8 @@ class _Commit:
             numbers = np.arange(self.done + 1, self.done + n + 1, dtype=np.int64)
         else:
             numbers = p.numbers.astype(np.int64)
-        valid = p.ascii.copy()
-        odd = np.flatnonzero(~p.ascii & ~p.missing)
-        for i, value in zip(odd, p.email.gather(odd).to_list() if len(odd) else [], strict=True):
-            valid[i] = not value.isascii() and is_plausible_email(value)
         # -- dedupe, first one wins, in the run's table (shared with the per-row path)
-        vidx = np.flatnonzero(valid)
-        keys = np.empty(len(vidx), np.uint64)
-        is_ascii = p.ascii[vidx]
-        keys[is_ascii] = p.ascii_keys
-        if not is_ascii.all():
-            others = p.email.gather(vidx[~is_ascii]).to_list()
-            keys[~is_ascii] = [email_key(v) for v in others]
-        keys[keys == 0] = 1  # as email_key folds it
+        vidx, keys = np.flatnonzero(p.valid), p.keys
         first = self.validator.check_many(keys, numbers[vidx], file=name)
         dup = first != 0
         keep, kept_keys = vidx[~dup], keys[~dup]
@@ -774,12 +905,11 @@ class _Commit:
         reasons: dict[int, tuple[str, str]] = {}
         for i in np.flatnonzero(p.missing):
             reasons[int(i)] = ("missing email", "missing email")
-        bad = np.flatnonzero(~valid & ~p.missing)
-        for i, value in zip(bad, p.email.gather(bad).to_list(), strict=True):
+        for i, value in zip(p.bad, p.bad_values, strict=True):
             reason = f"invalid email {_shown(value)}"
             reasons[int(i)] = (reason, _kind(reason, value, "invalid email"))
         dup_rows = vidx[dup]
-        values = p.email.gather(dup_rows).to_list()
+        values = p.email.gather(dup_rows).to_list() if len(dup_rows) else []
         for i, value, f in zip(dup_rows, values, first[dup].tolist(), strict=True):
             reason = self.validator.duplicate_reason(value, f)
             # the file name is in the reason too: it may hold quotes or parentheses
@@ -880,26 +1010,34 @@ def _json_matches() -> bool:
     samples = [
         "", " ", "plain", 'a "quoted" word', "back\\slash", "tab\there", "line\nbreak", "\r\n",
         "\x00\x01\x1f\x7f", "é ü ß 🙂", "\u2028\u2029", "/ slash", "\x08\x0c", "  padded\t",
-        "\x85nel\xa0", "\u3000wide\u3000", "\x1c\x1d\x1e\x1finfo",
+        "\x85nel\xa0", "\u3000wide\u3000", "\x1c\x1d\x1e\x1finfo", "\u200bzw\u180e", '"\\"',
     ]  # fmt: skip
-    columns = ["Email", "First Name", "Note", "Other"]
+    columns = ["Email", "First Name", "Note", "Città"]  # sizes count a label's bytes
     m = build_mapping(
-        columns, ["Email", "First Name", "Note", "Other", "Tag"], constants={"Tag": 'x "y"\n'}
+        columns, ["Email", "First Name", "Note", "Città", "Tag"], constants={"Tag": 'x "ÿ"\n'}
     )
     reader = _Columnar(m)
-    rows = [[samples[(r + c) % len(samples)] for c in range(len(columns))] for r in range(64)]
-    for row in rows:
-        row[0] = "a@b.co"
-    frame = pl.DataFrame(
-        {f"t{i}": [row[i].strip() or None for row in rows] for i in reader.mapped},
-        schema={f"t{i}": pl.String for i in reader.mapped},
-    )
-    got = reader.items(frame, [True] * reader.ncols).to_list()
+    # Each mix of escapes the blocks use: all (sheets), one character, a few.
+    for chars in (ESCAPE_ALL, '"', '\\"\t', ""):
+        usable = [v for v in samples if all(ch in chars for ch in v if ch in ESCAPE_ALL)]
+        rows = [[usable[(r + c) % len(usable)] for c in range(len(columns))] for r in range(64)]
+        for row in rows:
+            row[0] = "a@b.co"
+        raw = pl.DataFrame({f"c{i}": [row[i] for row in rows] for i in range(len(columns))})
+        trimmed = raw.select(reader._trim(chars))
+        got = reader.items(trimmed, [True] * reader.ncols, chars)
+        want = ["," + encode_prospect(m.prospect(row)).decode() for row in rows]
+        if got.to_list() != want:
+            return False
+        if reader.sizes(trimmed, [True] * reader.ncols, chars).tolist() != [
+            len(item.encode()) for item in want
+        ]:
+            return False
     addresses = ["a@b.co", "Mixed.Case@Example.ORG", "x" * 300 + "@y.io", "o'neil+tag@d-1.example"]
     lowered = pl.DataFrame({"lowered": [a.lower() for a in addresses]})
     keys = lowered.select(reader.key).to_series().to_list()
     if keys != [email_key(a) for a in addresses]:
         return False
-    want = ["," + encode_prospect(m.prospect(row)).decode() for row in rows]
-    trims = pl.Series(samples).str.strip_chars(PY_WS).to_list()
-    return got == want and trims == [v.strip() for v in samples]
+    # The default trim is Python's for every whitespace character but U+001C..U+001F.
+    padded = pl.Series([f"{ch}x{ch}" for ch in PY_WS if ch not in UNIT_SEPARATORS])
+    return set(padded.str.strip_chars().to_list()) == {"x"}

@@ -673,9 +673,10 @@ class _Columnar:
         p.starts, p.ends = starts[p.records], ends[p.records]
         return p
 
-    def parse_frame(self, raw: pl.DataFrame, first: int) -> _Parsed:
-        """A block of a text sheet's rows (columns c0..), numbered from ``first``."""
-        p = self._stages(raw, ESCAPE_ALL, blanks=True)
+    def parse_frame(self, raw: pl.DataFrame, first: int, chars: str = ESCAPE_ALL) -> _Parsed:
+        """A block of a text sheet's rows (columns c0..), numbered from ``first``;
+        ``chars``: the characters JSON escapes that its cells may hold."""
+        p = self._stages(raw, chars, blanks=True)
         p.numbers = first + p.records
         p.raw = raw
         return p
@@ -747,10 +748,16 @@ def _judge(
 
 def _escape_growth(text: pl.Expr, chars: str) -> pl.Expr:
     """How many bytes JSON escaping adds to each value, which may hold only ``chars``."""
+    by_extra: dict[int, list[str]] = {}
+    for ch in chars:  # \" is 1 byte more, \u001f 5: one count for each
+        by_extra.setdefault(len(ESCAPED[ESCAPES.index(ch)]) - 1, []).append(ch)
     growth: pl.Expr = pl.lit(0, pl.Int64)
-    for ch in chars:
-        extra = len(ESCAPED[ESCAPES.index(ch)]) - 1  # \" is 1 more, \u001f 5
-        growth = growth + text.str.count_matches(ch, literal=True).cast(pl.Int64) * extra
+    for extra, group in by_extra.items():
+        if len(group) == 1:
+            count = text.str.count_matches(group[0], literal=True)
+        else:
+            count = text.str.count_matches("[" + "".join(f"\\x{ord(c):02x}" for c in group) + "]")
+        growth = growth + count.cast(pl.Int64) * extra
     return growth
 
 
@@ -823,19 +830,29 @@ def read_sheet(
     if extra and data.select(pl.any_horizontal(pl.col(extra).str.len_bytes() > 0).any()).item():
         raise Handover("values beyond the header's columns")
     data = data.select(data.columns[:ncols])
-    nul = pl.any_horizontal(pl.all().str.contains("\x00", literal=True))
-    if data.height and data.select(nul.any()).item():
+    chars, columns = _sheet_escape_chars(data) if data.height else ("", frozenset())
+    if "\x00" in chars:
         raise Handover("a NUL character")
     reader = _Columnar(mapping, encode=state.chunker.writes)
+    reader.sticky = columns  # known for the whole sheet: no block needs to ask
     commit = _Commit(reader, info, state)
     state.validator.reserve(data.height)
 
     def jobs() -> Iterator[Callable[[], _Parsed]]:
         for start in range(0, data.height, SHEET_BLOCK):
             block = data.slice(start, SHEET_BLOCK)
-            yield functools.partial(reader.parse_frame, block, start + 1)
+            yield functools.partial(reader.parse_frame, block, start + 1, chars)
 
     return _pipeline(jobs(), commit, 0, state.progress)
+
+
+def _sheet_escape_chars(data: pl.DataFrame) -> tuple[str, frozenset[int]]:
+    """The characters JSON escapes that a sheet's cells hold, and the columns holding one."""
+    special = r'[\x00-\x1f"\\]'
+    found = data.select(pl.all().str.extract_all(special).explode().unique().implode()).row(0)
+    per_column = [{ch for ch in column if ch} for column in found]
+    chars = "".join(ch for ch in ESCAPES if any(ch in column for column in per_column))
+    return chars, frozenset(i for i, column in enumerate(per_column) if column)
 
 
 def _pipeline(

@@ -446,7 +446,8 @@ def _record_end(buf: bytes, start: int = 0) -> int:
 def _last_record_end(buf: bytes) -> int:
     """Index just past the last newline outside quotes (0 if none)."""
     end = len(buf)
-    quotes_total = buf.count(b'"')
+    # numpy counts ~7x faster than bytes.count, and without holding the GIL
+    quotes_total = int(np.count_nonzero(np.frombuffer(buf, np.uint8) == 34))
     while True:
         nl = buf.rfind(b"\n", 0, end)
         if nl < 0:
@@ -506,7 +507,6 @@ class _Parsed:
 
     rows: int
     records: np.ndarray  # each row's record index in the block (blank records are not rows)
-    email: pl.Series  # trimmed
     valid: np.ndarray  # bool: a plausible address
     missing: np.ndarray  # bool
     keys: np.ndarray  # email keys of the ``valid`` rows, in order (the ledger's, 0 folded)
@@ -538,6 +538,7 @@ class _Columnar:
             for label, value in m.constants.items()
         )
         email_cols = [i for i in self.mapped if m.targets[i] == EMAIL_LABEL]
+        self.email_index = email_cols[0] if email_cols else None
         self.email_col = f"t{email_cols[0]}" if email_cols else None
         # All-empty records are skipped and not numbered (short rows read as null).
         self.blank = pl.sum_horizontal([pl.col(n).str.len_bytes() for n in self.names]) == 0
@@ -717,7 +718,7 @@ class _Columnar:
         )
         records = frame.get_column("record").to_numpy()
         return _Parsed(
-            frame.height, records, email, valid, missing, keys, bad, bad_values, items
+            frame.height, records, valid, missing, keys, bad, bad_values, items
         )  # fmt: skip
 
 
@@ -918,32 +919,9 @@ class _Commit:
         skipped = np.zeros(len(keep), bool)
         if len(self.skip):
             skipped = np.isin(kept_keys, self.skip) & ~oversize
-        # -- rejects, in row order, with the per-row path's reasons
-        reasons: dict[int, tuple[str, str]] = {}
-        for i in np.flatnonzero(p.missing):
-            reasons[int(i)] = ("missing email", "missing email")
-        for i, value in zip(p.bad, p.bad_values, strict=True):
-            reason = f"invalid email {_shown(value)}"
-            reasons[int(i)] = (reason, _kind(reason, value, "invalid email"))
-        dup_rows = vidx[dup]
-        values = p.email.gather(dup_rows).to_list() if len(dup_rows) else []
-        for i, value, f in zip(dup_rows, values, first[dup].tolist(), strict=True):
-            reason = self.validator.duplicate_reason(value, f)
-            # the file name is in the reason too: it may hold quotes or parentheses
-            reasons[int(i)] = (reason, reason_kind(reason))
-        for j in np.flatnonzero(oversize):
-            reason = chunker.oversize_reason(int(sizes[j]))
-            reasons[int(keep[j])] = (reason, reason_kind(reason))
-        if reasons:
-            order = sorted(reasons)
-            rows = self.raw_rows(p, order)
-            self.rejects.add_many(
-                name,
-                self.info.columns,
-                [(int(numbers[i]), row, *reasons[i]) for i, row in zip(order, rows, strict=True)],
-            )
+        rejected = self.reject(p, numbers, vidx[dup], first[dup], keep[oversize], sizes[oversize])
         counts.rows_read += n
-        counts.rows_rejected += len(reasons)
+        counts.rows_rejected += rejected
         nskip = int(skipped.sum())
         counts.rows_skipped += nskip
         if nskip:
@@ -972,6 +950,43 @@ class _Commit:
         self.nbytes += p.nbytes
         if n:
             self.last = int(numbers[-1])
+
+    def reject(
+        self, p: _Parsed, numbers: np.ndarray, dup_rows: np.ndarray, first: np.ndarray,
+        big_rows: np.ndarray, big_sizes: np.ndarray,
+    ) -> int:  # fmt: skip
+        """Write the block's rejected rows, in row order, with the per-row path's reasons.
+
+        Their values are read again from the block (``raw_rows``), a duplicate's
+        address too: a polars call on this thread would wait, holding the GIL,
+        for the thread pool the workers keep busy.
+        """
+        missing = np.flatnonzero(p.missing)
+        order = np.union1d(np.union1d(missing, p.bad), np.union1d(dup_rows, big_rows)).tolist()
+        if not order:
+            return 0
+        rows = dict(zip(order, self.raw_rows(p, order), strict=True))
+        reasons: dict[int, tuple[str, str]] = {}
+        for i in missing.tolist():
+            reasons[i] = ("missing email", "missing email")
+        for i, value in zip(p.bad.tolist(), p.bad_values, strict=True):
+            reason = f"invalid email {_shown(value)}"
+            reasons[i] = (reason, _kind(reason, value, "invalid email"))
+        at = self.reader.email_index
+        for i, f in zip(dup_rows.tolist(), first.tolist(), strict=True):
+            assert at is not None  # a duplicate has an address
+            reason = self.validator.duplicate_reason(rows[i][at].strip(), f)
+            # the file name is in the reason too: it may hold quotes or parentheses
+            reasons[i] = (reason, reason_kind(reason))
+        for i, size in zip(big_rows.tolist(), big_sizes.tolist(), strict=True):
+            reason = self.chunker.oversize_reason(size)
+            reasons[i] = (reason, reason_kind(reason))
+        self.rejects.add_many(
+            self.info.name,
+            self.info.columns,
+            [(int(numbers[i]), rows[i], *reasons[i]) for i in order],
+        )
+        return len(order)
 
     def raw_rows(self, p: _Parsed, order: list[int]) -> list[list[str]]:
         """The values of rows ``order`` as the per-row path reads them (``csv``, untrimmed).

@@ -13,29 +13,40 @@ rejects, sent index, counts) is the per-row path's, byte for byte; the tests in
 
 Per block:
 
-1. structure check (numpy over the quote and CR positions): every opening
-   quote starts a field, every closing quote ends one, no lone CR, no NUL --
-   where Python's ``csv`` (``strict=False``) and an RFC 4180 parser could
-   disagree, the block is handed over;
+1. structure check (numpy over the quote and control-byte positions, found in
+   two passes by ``_Bytes.scan``): every opening quote starts a field, every
+   closing quote ends one, no lone CR, no NUL -- where Python's ``csv``
+   (``strict=False``) and an RFC 4180 parser could disagree, the block is
+   handed over;
 2. ``polars.read_csv`` (strict UTF-8, at most the header's width: bad bytes and
    long ragged rows raise -> hand over; short rows pad, as ``Mapping.prospect``
    reads them);
-3. trim with exactly ``str.strip()``'s characters; all-empty records are
-   dropped and not numbered, as the reader does;
+3. trim with exactly ``str.strip()``'s characters (polars' own trim where the
+   block holds none of the four it lacks); all-empty records are dropped and
+   not numbered, as the reader does (no filter when no record is short enough);
 4. email plausibility: an ASCII-only regex built from ``is_plausible_email``'s
    own classes decides ASCII addresses, ``is_plausible_email`` the others;
 5. dedupe on the ledger's key (XXH3 of the lowercased address, by polars-hash) in the
    Validator's table, vectorised (first one wins);
-6. JSON: ``concat_str`` of ``"Label":"value"`` fragments.  Which escapes a
-   block can need is read off its bytes (``_escape_chars``): none, quotes only
-   (a literal replace), or any (one ``replace_many`` on the columns that hold
-   one; checked against orjson once per process, see ``_check_json``);
+6. JSON: ``concat_str`` of ``"Label":"value"`` fragments.  Which characters a
+   block needs escaped is read off its bytes (``_escape_chars``), and only the
+   columns found to hold one are escaped, with only those characters (a
+   literal replace for one, ``replace_many`` for several); checked against
+   orjson once per process, see ``_check_json``.  A dry run's chunker writes no
+   bodies (``Chunker.writes``): then only each item's exact length is computed
+   (``_size_expr``: byte lengths plus what escaping adds), not the item;
 7. packing by ``Chunker.add_many``; the items' bytes are written straight from
    polars' string-view buffers (Arrow C data interface, no pyarrow, no copy).
 
+After ``read_csv``, stages 3-4, the keys and 6 are one polars query per block
+on a worker thread (6 again only in a block where a column first needs
+escapes); the in-order commit (5, 7, rejects) makes no polars call for a CSV:
+one would wait for the busy thread pool while holding the GIL.
+
 A text-only XLSX sheet (``spreadsheet.text_sheet``: fastexcel loads it whole
-as strings) skips 1-2: ``read_sheet`` cuts the frame into blocks of rows and
-the same stages 3-7 run on them, numbered as the sheet's rows are.
+as strings) skips 1-2: ``read_sheet`` finds which columns hold characters JSON
+escapes once for the sheet, cuts the frame into blocks of rows and the same
+stages 3-7 run on them, numbered as the sheet's rows are.
 
 Whatever it cannot do identically it does not try: ``columnar_eligible`` says
 no up front (mapping or file shape), and ``Handover`` hands the rest of a file

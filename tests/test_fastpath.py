@@ -287,6 +287,20 @@ def test_whitespace_list_is_exactly_str_isspace() -> None:
     assert every == fastcsv.PY_WS
 
 
+def test_polars_default_trim_is_str_strip_but_unit_separators() -> None:
+    """Blocks without U+001C..U+001F are trimmed by polars' own trim: over every code point,
+    it must strip exactly what str.strip() strips (the runtime check samples only a few)."""
+    import sys
+
+    import polars as pl
+
+    chars = [chr(i) for i in range(sys.maxunicode + 1) if not 0xD800 <= i <= 0xDFFF]
+    chars = [ch for ch in chars if ch not in fastcsv.UNIT_SEPARATORS]
+    padded = pl.Series([f"{ch}x{ch}" for ch in chars])
+    got = padded.str.strip_chars().to_list()
+    assert got == [f"{ch}x{ch}".strip() for ch in chars]
+
+
 @pytest.mark.parametrize(
     "special",
     [

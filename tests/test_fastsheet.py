@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shandy_cli.pipeline import fastcsv
+from shandy_cli.pipeline._readers import spreadsheet
 from shandy_cli.pipeline._readers.spreadsheet import text_sheet
 from tests.test_fastpath import HEADER, rows, run, snapshot
 
@@ -117,6 +118,51 @@ def test_typed_sheet_same_output(
     path = workbook(tmp_path / "e.xlsx", grid)
     compare_sheet(path, tmp_path, monkeypatch)
     assert counted == []  # not a text sheet: the per-row path read it
+
+
+def test_early_typed_cells_skip_the_text_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A number in the first rows: fastexcel's text load (a whole parse, then a failure)
+    # is not even tried, and the rows are python-calamine's as before.
+    grid: list[list[Any]] = [HEADER, *rows(700)]
+    grid[2][3] = 4155550100
+    path = workbook(tmp_path / "f.xlsx", grid)
+    tried: list[str] = []
+    real = spreadsheet.text_sheet
+    monkeypatch.setattr(spreadsheet, "text_sheet", lambda *a: tried.append(a[1]) or real(*a))
+    compare_sheet(path, tmp_path, monkeypatch)
+    assert tried == []
+
+
+@pytest.mark.parametrize(
+    ("cell", "typed"),
+    [("text", False), (None, False), (12, True), (0.5, True), (True, True),
+     (dt.datetime(2024, 5, 1), True), ("=1+1", True)],
+)  # fmt: skip
+def test_looks_typed_reads_the_first_cells(tmp_path: Path, cell: object, typed: bool) -> None:
+    book = openpyxl.Workbook()
+    book.active.title = "R&D <leads>"  # escaped in workbook.xml
+    book.active.append(["Email", "Note"])
+    book.active.append(["a@b.co", cell])
+    other = book.create_sheet("Other")
+    other.append(["Email", "Count"])
+    other.append(["a@b.co", 3])
+    path = tmp_path / "t.xlsx"
+    book.save(path)
+    assert spreadsheet.looks_typed(str(path), "R&D <leads>") is typed
+    assert spreadsheet.looks_typed(str(path), "Other") is True
+    assert spreadsheet.looks_typed(str(path), "missing") is False  # then text_sheet decides
+
+
+def test_looks_typed_only_peeks(tmp_path: Path) -> None:
+    grid: list[list[Any]] = [HEADER, *rows(1500)]
+    grid[1400][3] = 7  # far past the peek: text_sheet's own strict typing finds it
+    path = workbook(tmp_path / "g.xlsx", grid)
+    assert spreadsheet.looks_typed(str(path), "Sheet") is False
+    assert text_sheet(str(path), "Sheet") is None
+    (tmp_path / "junk.xlsx").write_bytes(b"PK\x03\x04 not really")
+    assert spreadsheet.looks_typed(str(tmp_path / "junk.xlsx"), "Sheet") is False
 
 
 _CELL = st.one_of(

@@ -16,9 +16,11 @@ import contextlib
 import datetime as dt
 import io
 import os
+import re
 import zipfile
 from collections.abc import Iterator
 from typing import Any, BinaryIO
+from xml.etree import ElementTree
 
 import python_calamine as calamine
 
@@ -130,6 +132,62 @@ def text_sheet(path: str, sheet: str) -> Any:
     )
 
 
+_CELL = re.compile(rb"<(?:\w+:)?c\b([^>]*)>")
+_CELL_TYPE = re.compile(rb'\bt="([^"]*)"')
+_TEXT_TYPES = (b"s", b"str", b"inlineStr")
+_PEEK = 1 << 16  # of the sheet's XML: a few hundred cells
+
+
+def looks_typed(path: str, sheet: str) -> bool:
+    """Whether the first cells of an .xlsx sheet already show a number, date or boolean.
+
+    Then ``text_sheet`` would spend a whole parse to find out (fastexcel's strict
+    typing fails at the end), so it is not tried.  A peek at the start of the
+    sheet's XML: only speed depends on it -- a wrong answer either way gives the
+    same rows, from one reader or the other.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            member = _sheet_member(archive, sheet)
+            if member is None:
+                return False
+            with archive.open(member) as fh:
+                head = fh.read(_PEEK)
+    except Exception:  # anything odd: let text_sheet try, as before
+        return False
+    for match in _CELL.finditer(head):
+        attrs = match.group(1)
+        if attrs.endswith(b"/"):
+            continue  # <c r="B2" s="1"/>: an empty cell
+        kind = _CELL_TYPE.search(attrs)
+        if kind is None or kind.group(1) not in _TEXT_TYPES:
+            return True  # a number (no t, or t="n"), t="b", t="d", t="e"
+    return False
+
+
+def _sheet_member(archive: zipfile.ZipFile, sheet: str) -> str | None:
+    """The zip member holding a sheet's cells, from workbook.xml and its relationships."""
+    main = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+    rel_ns = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+    book = ElementTree.fromstring(_small_member(archive, "xl/workbook.xml"))
+    rid = next(
+        (s.get(f"{rel_ns}id") for s in book.iter(f"{main}sheet") if s.get("name") == sheet), None
+    )
+    rels = ElementTree.fromstring(_small_member(archive, "xl/_rels/workbook.xml.rels"))
+    for rel in rels:
+        if rel.get("Id") == rid and (target := rel.get("Target")):
+            return target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+    return None
+
+
+def _small_member(archive: zipfile.ZipFile, name: str, limit: int = 4 << 20) -> bytes:
+    with archive.open(name) as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{name} is larger than a workbook's index should be")
+    return data
+
+
 def _calamine_error(exc: BaseException) -> str:
     detail = str(exc).strip() or type(exc).__name__
     if isinstance(exc, calamine.PasswordError):
@@ -191,7 +249,7 @@ class WorkbookSource(Source):
             else:
                 self._book = calamine.CalamineWorkbook.from_filelike(location)
             chosen = _pick_sheet(self._book, sheet, name)
-            if fmt == "xlsx" and isinstance(location, str):
+            if fmt == "xlsx" and isinstance(location, str) and not looks_typed(location, chosen):
                 self.frame = text_sheet(location, chosen)
             if self.frame is not None:
                 self._cells = self.frame.iter_rows()

@@ -2,6 +2,7 @@
 
     python benchmarks/generate.py csv --rows 1000000 --out /tmp/bench/leads-1m.csv
     python benchmarks/generate.py xlsx --rows 100000 --out /tmp/bench/leads-100k.xlsx
+    python benchmarks/generate.py xlsx --typed --rows 100000 --out /tmp/bench/typed-100k.xlsx
 
 Ten columns, all matching field labels the sandbox has (the tenth, ``Lead
 Source``, is one of its custom fields) so nothing is dropped by the mapping:
@@ -188,13 +189,16 @@ def write_csv(path: Path, count: int, seed: int, newline_rate: float) -> None:
         writer.writerows(batch)
 
 
-def write_xlsx(path: Path, count: int, seed: int, newline_rate: float) -> None:
+def write_xlsx(path: Path, count: int, seed: int, newline_rate: float, typed: bool = False) -> None:
     from openpyxl import Workbook
 
     wb = Workbook(write_only=True)
     ws = wb.create_sheet("Leads")
     ws.append(COLUMNS)
+    phone = COLUMNS.index("Phone Number")
     for row in rows(count, seed, newline_rate):
+        if typed and row[phone]:  # digits only, stored as a number, as many CRMs export them
+            row[phone] = int("".join(ch for ch in row[phone] if ch.isdigit()))
         ws.append(row)
     wb.save(path)
 
@@ -211,11 +215,18 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="share of notes holding an embedded newline (default 0)",
     )
+    parser.add_argument(
+        "--typed",
+        action="store_true",
+        help="xlsx: phone numbers as numbers, not text (a sheet that is not text-only)",
+    )
     args = parser.parse_args(argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(args.out.name + ".part")
-    writer = write_csv if args.kind == "csv" else write_xlsx
-    writer(tmp, args.rows, args.seed, args.newline_rate)
+    if args.kind == "csv":
+        write_csv(tmp, args.rows, args.seed, args.newline_rate)
+    else:
+        write_xlsx(tmp, args.rows, args.seed, args.newline_rate, args.typed)
     tmp.replace(args.out)  # a half-written file never passes for a finished one
     size = args.out.stat().st_size
     print(f"wrote {args.rows:,} rows, {size / 1e6:.1f} MB to {args.out}", file=sys.stderr)

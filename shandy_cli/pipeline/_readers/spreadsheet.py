@@ -19,6 +19,7 @@ import os
 import re
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO
 from xml.etree import ElementTree
 
@@ -115,11 +116,19 @@ def text_sheet(path: str, sheet: str) -> Any:
         return None
     try:
         import fastexcel
-        import polars as pl
 
-        loaded = fastexcel.read_excel(path).load_sheet(
-            sheet, header_row=None, dtype_coercion="strict", schema_sample_rows=None
-        )
+        reader = fastexcel.read_excel(path)
+        with ThreadPoolExecutor(1, thread_name_prefix="shandy-sheet") as pool:
+            loading = pool.submit(
+                reader.load_sheet,
+                sheet, header_row=None, dtype_coercion="strict", schema_sample_rows=None,
+            )  # fmt: skip
+            # The load holds no GIL: import what reading the frame needs meanwhile
+            # (polars and numpy, ~0.3 s of this thread, otherwise after it).
+            import numpy  # noqa: F401
+            import polars as pl
+
+            loaded = loading.result()
         frame = loaded.to_polars()
     except BaseException as exc:  # mixed types, or anything else: python-calamine decides
         if _is_fatal(exc):  # (a Rust panic is a BaseException too: it falls back as well)

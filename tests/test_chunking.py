@@ -230,6 +230,14 @@ def test_chunker_packs_greedily_exactly_and_in_order(
     # The pure planner agrees with the Chunker.
     plan = plan_chunks([len(it) for it in items], len(suffix), max_rows, max_bytes)
     assert [len(group) for group in plan] == [c.rows for c in chunks]
+    # So does a plan-only Chunker (a dry run): same chunks, no body anywhere.
+    planner = Chunker(suffix, max_rows=max_rows, max_bytes=max_bytes, spool_dir=None)
+    planned = run(planner, items)
+    assert not planner.writes
+    assert [(c.index, c.rows, c.bytes, c.first, c.last) for c in planned] == [
+        (c.index, c.rows, c.bytes, c.first, c.last) for c in chunks
+    ]
+    assert all(c.path is None for c in planned)
 
 
 @settings(max_examples=200, deadline=None)

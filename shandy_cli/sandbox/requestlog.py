@@ -10,7 +10,12 @@ _LOG_LIMIT = 10_000  # entries kept; a long-running sandbox must not grow withou
 
 
 class RequestLog:
-    """Thread-safe and bounded. Entry keys: method, path, query, status, bytes, fault, time."""
+    """Thread-safe and bounded. Entry keys: method, path, query, status, bytes, fault, time.
+
+    An entry is added when its request arrives and completed as it is answered
+    (``status`` is None until then, and stays None when a fault drops the
+    connection), so a client holding its response always finds it here.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -147,6 +147,10 @@ class SandboxHandler(BaseHTTPRequestHandler):
             "fault": None,
             "time": time.time(),
         }
+        # Logged before it is answered (and filled in as it is): a client that has
+        # its response must find its request in the log, not race the handler to it.
+        if not path.startswith(CONTROL_PREFIX):
+            self.server.request_log.add(entry)
         try:
             self._handle(entry, path, query)
         except (ConnectionError, TimeoutError):
@@ -157,9 +161,6 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 with suppress(OSError):
                     self._send(error(500, "Sandbox internal error"), entry, close=True)
             self.close_connection = True
-        finally:
-            if not path.startswith(CONTROL_PREFIX):
-                self.server.request_log.add(entry)
 
     def _handle(self, entry: dict[str, Any], path: str, query: str) -> None:
         declared = (self.headers.get("Content-Length") or "0").strip()

@@ -161,10 +161,8 @@ def columnar_eligible(info: SourceInfo, mapping: Mapping | None, path: str | Non
     if info.format not in ("csv", "tsv", "txt") or not info.delimiter:
         return f"format {info.format}"
     try:
-        utf8 = codecs.lookup(info.encoding or "").name in ("utf-8", "utf-8-sig")
-    except LookupError:
-        utf8 = False
-    if not utf8:
+        source_codec(info.encoding)
+    except ValueError:
         return f"encoding {info.encoding}"
     if len(info.delimiter.encode()) != 1 or info.delimiter == '"':
         return "a multi-byte delimiter"
@@ -179,6 +177,32 @@ def columnar_eligible(info: SourceInfo, mapping: Mapping | None, path: str | Non
     if mode() != "1" and st.st_size < MIN_SIZE:
         return "small file"
     return plan_problem(mapping)
+
+
+# Single-byte encodings whose bytes 0-127 are ASCII: a block of whole records in
+# one is a block of whole records in UTF-8 once decoded and encoded again (quotes,
+# delimiters and newlines are the same bytes).  Excel's "CSV" on Windows is cp1252.
+_SINGLE_BYTE = frozenset(
+    [f"cp125{i}" for i in range(9)] + [f"iso8859-{i}" for i in (*range(1, 12), 13, 14, 15, 16)]
+)
+
+
+def source_codec(encoding: str | None) -> str | None:
+    """How a source's bytes become UTF-8 for the columnar stages: None when they are
+    UTF-8 already, else the single-byte codec to transcode each block with.
+
+    Raises ``ValueError`` for any other encoding (the per-row path reads those).
+    """
+    try:
+        name = codecs.lookup(encoding or "").name
+    except LookupError:
+        raise ValueError(f"encoding {encoding}") from None
+    if name in ("utf-8", "utf-8-sig"):
+        return None
+    ascii_bytes = bytes(range(128))
+    if name in _SINGLE_BYTE and ascii_bytes.decode(name) == ascii_bytes.decode("ascii"):
+        return name
+    raise ValueError(f"encoding {encoding}")
 
 
 def plan_problem(mapping: Mapping) -> str | None:
@@ -468,11 +492,17 @@ def _last_record_end(buf: bytes) -> int:
         end = nl
 
 
-def _blocks(path: str, columns: list[str], delimiter: str) -> Iterator[bytes]:
-    """The data records of a CSV file as byte blocks of whole records; header checked."""
+def _blocks(
+    path: str, columns: list[str], delimiter: str, codec: str | None = None
+) -> Iterator[bytes]:
+    """The data records of a CSV file as byte blocks of whole records; header checked.
+
+    The blocks are the file's bytes: in ``codec`` when it is not None (see
+    ``source_codec``; ``_Columnar.parse`` transcodes them).
+    """
     with open(path, "rb") as f:
         buf = f.read(BLOCK)
-        if buf.startswith(BOM):
+        if codec is None and buf.startswith(BOM):
             buf = buf[3:]
         if buf[:4].lower() == b"sep=":
             raise Handover("a sep= line")
@@ -480,9 +510,9 @@ def _blocks(path: str, columns: list[str], delimiter: str) -> Iterator[bytes]:
         if end < 0:
             raise Handover("a header longer than a block")
         try:
-            text = buf[:end].decode("utf-8")
+            text = buf[:end].decode(codec or "utf-8")
         except UnicodeDecodeError:
-            raise Handover("a header that is not UTF-8") from None
+            raise Handover(f"a header that is not {codec or 'UTF-8'}") from None
         header = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
         if header != columns:
             raise Handover("the header is not one clean first record")
@@ -663,7 +693,14 @@ class _Columnar:
 
     # -- stage A: one block, in a worker thread
 
-    def parse(self, block: bytes, delimiter: str) -> _Parsed:
+    def parse(self, block: bytes, delimiter: str, codec: str | None = None) -> _Parsed:
+        """A block of whole CSV records, in UTF-8 or in the single-byte ``codec``."""
+        size = len(block)  # the file's bytes, for progress
+        if codec is not None:  # strict: a byte the codec lacks is the per-row path's to report
+            try:
+                block = block.decode(codec).encode("utf-8")
+            except UnicodeDecodeError:
+                raise Handover(f"bytes that are not {codec}") from None
         found = _Bytes.scan(block)
         problem = _structure_ok(found, ord(delimiter), final=not block.endswith(b"\n"))
         if problem:
@@ -681,7 +718,7 @@ class _Columnar:
         chars = _escape_chars(block, found, len(ends), ord(delimiter))
         blanks = bool(len(ends)) and int((ends - starts).min()) <= self.blank_bytes
         p = self._stages(raw, chars, blanks)
-        p.nbytes, p.block = len(block), block
+        p.nbytes, p.block = size, block
         p.starts, p.ends = starts[p.records], ends[p.records]
         return p
 
@@ -812,11 +849,12 @@ def read_columnar(path: str, info: SourceInfo, mapping: Mapping, state: RunState
     commit = _Commit(reader, info, state)
     assert info.delimiter is not None
     delimiter = info.delimiter
+    codec = source_codec(info.encoding)  # columnar_eligible has checked it
     expect = os.path.getsize(path)
 
     def jobs() -> Iterator[Callable[[], _Parsed]]:
-        for block in _blocks(path, info.columns, delimiter):
-            yield functools.partial(reader.parse, block, delimiter)
+        for block in _blocks(path, info.columns, delimiter, codec):
+            yield functools.partial(reader.parse, block, delimiter, codec)
 
     return _pipeline(jobs(), commit, expect, state.progress)
 

@@ -1,9 +1,10 @@
-"""A columnar fast path for large UTF-8 CSV/TSV files and text-only XLSX sheets,
-byte-identical to the per-row path.
+"""A columnar fast path for large CSV/TSV files (UTF-8, or a single-byte encoding
+transcoded block by block) and text-only XLSX sheets, byte-identical to the
+per-row path.
 
 ``prepare._Reader`` reads every row through Python (decode, ``csv``, trim,
 validate, ``orjson`` per row): ~3x the time of just reading the file.  For the
-common case -- a big, clean, UTF-8 export -- this module does the same work on
+common case -- a big, clean export -- this module does the same work on
 blocks of ~640 KB of whole records with polars and numpy, in two worker threads,
 and commits each block in order on the calling thread into the run's SAME
 ``Validator`` (dedupe table), ``Chunker`` (numbering, spool files, the open

@@ -312,6 +312,37 @@ def test_random_csvs(data: list[list[str]], tmp_path_factory: pytest.TempPathFac
         compare([path], tmp, mp)
 
 
+_WIN_TEXT = st.one_of(
+    st.text(alphabet=st.sampled_from(list('ab ,"\n\r\t\\@.é€ß\xa0\x01_ÿ')), max_size=12),
+    st.sampled_from(["x@y.co", " A@Y.CO ", "b@é.test", ""]),
+)
+
+
+@settings(
+    max_examples=25, deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)  # fmt: skip
+@given(
+    data=st.lists(st.lists(_WIN_TEXT, min_size=3, max_size=3), min_size=1, max_size=40),
+    junk=st.booleans(),
+)
+def test_random_cp1252_csvs(
+    data: list[list[str]], junk: bool, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """cp1252 bytes transcoded block by block read as the per-row path reads them."""
+    tmp = tmp_path_factory.mktemp("w")
+    path = tmp / "w.csv"
+    text = csv_bytes(["Email", "First Name", "Company"], data, lineterminator="\n").decode()
+    raw = text.encode("cp1252")
+    if junk:  # a byte cp1252 lacks, in the middle
+        at = raw.find(b"\n", len(raw) // 2) + 1 or len(raw)
+        raw = raw[:at] + b"\x8d@x.co,,\n" + raw[at:]
+    path.write_bytes(raw)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fastcsv, "BLOCK", 64)
+        compare([path], tmp, mp, encoding="cp1252")
+
+
 def test_whitespace_list_is_exactly_str_isspace() -> None:
     import sys
 

@@ -37,7 +37,8 @@ Per block:
    bodies (``Chunker.writes``): then only each item's exact length is computed
    (``_size_expr``: byte lengths plus what escaping adds), not the item;
 7. packing by ``Chunker.add_many``; the items' bytes are written straight from
-   polars' string-view buffers (Arrow C data interface, no pyarrow, no copy).
+   polars' string-view buffers (``_items.py``: Arrow C data interface, no
+   pyarrow, no copy).
 
 After ``read_csv``, stages 3-4, the keys and 6 are one polars query per block
 on a worker thread (6 again only in a block where a column first needs
@@ -59,10 +60,8 @@ from __future__ import annotations
 
 import codecs
 import csv
-import ctypes
 import functools
 import io
-import itertools
 import os
 import re
 import stat
@@ -70,7 +69,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 # One jemalloc arena for polars: several worker threads otherwise spread freed
 # memory over up to 8 arenas, each keeping it for 10 s (~60 MB more peak RSS).
@@ -82,6 +81,7 @@ import orjson
 import polars as pl
 import polars_hash as plh
 
+from shandy_cli.pipeline._items import Items, Sizes
 from shandy_cli.pipeline._readers.base import drop_empty_extras
 from shandy_cli.pipeline._readers.delimited import FIELD_LIMIT
 from shandy_cli.pipeline.chunking import PREFIX, Chunk, Chunker, encode_prospect
@@ -242,140 +242,6 @@ def _fast_email_regex() -> str:
 
 
 FAST_EMAIL = _fast_email_regex()
-
-
-# ---------------------------------------------------------------- Arrow views
-
-
-class _ArrowSchema(ctypes.Structure):
-    _fields_ = [
-        ("format", ctypes.c_char_p), ("name", ctypes.c_char_p), ("metadata", ctypes.c_char_p),
-        ("flags", ctypes.c_int64), ("n_children", ctypes.c_int64),
-        ("children", ctypes.c_void_p), ("dictionary", ctypes.c_void_p),
-        ("release", ctypes.c_void_p), ("private_data", ctypes.c_void_p),
-    ]  # fmt: skip
-
-
-class _ArrowArray(ctypes.Structure):
-    pass
-
-
-_RELEASE_ARRAY = ctypes.CFUNCTYPE(None, ctypes.POINTER(_ArrowArray))
-_RELEASE_SCHEMA = ctypes.CFUNCTYPE(None, ctypes.POINTER(_ArrowSchema))
-_ArrowArray._fields_ = [
-    ("length", ctypes.c_int64), ("null_count", ctypes.c_int64), ("offset", ctypes.c_int64),
-    ("n_buffers", ctypes.c_int64), ("n_children", ctypes.c_int64),
-    ("buffers", ctypes.POINTER(ctypes.c_void_p)), ("children", ctypes.c_void_p),
-    ("dictionary", ctypes.c_void_p), ("release", _RELEASE_ARRAY), ("private_data", ctypes.c_void_p),
-]  # fmt: skip
-
-
-class _Exported:
-    """A polars string column's buffers through the Arrow C data interface, without pyarrow.
-
-    Zero-copy: the memory stays polars', released when this object goes away.
-    """
-
-    def __init__(self, series: pl.Series) -> None:
-        self.array, self.schema = _ArrowArray(), _ArrowSchema()
-        series._export_arrow_to_c(ctypes.addressof(self.array), ctypes.addressof(self.schema))
-        if self.schema.format != b"vu" or self.array.null_count:
-            self.close()
-            raise Handover(f"expected a string view column, got {self.schema.format!r}")
-
-    def views(self) -> np.ndarray:
-        a = self.array
-        raw = (ctypes.c_char * (16 * (a.offset + a.length))).from_address(a.buffers[1])
-        return np.frombuffer(raw, _VIEW)[a.offset :]
-
-    def data_buffers(self) -> list[memoryview]:
-        a = self.array
-        count = a.n_buffers - 3  # validity, views, data..., variadic sizes
-        sizes_ptr = ctypes.cast(a.buffers[a.n_buffers - 1], ctypes.POINTER(ctypes.c_int64))
-        return [
-            memoryview((ctypes.c_char * sizes_ptr[i]).from_address(a.buffers[2 + i])).cast("B")
-            for i in range(count)
-        ]
-
-    def close(self) -> None:
-        if self.array.release:
-            self.array.release(ctypes.pointer(self.array))
-        if self.schema.release:
-            _RELEASE_SCHEMA(self.schema.release)(ctypes.pointer(self.schema))
-            self.schema.release = None
-
-    def __del__(self) -> None:
-        self.close()
-
-
-class Items:
-    """Encoded items, each with a leading comma: ``buffers[buf[i]][off[i] : off[i] + size[i]]``.
-
-    A polars string-view column exported to Arrow without a copy: long strings sit
-    back to back in a few data buffers, so runs of consecutive items are one slice.
-    """
-
-    keep: object = None  # what keeps ``buffers`` alive
-
-    def __init__(self, buffers: list, buf: np.ndarray, off: np.ndarray, size: np.ndarray) -> None:
-        self.buffers = [memoryview(b) for b in buffers]
-        self.buf, self.off, self.size = buf, off, size
-
-    @classmethod
-    def from_series(cls, series: pl.Series) -> Items:
-        exported = _Exported(series.rechunk())
-        views = exported.views()
-        size = views["len"].astype(np.int64)
-        # Strings of <= 12 bytes are inlined in their view (no buffer): only a rejected
-        # row can be that short (no email), and rejected rows are never written.
-        buf, off = views["buf"].astype(np.int64), views["off"].astype(np.int64)
-        # Strings of <= 12 bytes are inlined in their view, not in a buffer: only a
-        # rejected row's item can be that short (no email), and those are never written.
-        items = cls(exported.data_buffers(), buf, off, size)
-        items.keep = exported  # the buffers live as long as the export
-        return items
-
-    def take(self, index: np.ndarray) -> Items:
-        taken = Items.__new__(Items)
-        taken.buffers = self.buffers
-        taken.buf, taken.off, taken.size = self.buf[index], self.off[index], self.size[index]
-        taken.keep = self.keep
-        return taken
-
-    def write(self, out: BinaryIO, start: int, stop: int, lead: bool) -> None:
-        """Write items ``start..stop-1``; without the first one's comma unless ``lead``."""
-        for buffer, a, b in self.runs(start, stop):
-            if not lead:
-                a, lead = a + 1, True
-            out.write(self.buffers[buffer][a:b])
-
-    def runs(self, start: int, stop: int) -> Iterator[tuple[int, int, int]]:
-        """(buffer, from, to) slices covering items ``start..stop-1`` in order."""
-        buf, off, size = self.buf[start:stop], self.off[start:stop], self.size[start:stop]
-        breaks = np.flatnonzero((buf[1:] != buf[:-1]) | (off[1:] != off[:-1] + size[:-1])) + 1
-        edges = [0, *breaks.tolist(), len(buf)]
-        for a, b in itertools.pairwise(edges):
-            yield int(buf[a]), int(off[a]), int(off[b - 1] + size[b - 1])
-
-
-class Sizes:
-    """Items known by their sizes only (``Items.size``): what a plan (a dry run) needs.
-
-    Its chunker writes no bodies (``Chunker.writes`` is false), so ``write``
-    has nothing to do.
-    """
-
-    def __init__(self, size: np.ndarray) -> None:
-        self.size = size
-
-    def take(self, index: np.ndarray) -> Sizes:
-        return Sizes(self.size[index])
-
-    def write(self, out: BinaryIO, start: int, stop: int, lead: bool) -> None:
-        pass
-
-
-_VIEW = np.dtype([("len", "<u4"), ("prefix", "<u4"), ("buf", "<u4"), ("off", "<u4")])
 
 
 # ---------------------------------------------------------------- blocks of records
@@ -759,7 +625,10 @@ class _Columnar:
             self.sticky = self.sticky | sticky  # another worker's may be lost: asked again
             escape = [i in sticky and bool(chars) for i in range(self.ncols)]
             out = frame.select(self._output(escape, chars)).to_series()
-        items: Items | Sizes = Items.from_series(out) if self.encode else Sizes(out.to_numpy())
+        try:
+            items: Items | Sizes = Items.from_series(out) if self.encode else Sizes(out.to_numpy())
+        except ValueError as exc:  # not the string-view layout this polars was checked with
+            raise Handover(str(exc)) from None
         missing = frame.get_column("missing").to_numpy()
         email = frame.get_column("email")
         valid, keys, bad, bad_values = _judge(

@@ -176,6 +176,27 @@ CASES: dict[str, tuple[bytes, dict[str, Any], str]] = {
         {"encoding": "cp1252"},
         "csv",
     ),
+    # Excel's "Unicode Text": UTF-16 LE with a BOM, tab-separated
+    "utf-16-tsv": (
+        b"\xff\xfe"
+        + csv_bytes(HEADER, BASE, delimiter="\t", lineterminator="\r\n")
+        .decode()
+        .encode("utf-16-le"),
+        {},
+        "txt",
+    ),
+    "utf-16-be-no-bom": (GOOD.decode().encode("utf-16-be"), {"encoding": "utf-16-be"}, "csv"),
+    "utf-16-be-bom": (b"\xfe\xff" + GOOD.decode().encode("utf-16-be"), {}, "csv"),
+    # a lone surrogate: the per-row path rejects its row as undecodable
+    "utf-16-lone-surrogate-mid": (
+        GOOD[:CUT].decode().encode("utf-16-le")
+        + "Bo,".encode("utf-16-le")
+        + b"\x00\xd8"
+        + ",u@example.test,,\n".encode("utf-16-le")
+        + GOOD[CUT:].decode().encode("utf-16-le"),
+        {"encoding": "utf-16-le"},
+        "csv",
+    ),
     # latin-1 has C1 controls: U+0085 is whitespace to str.strip()
     "latin-1-nel": (
         GOOD.decode().replace("🙂", "\x85").replace("Acme", "Acmé\xa0").encode("latin-1"),
@@ -204,12 +225,21 @@ def test_same_output(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 @pytest.mark.parametrize(
     ("name", "columnar"),
-    [("cp1252", 3000), ("latin-1-nel", 3000), ("cp1252-undefined-byte-mid", -1)],
+    [
+        ("cp1252", 3000),
+        ("latin-1-nel", 3000),
+        ("cp1252-undefined-byte-mid", -1),
+        ("utf-16-tsv", 3000),
+        ("utf-16-be-no-bom", 3000),
+        ("utf-16-be-bom", 3000),
+        ("utf-16-lone-surrogate-mid", -1),
+    ],
 )
-def test_single_byte_encodings_go_columnar(
+def test_other_encodings_go_columnar(
     name: str, columnar: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Transcoded block by block; a byte the codec lacks hands the rest over."""
+    """Transcoded (block by block, or UTF-16 as read); a byte the codec lacks hands the
+    rest over."""
     data, options, ext = CASES[name]
     path = tmp_path / f"{name}.{ext}"
     path.write_bytes(data)
@@ -341,6 +371,27 @@ def test_random_cp1252_csvs(
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(fastcsv, "BLOCK", 64)
         compare([path], tmp, mp, encoding="cp1252")
+
+
+@settings(
+    max_examples=25, deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)  # fmt: skip
+@given(
+    data=st.lists(st.lists(_TEXT, min_size=3, max_size=3), min_size=1, max_size=40),
+    order=st.sampled_from(["utf-16-le", "utf-16-be"]),
+)
+def test_random_utf16_csvs(
+    data: list[list[str]], order: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """UTF-16 (surrogate pairs included) cut on code units, read as the per-row path reads it."""
+    tmp = tmp_path_factory.mktemp("u")
+    path = tmp / "u.csv"
+    text = csv_bytes(["Email", "First Name", "Company"], data, lineterminator="\n").decode()
+    path.write_bytes(("\ufeff" + text).encode(order))  # a BOM, as Excel writes one
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fastcsv, "BLOCK", 64)
+        compare([path], tmp, mp, encoding="utf-16")
 
 
 def test_whitespace_list_is_exactly_str_isspace() -> None:

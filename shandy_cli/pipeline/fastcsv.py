@@ -190,7 +190,8 @@ _SINGLE_BYTE = frozenset(
 
 def source_codec(encoding: str | None) -> str | None:
     """How a source's bytes become UTF-8 for the columnar stages: None when they are
-    UTF-8 already, else the single-byte codec to transcode each block with.
+    UTF-8 already, else the codec to transcode each block with (a single-byte one,
+    or UTF-16, whose blocks are cut on whole 2-byte units: see ``_unit_codec``).
 
     Raises ``ValueError`` for any other encoding (the per-row path reads those).
     """
@@ -200,6 +201,8 @@ def source_codec(encoding: str | None) -> str | None:
         raise ValueError(f"encoding {encoding}") from None
     if name in ("utf-8", "utf-8-sig"):
         return None
+    if name in ("utf-16", "utf-16-le", "utf-16-be"):
+        return name
     ascii_bytes = bytes(range(128))
     if name in _SINGLE_BYTE and ascii_bytes.decode(name) == ascii_bytes.decode("ascii"):
         return name
@@ -333,6 +336,35 @@ def _escape_chars(block: bytes, b: _Bytes, records: int, delim: int) -> str:
     return "".join(ch for ch in ESCAPES if ch in found)
 
 
+def _units(buf: bytes, codec: str) -> np.ndarray:
+    """A UTF-16 buffer's whole code units.  Newline and quote are units of their own
+    (never half of a surrogate pair), so records can be found among them."""
+    return np.frombuffer(buf, "<u2" if codec == "utf-16-le" else ">u2", len(buf) // 2)
+
+
+def _unit_end(buf: bytes, codec: str, last: bool) -> int:
+    """``_record_end`` / ``_last_record_end`` for UTF-16: a byte offset after a newline
+    unit outside quotes (the first or the last one; -1 / 0 when there is none)."""
+    u = _units(buf, codec)
+    nl = np.flatnonzero(u == 10)
+    q = np.flatnonzero(u == 34)
+    outside = nl[np.searchsorted(q, nl) % 2 == 0] if len(q) else nl
+    if not len(outside):
+        return 0 if last else -1
+    return 2 * (int(outside[-1 if last else 0]) + 1)
+
+
+def _unit_codec(codec: str | None, head: bytes) -> tuple[str | None, int]:
+    """The codec to decode blocks with, and the BOM bytes to skip: "utf-16" reads
+    its byte order from a BOM (native, little-endian here, without one), as the
+    per-row path's decoder does."""
+    if codec != "utf-16":
+        return codec, 0
+    if head.startswith(b"\xfe\xff"):
+        return "utf-16-be", 2
+    return "utf-16-le", 2 if head.startswith(b"\xff\xfe") else 0
+
+
 def _record_end(buf: bytes, start: int = 0) -> int:
     """Index just past the first newline outside quotes at or after ``start`` (-1 if none)."""
     pos = start
@@ -360,20 +392,23 @@ def _last_record_end(buf: bytes) -> int:
 
 
 def _blocks(
-    path: str, columns: list[str], delimiter: str, codec: str | None = None
+    path: str, columns: list[str], delimiter: str, codec: str | None = None, bom: int = 0
 ) -> Iterator[bytes]:
     """The data records of a CSV file as byte blocks of whole records; header checked.
 
     The blocks are the file's bytes: in ``codec`` when it is not None (see
-    ``source_codec``; ``_Columnar.parse`` transcodes them).
+    ``source_codec``; ``_Columnar.parse`` transcodes them).  UTF-16 ("utf-16-le"
+    or "-be" here) is cut on whole code units, after ``bom`` bytes.
     """
+    wide = codec in ("utf-16-le", "utf-16-be")
     with open(path, "rb") as f:
         buf = f.read(BLOCK)
         if codec is None and buf.startswith(BOM):
             buf = buf[3:]
-        if buf[:4].lower() == b"sep=":
+        buf = buf[bom:]  # UTF-16's, found by the caller (_unit_codec)
+        if buf[: 4 * (1 + wide)].decode(codec or "utf-8", "replace").lower() == "sep=":
             raise Handover("a sep= line")
-        end = _record_end(buf)
+        end = _unit_end(buf, codec, last=False) if wide else _record_end(buf)
         if end < 0:
             raise Handover("a header longer than a block")
         try:
@@ -394,7 +429,7 @@ def _blocks(
                 if buf:
                     yield buf
                 return
-            cut = _last_record_end(buf)
+            cut = _unit_end(buf, codec, last=True) if wide else _last_record_end(buf)
             if cut == 0:  # one record longer than a block: read on
                 if len(buf) > FIELD_LIMIT:  # the csv module would refuse it: let it say so
                     raise Handover("a record longer than the field limit")
@@ -720,10 +755,12 @@ def read_columnar(path: str, info: SourceInfo, mapping: Mapping, state: RunState
     assert info.delimiter is not None
     delimiter = info.delimiter
     codec = source_codec(info.encoding)  # columnar_eligible has checked it
+    with open(path, "rb") as f:
+        codec, bom = _unit_codec(codec, f.read(2))
     expect = os.path.getsize(path)
 
     def jobs() -> Iterator[Callable[[], _Parsed]]:
-        for block in _blocks(path, info.columns, delimiter, codec):
+        for block in _blocks(path, info.columns, delimiter, codec, bom):
             yield functools.partial(reader.parse, block, delimiter, codec)
 
     return _pipeline(jobs(), commit, expect, state.progress)

@@ -1,6 +1,6 @@
-"""A columnar fast path for large CSV/TSV files (UTF-8, or a single-byte encoding
-transcoded block by block) and text-only XLSX sheets, byte-identical to the
-per-row path.
+"""A columnar fast path for large CSV/TSV files (UTF-8, or UTF-16 or a single-byte
+encoding transcoded block by block) and text-only XLSX sheets, byte-identical to
+the per-row path.
 
 ``prepare._Reader`` reads every row through Python (decode, ``csv``, trim,
 validate, ``orjson`` per row): ~3x the time of just reading the file.  For the

@@ -334,12 +334,20 @@ _TEXT = st.one_of(
 )  # fmt: skip
 @given(data=st.lists(st.lists(_TEXT, min_size=3, max_size=3), min_size=1, max_size=40))
 def test_random_csvs(data: list[list[str]], tmp_path_factory: pytest.TempPathFactory) -> None:
-    tmp = tmp_path_factory.mktemp("h")
+    compare_tiny_blocks(random_csv(data).encode(), tmp_path_factory.mktemp("h"))
+
+
+def random_csv(data: list[list[str]]) -> str:
+    return csv_bytes(["Email", "First Name", "Company"], data, lineterminator="\n").decode()
+
+
+def compare_tiny_blocks(raw: bytes, tmp: Path, **options: Any) -> None:
+    """``compare`` on a file of ``raw`` bytes read in 64-byte blocks (hypothesis tests)."""
     path = tmp / "r.csv"
-    path.write_bytes(csv_bytes(["Email", "First Name", "Company"], data, lineterminator="\n"))
+    path.write_bytes(raw)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(fastcsv, "BLOCK", 64)
-        compare([path], tmp, mp)
+        compare([path], tmp, mp, **options)
 
 
 _WIN_TEXT = st.one_of(
@@ -360,17 +368,11 @@ def test_random_cp1252_csvs(
     data: list[list[str]], junk: bool, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """cp1252 bytes transcoded block by block read as the per-row path reads them."""
-    tmp = tmp_path_factory.mktemp("w")
-    path = tmp / "w.csv"
-    text = csv_bytes(["Email", "First Name", "Company"], data, lineterminator="\n").decode()
-    raw = text.encode("cp1252")
+    raw = random_csv(data).encode("cp1252")
     if junk:  # a byte cp1252 lacks, in the middle
         at = raw.find(b"\n", len(raw) // 2) + 1 or len(raw)
         raw = raw[:at] + b"\x8d@x.co,,\n" + raw[at:]
-    path.write_bytes(raw)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(fastcsv, "BLOCK", 64)
-        compare([path], tmp, mp, encoding="cp1252")
+    compare_tiny_blocks(raw, tmp_path_factory.mktemp("w"), encoding="cp1252")
 
 
 @settings(
@@ -385,13 +387,8 @@ def test_random_utf16_csvs(
     data: list[list[str]], order: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """UTF-16 (surrogate pairs included) cut on code units, read as the per-row path reads it."""
-    tmp = tmp_path_factory.mktemp("u")
-    path = tmp / "u.csv"
-    text = csv_bytes(["Email", "First Name", "Company"], data, lineterminator="\n").decode()
-    path.write_bytes(("\ufeff" + text).encode(order))  # a BOM, as Excel writes one
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(fastcsv, "BLOCK", 64)
-        compare([path], tmp, mp, encoding="utf-16")
+    raw = ("\ufeff" + random_csv(data)).encode(order)  # a BOM, as Excel writes one
+    compare_tiny_blocks(raw, tmp_path_factory.mktemp("u"), encoding="utf-16")
 
 
 def test_whitespace_list_is_exactly_str_isspace() -> None:

@@ -301,14 +301,17 @@ def _structure_ok(b: _Bytes, delim: int, final: bool) -> str | None:
 
 def _records(b: _Bytes) -> tuple[np.ndarray, np.ndarray]:
     """(start, end) byte offsets of each record of a structurally clean block."""
-    a, q, nl = b.a, b.q, b.nl
-    if len(q):  # a newline after an odd number of quotes is inside a quoted value
-        nl = nl[np.searchsorted(q, nl) % 2 == 0]
-    ends = nl + 1
+    a = b.a
+    ends = _unquoted(b.nl, b.q) + 1
     if len(a) and a[-1] != 10:  # the file's last record, without a newline
         ends = np.append(ends, len(a))
     starts = np.concatenate(([0], ends[:-1])) if len(ends) else ends
     return starts, ends
+
+
+def _unquoted(nl: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """The newline positions outside quotes (after an even number of quote positions)."""
+    return nl[np.searchsorted(q, nl) % 2 == 0] if len(q) else nl
 
 
 def _escape_chars(block: bytes, b: _Bytes, records: int, delim: int) -> str:
@@ -346,9 +349,7 @@ def _unit_end(buf: bytes, codec: str, last: bool) -> int:
     """``_record_end`` / ``_last_record_end`` for UTF-16: a byte offset after a newline
     unit outside quotes (the first or the last one; -1 / 0 when there is none)."""
     u = _units(buf, codec)
-    nl = np.flatnonzero(u == 10)
-    q = np.flatnonzero(u == 34)
-    outside = nl[np.searchsorted(q, nl) % 2 == 0] if len(q) else nl
+    outside = _unquoted(np.flatnonzero(u == 10), np.flatnonzero(u == 34))
     if not len(outside):
         return 0 if last else -1
     return 2 * (int(outside[-1 if last else 0]) + 1)

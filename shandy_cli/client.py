@@ -8,7 +8,6 @@ answers alike, and turns every failure into one ``shandy_cli.errors`` type.
 
 from __future__ import annotations
 
-import email.utils
 import os
 import random
 import ssl
@@ -36,11 +35,14 @@ from shandy_cli.errors import (
     ApiError,
     ApiValidationError,
     AuthenticationError,
+    NotFoundError,
     RateLimitError,
     RequestTooLargeError,
     ServerError,
+    ShandyError,
     TransportError,
 )
+from shandy_cli.ratelimit import RateBudget, RateLimits, WaitHook, parse_reset
 
 USER_AGENT = (
     f"shandy/{__version__} (+https://github.com/shandy-cli/shandy) httpx/{httpx.__version__}"
@@ -55,24 +57,47 @@ REPORT_MAX_BYTES = 512 * 1024 * 1024
 REPORT_TIMEOUT = 600.0
 REPORT_REDIRECTS = 5
 REQUEST_ID_MAX = 200
+STATUS_ENDPOINT = "GET /v1/prospects/import-status/{id}"
+SEQUENCE_PAGE_SIZE = 1000  # the API's maximum: fewest calls for big accounts
+MAX_PAGES = 1000
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Capped exponential backoff with full jitter, bounded in attempts and total time."""
+    """Capped exponential backoff with full jitter, bounded in attempts and total time.
+
+    Rate limits are retried apart from other failures: more attempts
+    (``rate_limit_attempts``), and a wait the server asks for is honoured in full
+    however long (not capped at ``max_delay``) as long as the run's bound,
+    ``max_total`` seconds from the first attempt, is kept.
+    """
 
     attempts: int = 6
     base_delay: float = 0.5
     max_delay: float = 30.0
     max_total: float = 300.0
+    rate_limit_attempts: int = 12
+    rate_limit_base: float = 5.0
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_delay)
         return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
 
+    def rate_limit_delay(self, attempt: int, retry_after: float | None, window: float) -> float:
+        """The wait after the ``attempt``-th rate-limit answer in a row.
 
-NO_RETRY = RetryPolicy(attempts=1)
+        With no hint from the server, back off from ``rate_limit_base`` seconds
+        towards one whole window (a minute live), the longest a sliding window
+        can make anyone wait; a little jitter keeps parallel runs apart.
+        """
+        if retry_after is not None:
+            return max(retry_after, 0.0) + random.uniform(0.05, 0.25)
+        ceiling = min(window, self.rate_limit_base * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+NO_RETRY = RetryPolicy(attempts=1, rate_limit_attempts=1)
 
 
 @dataclass(frozen=True)
@@ -85,28 +110,23 @@ class ImportStatus:
 RetryHook = Callable[[str, int, float, ApiError], None]
 
 
+def retry_text(what: str, attempt: int, delay: float, error: ShandyError) -> str:
+    """One retry, said once: the error's message already names the call."""
+    said = error.message if error.message.startswith(what) else f"{what}: {error.message}"
+    return f"{said}; retry {attempt} in {delay:.1f}s"
+
+
 def _stderr_retry_hook(what: str, attempt: int, delay: float, error: ApiError) -> None:
     print(
-        printable(redact(f"shandy: {what}: {error.message}; retry {attempt} in {delay:.1f}s")),
+        printable(redact(f"shandy: {retry_text(what, attempt, delay, error)}")),
         file=sys.stderr,
         flush=True,
     )
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` is either delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    """``Retry-After`` is either delta-seconds or an HTTP date (other forms tolerated)."""
+    return parse_reset(value)
 
 
 def unwrap(data: Any) -> Any:
@@ -116,38 +136,81 @@ def unwrap(data: Any) -> Any:
     return data
 
 
-def _server_message(response: httpx.Response) -> str:
+@dataclass(frozen=True)
+class ServerWords:
+    """What an error answer said: the server's own code (if any) and its message."""
+
+    code: str | None
+    text: str
+
+
+def server_words(response: httpx.Response) -> ServerWords:
+    """Read the three error body shapes live clients see (and plain text).
+
+    1. ``{"code": 40000, "type": "...", "message": "Rate Limit exceeded"}``;
+    2. ``{"statusCode": 400, "message": "..." | ["...", "..."]}`` (validation);
+    3. ``{"error": "...", "error_code": "...", "error_message": "..."}`` (the gateway).
+    Messages often carry their code already ("1001: Invalid token"): it is not
+    added again.
+    """
     try:
-        data = response.json()
-    except ValueError:
-        text = response.text.strip()
-        return text[:300] or response.reason_phrase
-    if isinstance(data, dict):
-        msg = data.get("message") or data.get("error") or data
-        if isinstance(msg, list):  # NestJS-style validation: a list of messages
-            return "; ".join(str(m) for m in msg)
-        return str(msg)
-    return str(data)[:300]
+        data = orjson.loads(response.content) if response.content else None
+    except orjson.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict):
+        text = response.text.strip() if response.content else ""
+        return ServerWords(None, text[:300] or response.reason_phrase or "no message")
+    code = data.get("code", data.get("error_code"))
+    code_text = str(code) if isinstance(code, int | str) and str(code).strip() else None
+    message = data.get("message") or data.get("error_message") or data.get("error")
+    if isinstance(message, list):  # NestJS-style validation: a list of messages
+        message = "; ".join(str(m) for m in message)
+    text = str(message).strip()[:300] if message else str(data)[:300]
+    if "error_message" in data and code_text and not text.startswith(code_text):
+        text = f"{code_text}: {text}"  # the gateway splits the code off; the others don't
+    return ServerWords(code_text, text)
+
+
+_AUTH_CODES = frozenset({"1001", "4003"})
+_AUTH_WORDS = ("invalid token", "invalid api key", "api key is invalid", "unauthorized")
 
 
 def error_for(response: httpx.Response, what: str) -> ApiError:
-    """Map a failed response to the exception hierarchy, keeping the server's own message."""
-    code = response.status_code
-    msg = f"{what}: HTTP {code}: {_server_message(response)}"
-    if code in (401, 403):
+    """Map a failed response to the exception hierarchy, keeping the server's own words.
+
+    Live, Saleshandy answers a rate limit as HTTP 400 (code 40000 or 4000) and a
+    bad key as 400 ``1001: Invalid token``: the message decides, not the status
+    alone. ``40000: Prospect import request not found`` shares the rate limit's
+    code and is told apart by its words.
+    """
+    status = response.status_code
+    words = server_words(response)
+    said = words.text
+    low = said.lower()
+    msg = f"{what}: HTTP {status}: {said}"
+    extra: dict[str, Any] = {"status_code": status, "code": words.code, "server_message": said}
+    if status == 429 or "rate limit" in low or "too many requests" in low:
+        return RateLimitError(msg, retry_after=rate_limit_wait(response), **extra)
+    if status in (401, 403) or words.code in _AUTH_CODES or any(w in low for w in _AUTH_WORDS):
         return AuthenticationError(
-            f"{what}: authentication failed (HTTP {code}); check SALESHANDY_API_KEY",
-            status_code=code,
+            f"{what}: authentication failed (HTTP {status}: {said}); check SALESHANDY_API_KEY",
+            **extra,
         )
-    if code == 413:
-        return RequestTooLargeError(msg, status_code=code)
-    if code == 429:
-        return RateLimitError(
-            msg, retry_after=parse_retry_after(response.headers.get("retry-after"))
-        )
-    if code >= 500:
-        return ServerError(msg, status_code=code)
-    return ApiValidationError(msg, status_code=code)
+    if status == 413:
+        return RequestTooLargeError(msg, **extra)
+    if status >= 500:
+        return ServerError(msg, **extra)
+    if status == 404 or "not found" in low:
+        return NotFoundError(msg, **extra)
+    return ApiValidationError(msg, **extra)
+
+
+def rate_limit_wait(response: httpx.Response) -> float | None:
+    """How long a rate-limited answer asks us to wait: ``Retry-After``, else the reset."""
+    wait = parse_reset(response.headers.get("retry-after"))
+    if wait is None:
+        wait = parse_reset(response.headers.get("x-ratelimit-reset"))
+    return wait
 
 
 class SaleshandyClient:
@@ -161,11 +224,20 @@ class SaleshandyClient:
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
         on_retry: RetryHook | None = _stderr_retry_hook,
+        rate_limits: RateLimits | None = None,
+        budget: RateBudget | None = None,
+        on_wait: WaitHook | None = None,
     ) -> None:
+        """``rate_limits`` paces every call (default: 20 a minute per endpoint, 300 in
+        total); pass ``budget`` instead to share one budget between clients.
+        ``on_wait(endpoint, seconds)`` hears of every wait for the budget."""
         self.base_url = base_url.rstrip("/")
         self._api_key = check_api_key(api_key)
         self.retry = retry or RetryPolicy()
         self.on_retry = on_retry
+        self.budget = budget or RateBudget(rate_limits)
+        self.sequence_page_size = SEQUENCE_PAGE_SIZE
+        self.on_wait = on_wait
         # verify=True always: TLS verification is never switched off (custom CAs via
         # SSL_CERT_FILE / SSL_CERT_DIR, which httpx honours).
         self._http = httpx.Client(
@@ -236,38 +308,95 @@ class SaleshandyClient:
         method: str,
         path: str,
         *,
+        endpoint: str | None = None,
         params: dict[str, Any] | None = None,
         json_body: Any = None,
         body_file: Path | None = None,
         ok: tuple[int, ...] = (200, 201),
         on_attempt: Callable[[int], None] | None = None,
+        share: float = 1.0,
     ) -> Any:
+        """One call, paced by the budget and retried as the policy allows.
+
+        ``endpoint`` names the budget the call counts against (the path's template,
+        e.g. ``GET /v1/prospects/import-status/{id}``); ``share`` < 1 lets the call
+        use only part of that endpoint's budget.
+        """
         what = f"{method} {path}"
+        endpoint = endpoint or what
         started = time.monotonic()
-        attempt = 0
+        failures = limited = 0
         while True:
-            if on_attempt:
-                on_attempt(attempt + 1)
             try:
-                response = self._send_once(
-                    method, path, params=params, json_body=json_body, body_file=body_file
+                return self._attempt(
+                    method, path, endpoint, share,
+                    params=params, json_body=json_body, body_file=body_file, ok=ok,
+                    on_attempt=on_attempt, attempt=failures + limited + 1,
+                )  # fmt: skip
+            except RateLimitError as exc:
+                limited += 1
+                window = self.budget.limits.window
+                delay = self.retry.rate_limit_delay(limited, exc.retry_after, window)
+                self._give_up_or_wait(what, exc, limited, self.retry.rate_limit_attempts,
+                                      delay, started)  # fmt: skip
+                self.budget.block(endpoint, delay)
+                self._pause(what, limited, delay, exc)
+            except (ServerError, TransportError) as exc:
+                failures += 1
+                delay = self.retry.delay(failures, None)
+                self._give_up_or_wait(what, exc, failures, self.retry.attempts, delay, started)
+                self._pause(what, failures, delay, exc)
+
+    def _attempt(
+        self,
+        method: str,
+        path: str,
+        endpoint: str,
+        share: float,
+        *,
+        params: dict[str, Any] | None,
+        json_body: Any,
+        body_file: Path | None,
+        ok: tuple[int, ...],
+        on_attempt: Callable[[int], None] | None,
+        attempt: int,
+    ) -> Any:
+        self._auth_headers()  # no key: fail before spending any budget or waiting for it
+        self.budget.acquire(endpoint, share=share, on_wait=self.on_wait)
+        headers: httpx.Headers | None = None
+        try:
+            if on_attempt:
+                on_attempt(attempt)
+            response = self._send_once(
+                method, path, params=params, json_body=json_body, body_file=body_file
+            )
+            headers = response.headers
+        finally:
+            self.budget.done(endpoint, headers)
+        if response.status_code in ok:
+            return unwrap(_json(response, f"{method} {path}"))
+        error = error_for(response, f"{method} {path}")
+        if isinstance(error, AuthenticationError) and self._api_key:
+            error.message += f" (key {mask_secret(self._api_key)})"
+        raise error
+
+    def _give_up_or_wait(
+        self, what: str, exc: ApiError, attempt: int, attempts: int, delay: float, started: float
+    ) -> None:
+        """Re-raise ``exc`` when the policy's attempts or its time bound are spent."""
+        spent = time.monotonic() - started
+        if attempt >= attempts or spent + delay > self.retry.max_total:
+            if isinstance(exc, RateLimitError):
+                exc.message += (
+                    f" (still limited after {attempt} attempt(s) over {spent:.0f}s; "
+                    "Saleshandy allows about 20 calls a minute per endpoint)"
                 )
-                if response.status_code in ok:
-                    return unwrap(_json(response, what))
-                error = error_for(response, what)
-                if isinstance(error, AuthenticationError) and self._api_key:
-                    error.message += f" (key {mask_secret(self._api_key)})"
-                raise error
-            except (RateLimitError, ServerError, TransportError) as exc:
-                attempt += 1
-                retry_after = exc.retry_after if isinstance(exc, RateLimitError) else None
-                delay = self.retry.delay(attempt, retry_after)
-                spent = time.monotonic() - started
-                if attempt >= self.retry.attempts or spent + delay > self.retry.max_total:
-                    raise
-                if self.on_retry:
-                    self.on_retry(what, attempt, delay, exc)
-                time.sleep(delay)
+            raise exc
+
+    def _pause(self, what: str, attempt: int, delay: float, exc: ApiError) -> None:
+        if self.on_retry:
+            self.on_retry(what, attempt, delay, exc)
+        time.sleep(delay)
 
     # -- the API ---------------------------------------------------------------------------
 
@@ -279,12 +408,33 @@ class SaleshandyClient:
         body = {"label": label, "fieldType": field_type}
         return self._request("POST", "/v1/fields", json_body=body) or {}
 
-    def list_sequences(self) -> list[dict[str, Any]]:
-        return _as_list(self._request("GET", "/v1/sequences"), "sequences")
+    def list_sequences(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Every sequence of the account, all pages; ``name`` asks the server to filter.
+
+        The list is paged (``pageSize`` at most 1000): agencies often have more
+        sequences than one page holds. A short page does not end the listing (a
+        server may cap ``pageSize`` below what was asked): an empty page does, or
+        one that repeats what was seen (a server ignoring ``page``).
+        """
+        found: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for page in range(1, MAX_PAGES + 1):
+            params: dict[str, Any] = {"page": page, "pageSize": self.sequence_page_size}
+            if name:
+                params["sequenceName"] = name
+            batch = _as_list(self._request("GET", "/v1/sequences", params=params), "sequences")
+            new = [s for s in batch if str(s.get("id")) not in seen]
+            if not new:
+                break
+            seen.update(str(s.get("id")) for s in new)
+            found.extend(new)
+        return found
 
     def list_steps(self, sequence_id: str) -> list[dict[str, Any]]:
         path = f"/v1/sequences/{_segment(sequence_id)}/steps"
-        return _as_list(self._request("GET", path), "steps")
+        return _as_list(
+            self._request("GET", path, endpoint="GET /v1/sequences/{id}/steps"), "steps"
+        )
 
     def import_prospects(
         self,
@@ -305,9 +455,15 @@ class SaleshandyClient:
             raise ApiError(f"POST {path}: the answer has no requestId")
         return check_request_id(request_id, f"POST {path}")
 
-    def import_status(self, request_id: str) -> ImportStatus:
+    def import_status(self, request_id: str, *, share: float = 1.0) -> ImportStatus:
+        """Whether Saleshandy finished the import ``request_id``, and its report link.
+
+        ``share`` < 1: the call may use only that part of the status endpoint's
+        budget (the poller's way of leaving room for everything else).
+        """
         what = f"import status {request_id}"
-        data = self._request("GET", f"/v1/prospects/import-status/{_segment(request_id)}")
+        path = f"/v1/prospects/import-status/{_segment(request_id)}"
+        data = self._request("GET", path, endpoint=STATUS_ENDPOINT, share=share)
         if not isinstance(data, dict):
             raise ApiError(f"{what}: unexpected answer")
         url = data.get("reportURL") or data.get("failedProspectsURL") or None

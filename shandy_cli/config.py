@@ -12,7 +12,7 @@ import re
 import stat
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,11 +20,14 @@ from dotenv import dotenv_values
 from platformdirs import user_state_dir
 
 from shandy_cli.errors import ConfigError
+from shandy_cli.ratelimit import DEFAULT_PER_ENDPOINT, DEFAULT_TOTAL, RateLimits
 
 DEFAULT_BASE_URL = "https://open-api.saleshandy.com"
 ENV_API_KEY = "SALESHANDY_API_KEY"
 ENV_BASE_URL = "SALESHANDY_BASE_URL"
 ENV_STATE_DIR = "SHANDY_STATE_DIR"
+ENV_RATE_PER_ENDPOINT = "SHANDY_RATE_PER_ENDPOINT"
+ENV_RATE_TOTAL = "SHANDY_RATE_TOTAL"
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class Settings:
     api_key: str | None
     base_url: str
     state_dir: Path
+    rate_limits: RateLimits = field(default_factory=RateLimits)
 
     def __repr__(self) -> str:  # never print the key, even in a debugger or traceback
         return (
@@ -200,8 +204,24 @@ def resolve_settings(
 
     url = check_base_url(pick(base_url, ENV_BASE_URL) or DEFAULT_BASE_URL)
     state = pick(state_dir, ENV_STATE_DIR)
+    limits = RateLimits(
+        per_endpoint=_rate(pick(None, ENV_RATE_PER_ENDPOINT), ENV_RATE_PER_ENDPOINT,
+                           DEFAULT_PER_ENDPOINT),
+        total=_rate(pick(None, ENV_RATE_TOTAL), ENV_RATE_TOTAL, DEFAULT_TOTAL),
+    )  # fmt: skip
     return Settings(
         api_key=check_api_key(pick(api_key, ENV_API_KEY)),
         base_url=url,
         state_dir=Path(state).expanduser() if state else default_state_dir(),
+        rate_limits=limits,
     )
+
+
+def _rate(value: str | None, name: str, default: int) -> int:
+    """A calls-a-minute setting: a whole number from 1 up to the default (it may only lower)."""
+    if value is None:
+        return default
+    text = value.strip()
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= default:
+        raise ConfigError(f"{name} must be a whole number from 1 to {default}, not {value!r}")
+    return int(text)

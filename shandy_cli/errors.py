@@ -54,17 +54,35 @@ class ConfigError(InputError):
 
 
 class ApiError(ShandyError):
-    """The Saleshandy API (or the network to it) failed. Exit 4: resumable."""
+    """The Saleshandy API (or the network to it) failed. Exit 4: resumable.
+
+    ``status_code`` is the HTTP status, ``code`` the server's own error code
+    (``40000``, ``1001``, ...) when its answer carried one, ``server_message``
+    the server's words as it said them.
+    """
 
     exit_code = 4
 
-    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        code: str | None = None,
+        server_message: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
+        self.code = code
+        self.server_message = server_message
 
 
 class AuthenticationError(ApiError):
-    """401/403: the key is missing, wrong or lacks permission (exit 3)."""
+    """The key is missing, wrong or lacks permission (exit 3).
+
+    Live, a bad key is answered 400 ``1001: Invalid token`` on most endpoints,
+    401 on some and 403 on others: all three are this.
+    """
 
     exit_code = 3
 
@@ -79,13 +97,30 @@ class RequestTooLargeError(ApiValidationError):
     """413: the request body exceeded the API's size limit."""
 
 
+class NotFoundError(ApiValidationError):
+    """The API has no such thing: ``40000: Prospect import request not found``, a 404."""
+
+
 class RateLimitError(ApiError):
-    """429: too many requests. ``retry_after`` is in seconds when the server said."""
+    """Too many requests: a 429, or any status whose message says "rate limit".
+
+    Live, Saleshandy answers its rate limit as HTTP 400 ``{"code": 40000,
+    "message": "Rate Limit exceeded"}``. ``retry_after`` is in seconds when the
+    server said how long to wait (``Retry-After`` or ``x-ratelimit-reset``).
+    Still raised after retries when the limit did not clear within the run's
+    bounds: exit 4, resumable.
+    """
 
     def __init__(
-        self, message: str, *, status_code: int = 429, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        status_code: int = 429,
+        retry_after: float | None = None,
+        code: str | None = None,
+        server_message: str | None = None,
     ) -> None:
-        super().__init__(message, status_code=status_code)
+        super().__init__(message, status_code=status_code, code=code, server_message=server_message)
         self.retry_after = retry_after
 
 

@@ -59,7 +59,9 @@ def check_status(
         raise InputError("give at least one request id")
     settings = resolve_settings(api_key=api_key, base_url=base_url, state_dir=state_dir)
     own = client is None
-    client = client or SaleshandyClient(settings.base_url, settings.api_key)
+    client = client or SaleshandyClient(
+        settings.base_url, settings.api_key, rate_limits=settings.rate_limits
+    )
     try:
         statuses = _statuses(client, request_ids, wait, timeout, poll_interval, listener)
         folder = ensure_private_dir(Path(report_dir or settings.state_dir / "reports"))

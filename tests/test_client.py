@@ -142,7 +142,7 @@ def test_retry_after_is_honoured(sandbox: Sandbox) -> None:
         sandbox.url, "k", retry=slow, on_retry=lambda w, n, d, e: delays.append(d)
     ) as client:
         client.list_fields()
-    assert delays == [1.0]
+    assert len(delays) == 1 and 1.0 <= delays[0] <= 1.3  # what was asked, plus a little jitter
     assert time.monotonic() - started >= 1.0
 
 
@@ -156,7 +156,7 @@ def test_retries_are_bounded(sandbox: Sandbox) -> None:
 
 def test_rate_limit_error_carries_retry_after(sandbox: Sandbox) -> None:
     sandbox.set_faults(["429:3"], match="/v1/fields")
-    policy = RetryPolicy(attempts=1)
+    policy = RetryPolicy(attempts=1, rate_limit_attempts=1)
     client = SaleshandyClient(sandbox.url, "k", retry=policy)
     with client, pytest.raises(RateLimitError) as info:
         client.list_fields()

@@ -22,7 +22,7 @@ import orjson
 import typer
 from rich.console import Console
 
-from shandy_cli.client import SaleshandyClient
+from shandy_cli.client import SaleshandyClient, retry_text
 from shandy_cli.config import (
     Settings,
     ensure_private_dir,
@@ -74,7 +74,7 @@ def warn(message: str) -> None:
 
 def retry_line(what: str, attempt: int, delay: float, error: ShandyError) -> None:
     """One line per retry (the contract's stderr), silenced by --quiet like other progress."""
-    say(f"shandy: {what}: {error.message}; retry {attempt} in {delay:.1f}s")
+    say(f"shandy: {retry_text(what, attempt, delay, error)}")
 
 
 def print_json(data: Any) -> None:
@@ -184,7 +184,12 @@ def api_session(
     """Resolve settings, start the in-process sandbox if asked, and open a client."""
     settings = settings_from(api_key, base_url, state_dir)
     if not sandbox:
-        with SaleshandyClient(settings.base_url, settings.api_key, on_retry=retry_line) as client:
+        with SaleshandyClient(
+            settings.base_url,
+            settings.api_key,
+            on_retry=retry_line,
+            rate_limits=settings.rate_limits,
+        ) as client:
             yield client, Connection(settings, False)
         return
     from shandy_cli.sandbox import SandboxConfig, start_sandbox
@@ -194,10 +199,17 @@ def api_session(
     try:
         # The emulator accepts any key: never hand it the real one from the environment.
         key = SANDBOX_KEY
-        local = Settings(api_key=key, base_url=server.url, state_dir=settings.state_dir)
+        local = Settings(
+            api_key=key,
+            base_url=server.url,
+            state_dir=settings.state_dir,
+            rate_limits=settings.rate_limits,
+        )
         if GLOBALS.verbose:
             say(f"sandbox listening on {server.url} (key {mask_secret(key)})")
-        with SaleshandyClient(server.url, key, on_retry=retry_line) as client:
+        with SaleshandyClient(
+            server.url, key, on_retry=retry_line, rate_limits=settings.rate_limits
+        ) as client:
             yield client, Connection(local, True)
     finally:
         server.stop()

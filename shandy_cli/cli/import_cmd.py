@@ -25,6 +25,7 @@ from shandy_cli.cli.render import progress_for, reasons_table, summary_table
 from shandy_cli.pipeline.chunking import API_MAX_BYTES, API_MAX_ROWS
 from shandy_cli.pipeline.events import Listener
 from shandy_cli.pipeline.mapping import parse_pairs
+from shandy_cli.pipeline.polling import FIRST_INTERVAL
 from shandy_cli.pipeline.results import ImportResult
 from shandy_cli.pipeline.run import ImportOptions, import_files
 
@@ -85,7 +86,7 @@ def import_(
     ] = None,
     poll_interval: Annotated[
         float, typer.Option("--poll-interval", hidden=True, help="First poll interval (s).")
-    ] = 1.0,
+    ] = FIRST_INTERVAL,
     only_new: Annotated[
         bool, typer.Option("--only-new", help="Skip rows earlier runs imported to this step.")
     ] = False,

@@ -24,6 +24,7 @@ from shandy_cli.cli.import_cmd import run_and_render
 from shandy_cli.cli.render import cell
 from shandy_cli.journal import Journal, RunRecord
 from shandy_cli.pipeline.events import Listener
+from shandy_cli.pipeline.polling import FIRST_INTERVAL
 from shandy_cli.pipeline.results import ImportResult
 from shandy_cli.pipeline.run import resume_import
 
@@ -85,7 +86,7 @@ def resume(
     last: Annotated[bool, typer.Option("--last", help="The most recent run.")] = False,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for completion.")] = True,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds to wait.")] = None,
-    poll_interval: Annotated[float, typer.Option("--poll-interval", hidden=True)] = 1.0,
+    poll_interval: Annotated[float, typer.Option("--poll-interval", hidden=True)] = FIRST_INTERVAL,
     json_out: JsonOpt = False,
     api_key: ApiKeyOpt = None,
     base_url: BaseUrlOpt = None,

@@ -20,6 +20,7 @@ from shandy_cli.cli.common import (
     stdout_console,
 )
 from shandy_cli.cli.render import progress_for, status_table
+from shandy_cli.pipeline.polling import FIRST_INTERVAL
 from shandy_cli.status import check_status
 
 
@@ -33,7 +34,7 @@ def status(
     ] = None,
     poll_interval: Annotated[
         float, typer.Option("--poll-interval", hidden=True, help="First poll interval (s).")
-    ] = 1.0,
+    ] = FIRST_INTERVAL,
     json_out: JsonOpt = False,
     api_key: ApiKeyOpt = None,
     base_url: BaseUrlOpt = None,

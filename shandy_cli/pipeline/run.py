@@ -31,10 +31,18 @@ from shandy_cli._lock import RunLock
 from shandy_cli._version import __version__
 from shandy_cli.client import ImportStatus, SaleshandyClient
 from shandy_cli.config import ensure_private_dir, resolve_settings
-from shandy_cli.errors import ApiError, InputError, Terminated
+from shandy_cli.errors import (
+    ApiError,
+    AuthenticationError,
+    InputError,
+    ServerError,
+    ShandyError,
+    Terminated,
+    TransportError,
+)
 from shandy_cli.journal import UNFINISHED, Journal, RunRecord
 from shandy_cli.pipeline.events import ChunkEvent, Listener, Notice, Phase, ignore
-from shandy_cli.pipeline.polling import poll_until_done
+from shandy_cli.pipeline.polling import Poller
 from shandy_cli.pipeline.prepare import PrepareContext, Prepared, fetch_rows, prepare
 from shandy_cli.pipeline.reporting import (
     SentIndex,
@@ -44,7 +52,7 @@ from shandy_cli.pipeline.reporting import (
     write_failures,
 )
 from shandy_cli.pipeline.results import ChunkResult, ImportOptions, ImportResult
-from shandy_cli.pipeline.submission import resolve_step, submit_chunks
+from shandy_cli.pipeline.submission import import_endpoint, resolve_step, submit_chunks
 from shandy_cli.pipeline.validation import email_key
 
 # Used only by a --dry-run with no key: Saleshandy's system fields, which every account has.
@@ -95,7 +103,9 @@ def import_files(
     settings = resolve_settings(api_key=api_key, base_url=base_url, state_dir=state_dir)
     own_client = client is None
     if client is None and (settings.api_key or not opts.dry_run):
-        client = SaleshandyClient(settings.base_url, settings.api_key)
+        client = SaleshandyClient(
+            settings.base_url, settings.api_key, rate_limits=settings.rate_limits
+        )
     try:
         runner = _Run([str(p) for p in paths], opts, client, settings.state_dir, listener, stdin)
         runner.spools = dict(spools or {})
@@ -167,6 +177,10 @@ class _Run:
         self.result = ImportResult(self.run_id, opts.dry_run, opts.step_id, names)
         self.failures: list[ServerFailure] = []
         self.journal: Journal | None = None
+        self.poller: Poller | None = None
+        self._attempted: Counter[int] = Counter()  # POST attempts per chunk index, this process
+        self._sending: int | None = None  # the chunk whose POST is under way
+        self._uncertain: set[int] = set()  # chunks a POST may have delivered, answer unknown
 
     @property
     def run_dir(self) -> Path:
@@ -234,15 +248,57 @@ class _Run:
             raise
         self._plan(prepared)
         try:
+            self._send_and_wait(prepared, step_id)
+        except KeyboardInterrupt as exc:
+            self._interrupted(exc)
+        except Exception as exc:
+            if not self._anything_sent():
+                raise  # nothing left this machine: the error's own exit code stands
+            self._failed_after_sending(exc)
+        self._finish(prepared)
+        return self.result
+
+    def _send_and_wait(self, prepared: Prepared, step_id: str | None) -> None:
+        assert self.client is not None
+        previous, self.client.on_wait = self.client.on_wait, self._budget_wait
+        try:
             to_send = self._to_send(prepared)
             if to_send:
                 self._submit(prepared, to_send, step_id)
             if self.result.error is None and self.opts.wait and self.result.request_ids:
                 self._wait_and_report(prepared, step_id)
-        except KeyboardInterrupt as exc:
-            self._interrupted(exc)
-        self._finish(prepared)
-        return self.result
+        finally:
+            self.client.on_wait = previous
+
+    def _anything_sent(self) -> bool:
+        """True once any chunk may be at Saleshandy: accepted, or a POST whose answer was
+        lost (dropped, timed out, a 5xx) now or in an earlier attempt. A POST the API
+        refused outright (a 400, the key, a rate limit) imported nothing."""
+        return bool(self.result.request_ids or self._uncertain or self.result.chunks_resent)
+
+    def _note_uncertain(self, exc: BaseException) -> None:
+        if self._sending is not None and isinstance(exc, ServerError | TransportError):
+            self._uncertain.add(self._sending)
+
+    def _failed_after_sending(self, exc: Exception) -> None:
+        """Anything that ends a run after the first POST is exit 4 (3: the key): resumable,
+        never 2, which says nothing was sent, and never 1, which says it finished."""
+        detail = exc.message if isinstance(exc, ShandyError) else f"{type(exc).__name__}: {exc}"
+        self.result.error = (
+            f"{detail}; the journal is saved: `shandy resume {self.run_id}` (or the same "
+            "command) continues without sending accepted chunks again"
+        )
+        self.result.exit_code = 3 if isinstance(exc, AuthenticationError) else 4
+
+    def _budget_wait(self, endpoint: str, seconds: float) -> None:
+        """A wait for the rate-limit budget is said, not silent (short ones are noise)."""
+        if seconds >= 1:
+            assert self.client is not None
+            limits = self.client.budget.limits.describe()
+            self.notice(
+                f"waiting {seconds:.0f}s for the rate limit of {endpoint} (pacing at {limits})",
+                "info",
+            )
 
     def _dry_run(self, labels: list[str], step_id: str | None) -> ImportResult:
         ensure_private_dir(self.run_dir)
@@ -432,20 +488,35 @@ class _Run:
         self.listener(Phase("submitting", len(self.result.chunks)))
         results = {c.index: c for c in self.result.chunks}
         chunks = [c for c in prepared.chunks if c.index in set(to_send)]
-
-        attempts: Counter[int] = Counter()
+        poller = self._poller()
+        for earlier in self.result.chunks:  # accepted by an earlier attempt: oldest first
+            if earlier.state == "accepted" and earlier.request_id:
+                poller.add(earlier.request_id)
 
         def on_event(event: Any) -> None:
             if isinstance(event, ChunkEvent) and event.state == "sending":
                 journal.mark(self.run_id, event.index, "sending")  # durable before the POST
-                attempts[event.index] += 1
-                if attempts[event.index] == 2 and event.index not in self.result.chunks_resent:
+                self._sending = event.index
+                self._attempted[event.index] += 1
+                if (
+                    self._attempted[event.index] == 2
+                    and event.index not in self.result.chunks_resent
+                ):
                     self.result.chunks_resent.append(event.index)  # the first may have landed
             self.listener(event)
 
+        previous_hook = self.client.on_retry
+
+        def on_retry(what: str, attempt: int, delay: float, exc: ApiError) -> None:
+            if what.startswith("POST "):
+                self._note_uncertain(exc)
+            if previous_hook:
+                previous_hook(what, attempt, delay, exc)
+
+        self.client.on_retry = on_retry
         try:
             for sub in submit_chunks(self.client, chunks, to_step=step_id is not None,
-                                     listener=on_event):  # fmt: skip
+                                     listener=on_event, idle=self._idle):  # fmt: skip
                 journal.mark(self.run_id, sub.chunk.index, "accepted", request_id=sub.request_id)
                 chunk = results[sub.chunk.index]
                 chunk.request_id, chunk.state = sub.request_id, "accepted"
@@ -454,8 +525,11 @@ class _Run:
                     step_id, prepared.chunk_keys(sub.chunk), self.run_id, sub.chunk.index
                 )
                 sub.chunk.path.unlink(missing_ok=True)  # accepted: never needed again
+                poller.add(sub.request_id)
+                self._sending = None
         except ApiError as exc:
-            if not self.result.request_ids:
+            self._note_uncertain(exc)
+            if not self._anything_sent():
                 journal.update_run(self.run_id, outcome="failed", ended=time.time())
                 raise  # nothing was sent: the error's own exit code (2, 3 or 4)
             unsent = sum(c.rows for c in self.result.chunks if c.state == "planned")
@@ -464,35 +538,68 @@ class _Run:
                 f"again, or `shandy resume {self.run_id}`, to send them"
             )
             self.result.exit_code = 3 if exc.exit_code == 3 else 4
+        finally:
+            self.client.on_retry = previous_hook
+
+    def _poller(self) -> Poller:
+        if self.poller is None:
+            assert self.client is not None
+            self.poller = Poller(
+                self.client, interval=self.opts.poll_interval, on_status=self._on_status
+            )
+        return self.poller
+
+    def _idle(self, seconds: float) -> None:
+        """The import endpoint's budget makes the next POST wait: poll meanwhile."""
+        assert self.client is not None
+        poller = self._poller()
+        busy = bool(self.opts.wait and poller.pending)
+        endpoint = "the import endpoint"
+        if seconds >= 1:
+            limits = self.client.budget.limits.describe()
+            also = "; polling accepted chunks meanwhile" if busy else ""
+            self.notice(
+                f"waiting {seconds:.0f}s for the rate limit of {endpoint} "
+                f"(pacing at {limits}){also}",
+                "info",
+            )
+        if busy:
+            poller.run_until(time.monotonic() + seconds)
+        # whatever is left of the wait, the client's own pacing waits out, silently now
+        previous, self.client.on_wait = self.client.on_wait, None
+        try:
+            left = self.client.budget.delay(import_endpoint(self.result.step_id is not None))
+            if left > 0:
+                time.sleep(left)
+        finally:
+            self.client.on_wait = previous
+
+    def _on_status(self, status: ImportStatus) -> None:
+        chunk = next((c for c in self.result.chunks if c.request_id == status.request_id), None)
+        if chunk is None or not status.completed or chunk.state != "accepted":
+            return  # still processing: already said when it was accepted
+        chunk.state, chunk.report_url = "completed", status.report_url
+        self.listener(
+            ChunkEvent(chunk.index, "completed", chunk.rows, chunk.bytes, chunk.request_id)
+        )
 
     def _wait_and_report(self, prepared: Prepared, step_id: str | None) -> None:
         assert self.client is not None and self.journal is not None
-        waiting = [c for c in self.result.chunks if c.state == "accepted"]
-        by_id = {c.request_id: c for c in self.result.chunks if c.request_id}
-        if waiting:
-            self.listener(Phase("processing", len(waiting)))
-
-        def on_status(status: ImportStatus) -> None:
-            chunk = by_id[status.request_id]
-            if not status.completed:
-                return  # still processing: already said when it was accepted
-            chunk.state, chunk.report_url = "completed", status.report_url
-            self.listener(
-                ChunkEvent(chunk.index, "completed", chunk.rows, chunk.bytes, chunk.request_id)
-            )
-
-        statuses = poll_until_done(
-            self.client,
-            [c.request_id for c in waiting if c.request_id],
-            timeout=self.opts.timeout,
-            first_interval=self.opts.poll_interval,
-            on_status=on_status,
-        )
+        poller = self._poller()
+        accepted = [c for c in self.result.chunks if c.request_id]
+        for chunk in accepted:
+            if chunk.state == "accepted":
+                poller.add(str(chunk.request_id))
+        if poller.pending:
+            self.listener(Phase("processing", len(poller.pending)))
+        timeout = self.opts.timeout
+        poller.run_until(None if timeout is None else time.monotonic() + timeout)
         self.listener(Phase("reporting"))
         folder = ensure_private_dir(Path(self.opts.report_dir or self.run_dir / "reports"))
-        for status in statuses.values():
-            if status.completed:
-                self._chunk_report(by_id[status.request_id], status, folder)
+        for chunk in accepted:
+            status = poller.latest.get(str(chunk.request_id))
+            if status is not None and status.completed and chunk.state == "completed":
+                self._chunk_report(chunk, status, folder)
         self._account(prepared, step_id)
 
     def _chunk_report(self, chunk: ChunkResult, status: ImportStatus, folder: Path) -> None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from shandy_cli.client import SaleshandyClient
+from shandy_cli.client import IMPORT_TO_LIST, IMPORT_TO_STEP, SaleshandyClient
 from shandy_cli.errors import ApiError, InputError
 from shandy_cli.pipeline.chunking import Chunk
 from shandy_cli.pipeline.events import ChunkEvent, Listener
@@ -23,24 +23,35 @@ def resolve_step(client: SaleshandyClient, sequence: str, step_number: int = 1) 
 
     An exact id or an exact (case-insensitive) title wins; otherwise a unique
     title containing the text. Several candidates: list them and send nothing.
+    Sequences are paged; the server's ``sequenceName`` filter is asked first
+    (fewest calls), and every page of the whole list when the filter finds
+    nothing we match (its exact semantics are undocumented, and an id is no name).
     """
-    sequences = client.list_sequences()
     wanted = sequence.strip()
-    exact = [s for s in sequences if str(s.get("id")) == wanted] or [
-        s for s in sequences if str(s.get("title", "")).casefold() == wanted.casefold()
-    ]
-    matches = exact or [
-        s for s in sequences if wanted.casefold() in str(s.get("title", "")).casefold()
-    ]
+    if not wanted:
+        raise InputError("--sequence must not be empty")
+    matches = _matching(client.list_sequences(name=wanted), wanted)
     if not matches:
-        titles = ", ".join(repr(s.get("title")) for s in sequences[:20]) or "none"
-        raise InputError(f"no sequence matches {sequence!r}; sequences: {titles}")
+        everything = client.list_sequences()
+        matches = _matching(everything, wanted)
+        if not matches:
+            titles = ", ".join(repr(s.get("title")) for s in everything[:20]) or "none"
+            more = f" (and {len(everything) - 20} more)" if len(everything) > 20 else ""
+            raise InputError(f"no sequence matches {sequence!r}; sequences: {titles}{more}")
     if len(matches) > 1:
         listing = "; ".join(f"{s.get('title')!r} (id {s.get('id')})" for s in matches)
         raise InputError(
             f"{sequence!r} matches {len(matches)} sequences: {listing}; pass the sequence id"
         )
     return _step_of(client, matches[0], step_number)
+
+
+def _matching(sequences: list[dict[str, Any]], wanted: str) -> list[dict[str, Any]]:
+    folded = wanted.casefold()
+    exact = [s for s in sequences if str(s.get("id")) == wanted] or [
+        s for s in sequences if str(s.get("title", "")).casefold() == folded
+    ]
+    return exact or [s for s in sequences if folded in str(s.get("title", "")).casefold()]
 
 
 def _step_of(client: SaleshandyClient, seq: dict[str, Any], step_number: int) -> str:
@@ -61,17 +72,25 @@ def submit_chunks(
     *,
     to_step: bool,
     listener: Listener,
+    idle: Callable[[float], None] | None = None,
 ) -> Iterator[Submitted]:
     """POST each chunk's spooled body in order, yielding as each is accepted.
 
-    Raises the client's error for the first chunk that could not be sent after
-    retries; the caller knows which chunks were accepted from what was yielded.
+    Before a POST that must wait for the import endpoint's budget, ``idle(seconds)``
+    is given that time (the run polls accepted chunks in it); otherwise the
+    client waits by itself. Raises the client's error for the first chunk that
+    could not be sent after retries; the caller knows which chunks were accepted
+    from what was yielded.
     """
+    endpoint = import_endpoint(to_step)
     for chunk in chunks:
 
         def sending(attempt: int, chunk: Chunk = chunk) -> None:
             listener(ChunkEvent(chunk.index, "sending", chunk.rows, chunk.bytes))
 
+        wait = client.budget.delay(endpoint)
+        if idle is not None and wait > 0:
+            idle(wait)
         try:
             request_id = client.import_prospects(chunk.path, to_step=to_step, on_attempt=sending)
         except ApiError as exc:
@@ -80,3 +99,8 @@ def submit_chunks(
             raise
         listener(ChunkEvent(chunk.index, "accepted", chunk.rows, chunk.bytes, request_id))
         yield Submitted(chunk, request_id)
+
+
+def import_endpoint(to_step: bool) -> str:
+    """The budget a chunk's POST counts against."""
+    return f"POST {IMPORT_TO_STEP if to_step else IMPORT_TO_LIST}"

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import json
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -25,49 +21,9 @@ from shandy_cli import (
 )
 from shandy_cli.client import parse_retry_after
 from shandy_cli.sandbox import Sandbox
+from tests.conftest import Recorder
 
 FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05, max_total=10)
-
-
-@dataclass
-class Recorder:
-    """A tiny scripted HTTP server: answers from a queue, records what it was sent."""
-
-    answers: list[tuple[int, dict[str, str], bytes]] = field(default_factory=list)
-    seen: list[dict] = field(default_factory=list)
-
-
-@pytest.fixture
-def recorder() -> Iterator[tuple[Recorder, str]]:
-    rec = Recorder()
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def _answer(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            rec.seen.append(
-                {"method": self.command, "path": self.path, "headers": dict(self.headers),
-                 "body": body}
-            )  # fmt: skip
-            status, headers, payload = rec.answers.pop(0) if rec.answers else (200, {}, b"{}")
-            self.send_response(status)
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        do_GET = do_POST = _answer
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield rec, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
 
 
 def js(data: object) -> bytes:

@@ -75,3 +75,20 @@ def test_repr_masks_key(tmp_path: Path) -> None:
     assert "supersecretkey1234" not in repr(s)
     assert "1234" in repr(s)
     assert mask_secret("abc") == "****"
+
+
+def test_rate_limits_can_be_lowered_from_env_or_dotenv(tmp_path: Path) -> None:
+    dotenv = write_env(tmp_path, "SHANDY_RATE_PER_ENDPOINT=5\nSHANDY_RATE_TOTAL=50\n")
+    s = resolve_settings(environ={}, dotenv_path=dotenv)
+    assert (s.rate_limits.per_endpoint, s.rate_limits.total) == (5, 50)
+    s = resolve_settings(environ={"SHANDY_RATE_PER_ENDPOINT": "3"}, dotenv_path=dotenv)
+    assert s.rate_limits.per_endpoint == 3
+    s = resolve_settings(environ={}, dotenv_path=tmp_path / "missing.env")
+    assert (s.rate_limits.per_endpoint, s.rate_limits.total) == (20, 300)
+
+
+@pytest.mark.parametrize("value", ["21", "0", "-1", "ten", "2.5", "301"])
+def test_rate_limits_may_not_be_raised_or_garbage(tmp_path: Path, value: str) -> None:
+    name = "SHANDY_RATE_TOTAL" if value == "301" else "SHANDY_RATE_PER_ENDPOINT"
+    with pytest.raises(ConfigError, match=name):
+        resolve_settings(environ={name: value}, dotenv_path=tmp_path / "missing.env")

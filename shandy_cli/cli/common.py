@@ -77,6 +77,12 @@ def retry_line(what: str, attempt: int, delay: float, error: ShandyError) -> Non
     say(f"shandy: {retry_text(what, attempt, delay, error)}")
 
 
+def wait_line(endpoint: str, seconds: float) -> None:
+    """A wait for the rate-limit budget outside an import (which says it in its progress)."""
+    if seconds >= 1:
+        say(f"shandy: waiting {seconds:.0f}s for the rate limit of {endpoint}")
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
     sys.stdout.flush()
@@ -188,6 +194,7 @@ def api_session(
             settings.base_url,
             settings.api_key,
             on_retry=retry_line,
+            on_wait=wait_line,
             rate_limits=settings.rate_limits,
         ) as client:
             yield client, Connection(settings, False)
@@ -208,7 +215,11 @@ def api_session(
         if GLOBALS.verbose:
             say(f"sandbox listening on {server.url} (key {mask_secret(key)})")
         with SaleshandyClient(
-            server.url, key, on_retry=retry_line, rate_limits=settings.rate_limits
+            server.url,
+            key,
+            on_retry=retry_line,
+            on_wait=wait_line,
+            rate_limits=settings.rate_limits,
         ) as client:
             yield client, Connection(local, True)
     finally:

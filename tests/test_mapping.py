@@ -16,6 +16,7 @@ from shandy_cli.pipeline.mapping import (
     normalize_header,
     parse_pairs,
 )
+from shandy_cli.pipeline.run import SYSTEM_LABELS
 
 LABELS = [
     "First Name",
@@ -25,7 +26,7 @@ LABELS = [
     "Company",
     "Job Title",
     "Website",
-    "LinkedIn URL",
+    "LinkedIn",
     "City",
     "State",
     "Country",
@@ -96,8 +97,14 @@ def test_aliases_are_normalized_keys() -> None:
         ("URL", "Website"),
         ("Company Website", "Website"),
         ("Domain", "Website"),
-        ("LinkedIn", "LinkedIn URL"),
-        ("linkedin profile", "LinkedIn URL"),
+        ("LinkedIn", "LinkedIn"),
+        ("LinkedIn URL", "LinkedIn"),
+        ("linkedin_url", "LinkedIn"),
+        ("LINKEDIN-URL", "LinkedIn"),
+        ("linkedin profile", "LinkedIn"),
+        ("LinkedIn Profile URL", "LinkedIn"),
+        ("linkedin link", "LinkedIn"),
+        ("Person Linkedin Url", "LinkedIn"),
         ("Town", "City"),
         ("Province", "State"),
         ("Region", "State"),
@@ -114,10 +121,34 @@ def test_headers_are_trimmed_of_whitespace_and_bom() -> None:
 
 
 def test_alias_applies_only_when_the_account_has_its_label() -> None:
-    labels = [label for label in LABELS if label != "LinkedIn URL"]
-    mapping = build_mapping(["Email", "LinkedIn"], labels, on_unknown="ignore")
+    labels = [label for label in LABELS if label != "LinkedIn"]
+    mapping = build_mapping(["Email", "LinkedIn URL"], labels, on_unknown="ignore")
     assert mapping.targets == ["Email", None]
-    assert mapping.unknown == ["LinkedIn"]
+    assert mapping.unknown == ["LinkedIn URL"]
+
+
+@pytest.mark.parametrize(
+    ("header", "label"),
+    [
+        ("LinkedIn URL", "LinkedIn URL"),  # the custom field, spelled exactly
+        ("linkedin_url", "LinkedIn URL"),  # ... or normalized: still a name, not an alias
+        ("LinkedIn", "LinkedIn"),
+        ("linkedin profile", "LinkedIn"),  # no field has this name: the alias decides
+    ],
+)
+def test_a_custom_field_named_like_an_alias_wins_over_the_alias(header: str, label: str) -> None:
+    # The live system field is "LinkedIn"; an account may also have made "LinkedIn URL".
+    labels = [*LABELS, "LinkedIn URL"]
+    assert targets(["Email", header], labels)[1] == label
+
+
+def test_system_labels_of_a_keyless_dry_run_are_the_confirmed_list() -> None:
+    assert SYSTEM_LABELS == [
+        "First Name", "Last Name", "Email", "Company", "Phone Number", "Job Title", "City",
+        "Country", "LinkedIn",
+    ]  # fmt: skip
+    # Exports that say "LinkedIn URL" still map without a key.
+    assert targets(["Email", "LinkedIn URL"], SYSTEM_LABELS) == ["Email", "LinkedIn"]
 
 
 def test_a_label_named_like_the_header_beats_an_alias() -> None:

@@ -94,9 +94,12 @@ _ALIAS_GROUPS: dict[str, tuple[str, ...]] = {
         "website", "url", "company website", "domain", "web", "company url",
         "company domain", "homepage", "website url", "site",
     ),
-    "LinkedIn URL": (
-        "linkedin", "linkedin url", "linkedin profile", "linkedin profile url",
-        "linkedin link", "person linkedin url",
+    # The live system field is "LinkedIn"; "LinkedIn URL" is what exports call it.
+    # An account with a custom field of that name still gets it: an exact label
+    # match is tried before any alias.
+    "LinkedIn": (
+        "linkedin url", "linkedin profile", "linkedin profile url", "linkedin link",
+        "person linkedin url", "linkedin profile link",
     ),
     "City": ("city", "town"),
     "State": ("state", "region", "province", "state province", "state region"),

@@ -47,19 +47,18 @@ from shandy_cli.pipeline.results import ChunkResult, ImportOptions, ImportResult
 from shandy_cli.pipeline.submission import resolve_step, submit_chunks
 from shandy_cli.pipeline.validation import email_key
 
-# Used only by a --dry-run with no key: Saleshandy's system fields, which every account has.
+# Used only by a --dry-run with no key: the system fields live clients see in every
+# account (the API notes' confirmed list; Website, State and the rest may be custom).
 SYSTEM_LABELS = [
     "First Name",
     "Last Name",
     "Email",
-    "Phone Number",
     "Company",
+    "Phone Number",
     "Job Title",
-    "Website",
-    "LinkedIn URL",
     "City",
-    "State",
     "Country",
+    "LinkedIn",
 ]
 
 

@@ -320,6 +320,37 @@ def test_bad_constants(constants: dict[str, str], expected: str) -> None:
     assert expected in error(["Email"], constants=constants)
 
 
+TYPES = {"Deal Size": "number", "Price": "currency", "Lead Source": "text"}
+
+
+@pytest.mark.parametrize(
+    ("constants", "expected"),
+    [
+        ({"Deal Size": "abc"}, "--set 'Deal Size': \"Deal Size\" is a number field: 'abc'"),
+        ({"deal size": "1,000"}, "'1,000' is not a number"),
+        ({"Price": "$5"}, "\"Price\" is a currency field: '$5' is not a number"),
+    ],
+)
+def test_a_constant_for_a_number_field_must_be_a_number(
+    constants: dict[str, str], expected: str
+) -> None:
+    labels = [*LABELS, "Deal Size", "Price"]
+    message = error(["Email"], labels, constants=constants, field_types=TYPES)
+    assert expected in message and "nothing was sent" in message
+
+
+def test_number_constants_pass_and_columns_feeding_number_fields_are_typed() -> None:
+    labels = [*LABELS, "Deal Size", "Price"]
+    mapping = build_mapping(
+        ["Email", "deal_size", "Lead Source"], labels,
+        constants={"Price": " 9.99 "}, field_types=TYPES,
+    )  # fmt: skip
+    assert mapping.constants == {"Price": "9.99"}
+    # Only what columns feed is checked row by row; the constant was checked above.
+    assert mapping.typed == {"Deal Size": "number"}
+    assert build_mapping(["Email", "Deal Size"], labels).typed == {}  # no types known
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.text(max_size=6), max_size=6))
 def test_prospect_never_has_empty_or_untrimmed_values(values: list[str]) -> None:

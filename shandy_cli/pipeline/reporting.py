@@ -138,9 +138,19 @@ class RowsWriter:
 
 
 def reason_kind(reason: str) -> str:
-    """Group reasons for the summary: drop quoted values and parenthesised details."""
-    kind = re.sub(r"'[^']*'|\"[^\"]*\"|\([^)]*\)", "", reason)
-    return re.sub(r"\s+", " ", kind).strip(" :;,") or reason
+    """Group reasons for the summary: drop quoted values and parenthesised details.
+
+    A reason that starts with a double-quoted name keeps it: it names the field
+    (``"Deal Size" is a number field: 'x' is not a number``), which is what the
+    rows of that group share, not a value of each one.
+    """
+    lead = _LEADING_NAME.match(reason)
+    head, rest = (lead.group(), reason[lead.end() :]) if lead else ("", reason)
+    kind = re.sub(r"'[^']*'|\"[^\"]*\"|\([^)]*\)", "", rest)
+    return (head + re.sub(r"\s+", " ", kind)).strip(" :;,") or reason
+
+
+_LEADING_NAME = re.compile(r'"[^"]*"')
 
 
 class SentIndex:

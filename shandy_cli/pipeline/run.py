@@ -166,6 +166,7 @@ class _Run:
         self.result = ImportResult(self.run_id, opts.dry_run, opts.step_id, names)
         self.failures: list[ServerFailure] = []
         self.journal: Journal | None = None
+        self.field_types: dict[str, str] = {}  # label -> fieldType, filled by _labels
 
     @property
     def run_dir(self) -> Path:
@@ -264,7 +265,11 @@ class _Run:
                 "info",
             )
             return list(SYSTEM_LABELS)
-        return [str(f["label"]) for f in self.client.list_fields(True) if f.get("label")]
+        fields = [f for f in self.client.list_fields(True) if f.get("label")]
+        # The types travel beside the labels: number and currency values are checked
+        # before sending (a text value there fails the whole row at Saleshandy).
+        self.field_types = {str(f["label"]): field_type(f) for f in fields}
+        return [str(f["label"]) for f in fields]
 
     def _target(self) -> str | None:
         if self.opts.sequence:
@@ -361,6 +366,7 @@ class _Run:
             stdin=self.stdin,
             spools=self.spools,
             skip_keys=skip,
+            field_types=self.field_types,
         )
         prepared = prepare(ctx)
         res = self.result
@@ -603,6 +609,11 @@ class _Run:
             (self.run_dir / "sent.idx").unlink(missing_ok=True)
             for spool in self.spools.values():
                 spool.unlink(missing_ok=True)
+
+
+def field_type(field: dict[str, Any]) -> str:
+    """A field's type as ``GET /v1/fields`` gives it (``fieldType``; ``type`` tolerated)."""
+    return str(field.get("fieldType") or field.get("type") or "").strip().lower()
 
 
 def without_own_repeats(found: list[ServerFailure]) -> list[ServerFailure]:

@@ -1,8 +1,9 @@
 """Saleshandy's error report, whose columns are undocumented: read from real files of
-several shapes, and downloaded over real HTTP by an import.
+several shapes, and downloaded over real HTTP by an import; and --conflict upsert.
 
 The end-to-end tests use a loopback "API" (``LoopbackApi``) instead of the sandbox:
-it serves a report of whatever shape a test gives.
+it serves a report of whatever shape a test gives and accepts ``upsert``, which
+the sandbox does not model.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -23,7 +27,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shandy_cli import SaleshandyClient, import_files
+from shandy_cli.errors import InputError
 from shandy_cli.pipeline.reporting import parse_report, reason_kind
+from shandy_cli.pipeline.results import CONFLICT_ACTIONS, ImportOptions
 
 FIELDS = ["Email", "First Name", "Company"]
 
@@ -272,3 +278,44 @@ def test_an_import_downloads_the_report_and_joins_it_to_the_source_rows(
 def read_rows(path: str | Path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
+
+
+# ---------------------------------------------------------------- --conflict upsert
+
+
+def test_upsert_is_a_conflict_action_and_is_sent_as_given(api: LoopbackApi, tmp_path: Path) -> None:
+    assert "upsert" in CONFLICT_ACTIONS
+    ImportOptions(conflict="upsert").check()
+    result = import_to(api, tmp_path, conflict="upsert")
+    assert result.exit_code == 0 and result.rows_submitted == 5
+    assert [body["conflictAction"] for body in api.bodies] == ["upsert"]
+    # The same file with another action is another import, not "already imported".
+    again = import_to(api, tmp_path, conflict="overwrite")
+    assert not again.already_imported
+    assert [body["conflictAction"] for body in api.bodies] == ["upsert", "overwrite"]
+
+
+def test_an_unknown_conflict_action_lists_upsert() -> None:
+    with pytest.raises(InputError, match="addMissingFields, upsert"):
+        ImportOptions(conflict="merge").check()
+
+
+def test_cli_accepts_conflict_upsert_and_documents_it(api: LoopbackApi, tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "leads.csv")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SALESHANDY_", "SHANDY_"))}
+    env.update(
+        SALESHANDY_BASE_URL=api.url, SALESHANDY_API_KEY="k",
+        SHANDY_STATE_DIR=str(tmp_path / "state"),
+    )  # fmt: skip
+    command = [sys.executable, "-m", "shandy_cli", "import"]
+    result = subprocess.run(
+        [*command, str(src), "--step", "S1", "--conflict", "upsert", "--json"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["rows_submitted"] == 5
+    assert [body["conflictAction"] for body in api.bodies] == ["upsert"]
+    helped = subprocess.run(
+        [*command, "--help"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert "upsert" in helped.stdout

@@ -45,6 +45,7 @@ def run(
     skip: set[int] | None = None,
     events: list[object] | None = None,
     spools: dict[int, Path] | None = None,
+    field_types: dict[str, str] | None = None,
     **options: Any,
 ) -> tuple[Prepared, Path]:
     monkeypatch.setenv("SHANDY_COLUMNAR", columnar)
@@ -55,6 +56,7 @@ def run(
         labels=LABELS, step_id="S1", run_dir=run_dir, rejects_path=out / "rejects.csv",
         listener=(events.append if events is not None else lambda e: None),
         notice=lambda text, level: None, skip_keys=skip or set(), spools=spools or {},
+        field_types=field_types or {},
     )  # fmt: skip
     return prepare(ctx), run_dir
 
@@ -309,6 +311,49 @@ def test_columnar_really_runs_and_reports_progress(
     assert called
     progress = [e for e in events if isinstance(e, ReadProgress)]
     assert len(progress) > 2 and progress[-1].done
+
+
+def numbers_csv(n: int) -> bytes:
+    """HEADER's file with "Lead Source" holding numbers, some not numbers, some empty."""
+    rng = random.Random(7)
+    values = ["12", " -3.5 ", "", "0", "1,000", "twelve", "$5", "1e3", "٣", "7.25"]
+    data = [[*row[:4], rng.choice(values)] for row in BASE]
+    data[5][2] = data[4][2]  # a duplicate address after a refused value
+    return csv_bytes(HEADER, data, lineterminator="\n")
+
+
+@pytest.mark.parametrize("field_type", ["number", "currency"])
+def test_a_column_feeding_a_number_field_reads_row_by_row_with_the_same_result(
+    field_type: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path declines (the per-row check is the rule's one home), so both ways
+    give the per-row result: the values that are not numbers rejected."""
+    path = tmp_path / "n.csv"
+    path.write_bytes(numbers_csv(3000))
+    got = compare([path], tmp_path, monkeypatch, field_types={"Lead Source": field_type})
+    assert got["columnar"] == 0
+    reasons: dict[str, int] = got["reasons"]  # type: ignore[assignment]
+    assert reasons[f'"Lead Source" is a {field_type} field: is not a number'] > 1000
+
+
+def test_a_number_field_no_column_feeds_keeps_the_fast_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "n.csv"
+    path.write_bytes(numbers_csv(3000))
+    got = compare(
+        [path], tmp_path, monkeypatch, constants={"Industry": "42"},
+        field_types={"Industry": "number", "Lead Source": "text"},
+    )  # fmt: skip
+    assert got["columnar"] == 3000
+
+
+def test_plan_problem_names_a_number_field() -> None:
+    from shandy_cli.pipeline.mapping import build_mapping
+
+    typed = build_mapping(HEADER, LABELS, field_types={"Company": "currency"})
+    assert fastcsv.plan_problem(typed) == "a column feeds a number or currency field"
+    assert fastcsv.plan_problem(build_mapping(HEADER, LABELS)) is None
 
 
 def test_small_files_stay_per_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

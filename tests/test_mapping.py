@@ -16,6 +16,7 @@ from shandy_cli.pipeline.mapping import (
     normalize_header,
     parse_pairs,
 )
+from shandy_cli.pipeline.run import SYSTEM_LABELS
 
 LABELS = [
     "First Name",
@@ -25,7 +26,7 @@ LABELS = [
     "Company",
     "Job Title",
     "Website",
-    "LinkedIn URL",
+    "LinkedIn",
     "City",
     "State",
     "Country",
@@ -96,8 +97,14 @@ def test_aliases_are_normalized_keys() -> None:
         ("URL", "Website"),
         ("Company Website", "Website"),
         ("Domain", "Website"),
-        ("LinkedIn", "LinkedIn URL"),
-        ("linkedin profile", "LinkedIn URL"),
+        ("LinkedIn", "LinkedIn"),
+        ("LinkedIn URL", "LinkedIn"),
+        ("linkedin_url", "LinkedIn"),
+        ("LINKEDIN-URL", "LinkedIn"),
+        ("linkedin profile", "LinkedIn"),
+        ("LinkedIn Profile URL", "LinkedIn"),
+        ("linkedin link", "LinkedIn"),
+        ("Person Linkedin Url", "LinkedIn"),
         ("Town", "City"),
         ("Province", "State"),
         ("Region", "State"),
@@ -114,10 +121,34 @@ def test_headers_are_trimmed_of_whitespace_and_bom() -> None:
 
 
 def test_alias_applies_only_when_the_account_has_its_label() -> None:
-    labels = [label for label in LABELS if label != "LinkedIn URL"]
-    mapping = build_mapping(["Email", "LinkedIn"], labels, on_unknown="ignore")
+    labels = [label for label in LABELS if label != "LinkedIn"]
+    mapping = build_mapping(["Email", "LinkedIn URL"], labels, on_unknown="ignore")
     assert mapping.targets == ["Email", None]
-    assert mapping.unknown == ["LinkedIn"]
+    assert mapping.unknown == ["LinkedIn URL"]
+
+
+@pytest.mark.parametrize(
+    ("header", "label"),
+    [
+        ("LinkedIn URL", "LinkedIn URL"),  # the custom field, spelled exactly
+        ("linkedin_url", "LinkedIn URL"),  # ... or normalized: still a name, not an alias
+        ("LinkedIn", "LinkedIn"),
+        ("linkedin profile", "LinkedIn"),  # no field has this name: the alias decides
+    ],
+)
+def test_a_custom_field_named_like_an_alias_wins_over_the_alias(header: str, label: str) -> None:
+    # The live system field is "LinkedIn"; an account may also have made "LinkedIn URL".
+    labels = [*LABELS, "LinkedIn URL"]
+    assert targets(["Email", header], labels)[1] == label
+
+
+def test_system_labels_of_a_keyless_dry_run_are_the_confirmed_list() -> None:
+    assert SYSTEM_LABELS == [
+        "First Name", "Last Name", "Email", "Company", "Phone Number", "Job Title", "City",
+        "Country", "LinkedIn",
+    ]  # fmt: skip
+    # Exports that say "LinkedIn URL" still map without a key.
+    assert targets(["Email", "LinkedIn URL"], SYSTEM_LABELS) == ["Email", "LinkedIn"]
 
 
 def test_a_label_named_like_the_header_beats_an_alias() -> None:
@@ -287,6 +318,37 @@ def test_constants_use_the_accounts_spelling_and_override_row_values() -> None:
 )
 def test_bad_constants(constants: dict[str, str], expected: str) -> None:
     assert expected in error(["Email"], constants=constants)
+
+
+TYPES = {"Deal Size": "number", "Price": "currency", "Lead Source": "text"}
+
+
+@pytest.mark.parametrize(
+    ("constants", "expected"),
+    [
+        ({"Deal Size": "abc"}, "--set 'Deal Size': \"Deal Size\" is a number field: 'abc'"),
+        ({"deal size": "1,000"}, "'1,000' is not a number"),
+        ({"Price": "$5"}, "\"Price\" is a currency field: '$5' is not a number"),
+    ],
+)
+def test_a_constant_for_a_number_field_must_be_a_number(
+    constants: dict[str, str], expected: str
+) -> None:
+    labels = [*LABELS, "Deal Size", "Price"]
+    message = error(["Email"], labels, constants=constants, field_types=TYPES)
+    assert expected in message and "nothing was sent" in message
+
+
+def test_number_constants_pass_and_columns_feeding_number_fields_are_typed() -> None:
+    labels = [*LABELS, "Deal Size", "Price"]
+    mapping = build_mapping(
+        ["Email", "deal_size", "Lead Source"], labels,
+        constants={"Price": " 9.99 "}, field_types=TYPES,
+    )  # fmt: skip
+    assert mapping.constants == {"Price": "9.99"}
+    # Only what columns feed is checked row by row; the constant was checked above.
+    assert mapping.typed == {"Deal Size": "number"}
+    assert build_mapping(["Email", "Deal Size"], labels).typed == {}  # no types known
 
 
 @settings(max_examples=100, deadline=None)

@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shandy_cli.pipeline.validation import Validator, Verdict, email_key, is_plausible_email
+from shandy_cli.pipeline.validation import (
+    Validator,
+    Verdict,
+    email_key,
+    field_value_problem,
+    is_number,
+    is_plausible_email,
+)
 
 VALID = [
     "a@b.co",
@@ -211,3 +218,60 @@ def test_digest_table_is_a_first_wins_dict(
             got = [table.setdefault(key, where) for key, where in pairs]
         assert got == want
     assert table.size == len(reference)
+
+
+# ---------------------------------------------------------------- number and currency fields
+
+NUMBERS = ["0", "12", "-7", "3.25", "-0.5", "007", " 42 ", "12345678901234567890.0001"]
+NOT_NUMBERS = [
+    "", "twelve", "1,000", "1 000", "$12", "12€", "1e5", "+5", ".5", "5.", "1.2.3", "--1",
+    "0x1F", "NaN", "inf", "١٢", "\uff11\uff12", "12\n3", "- 1",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", NUMBERS)
+def test_numbers_are_accepted(value: str) -> None:
+    assert is_number(value)
+
+
+@pytest.mark.parametrize("value", NOT_NUMBERS)
+def test_anything_else_is_not_a_number(value: str) -> None:
+    assert not is_number(value)
+
+
+@given(st.integers(), st.integers(min_value=0, max_value=10**6), st.booleans())
+def test_plain_decimals_are_numbers(whole: int, frac: int, dotted: bool) -> None:
+    text = f"{whole}.{frac}" if dotted else str(whole)
+    assert is_number(text)
+
+
+@given(st.text(max_size=12))
+def test_a_number_is_ascii_digits_an_optional_minus_and_one_inner_dot(text: str) -> None:
+    if is_number(text):
+        core = text.strip().removeprefix("-")
+        whole, _, frac = core.partition(".")
+        assert whole and whole.isascii() and whole.isdigit()
+        assert frac == "" or (frac.isascii() and frac.isdigit())
+        assert "." not in frac
+        float(text)  # whatever reads it as a number agrees
+
+
+def test_a_value_that_is_not_a_number_is_refused_before_dedupe() -> None:
+    v = Validator()
+    typed = {"Deal Size": "number", "Price": "currency"}
+    assert v.check({"Email": "a@b.co", "Deal Size": "twelve"}, file="f", row=1, typed=typed) == (
+        "\"Deal Size\" is a number field: 'twelve' is not a number"
+    )
+    assert v.check({"Email": "a@b.co", "Price": "$5"}, file="f", row=2, typed=typed) == (
+        "\"Price\" is a currency field: '$5' is not a number"
+    )
+    # The email problem comes first; a refused row does not claim its address.
+    assert v.check({"Deal Size": "x"}, file="f", row=3, typed=typed) == "missing email"
+    assert v.check({"Email": "a@b.co", "Deal Size": "12"}, file="f", row=4, typed=typed) is None
+    assert v.check({"Email": "A@b.co"}, file="f", row=5, typed=typed).startswith("duplicate")
+
+
+def test_other_field_types_are_not_checked() -> None:
+    assert field_value_problem("Notes", "text", "twelve") is None
+    assert field_value_problem("Notes", None, "twelve") is None
+    assert field_value_problem("Deal Size", "number", "12.5") is None

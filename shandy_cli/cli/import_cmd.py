@@ -51,7 +51,7 @@ def import_(
     step_number: Annotated[int, typer.Option("--step-number", help="Step of --sequence.")] = 1,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag (repeatable).")] = None,
     conflict: Annotated[
-        str, typer.Option("--conflict", help="noUpdate | overwrite | addMissingFields.")
+        str, typer.Option("--conflict", help="noUpdate | overwrite | addMissingFields | upsert.")
     ] = "noUpdate",
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Verify emails.")] = False,
     map_: Annotated[

@@ -51,7 +51,8 @@ escapes once for the sheet, cuts the frame into blocks of rows and the same
 stages 3-7 run on them, numbered as the sheet's rows are.
 
 Whatever it cannot do identically it does not try: ``columnar_eligible`` says
-no up front (mapping or file shape), and ``Handover`` hands the rest of a file
+no up front (mapping or file shape: a column feeding a number or currency field
+included, whose per-row check is not re-implemented here), and ``Handover`` hands the rest of a file
 to the per-row path after the last row committed (same row numbers, same
 table, same open chunk).
 """
@@ -219,6 +220,10 @@ def plan_problem(mapping: Mapping) -> str | None:
         return "several columns map to one label"
     if any(label in labels for label in mapping.constants) or EMAIL_LABEL in mapping.constants:
         return "a --set constant for a mapped label"
+    # Number and currency values are checked per row (validation.field_value_problem);
+    # that rule has one home, so a file feeding such a field is read row by row.
+    if mapping.typed:
+        return "a column feeds a number or currency field"
     return None
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shandy_cli.errors import InputError
+from shandy_cli.pipeline.validation import NUMBER_TYPES, field_value_problem
 
 ON_UNKNOWN_CHOICES = ("error", "ignore", "create")
 DROP_TARGETS = frozenset({"", "-"})
@@ -94,9 +95,12 @@ _ALIAS_GROUPS: dict[str, tuple[str, ...]] = {
         "website", "url", "company website", "domain", "web", "company url",
         "company domain", "homepage", "website url", "site",
     ),
-    "LinkedIn URL": (
-        "linkedin", "linkedin url", "linkedin profile", "linkedin profile url",
-        "linkedin link", "person linkedin url",
+    # The live system field is "LinkedIn"; "LinkedIn URL" is what exports call it.
+    # An account with a custom field of that name still gets it: an exact label
+    # match is tried before any alias.
+    "LinkedIn": (
+        "linkedin url", "linkedin profile", "linkedin profile url", "linkedin link",
+        "person linkedin url", "linkedin profile link",
     ),
     "City": ("city", "town"),
     "State": ("state", "region", "province", "state province", "state region"),
@@ -134,6 +138,10 @@ class Mapping:
     # label (e.g. "Email" when the user mapped "Work Email=Email"); dropped, and
     # the caller may say so.
     shadowed: list[str] = field(default_factory=list)
+    # Label -> field type of the labels columns feed whose values are checked per
+    # row (number, currency: see validation.field_value_problem).  Constants are
+    # checked once, when the mapping is built.
+    typed: dict[str, str] = field(default_factory=dict)
     _pairs: list[tuple[int, str]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -311,8 +319,14 @@ def build_mapping(
     constants: dict[str, str] | None = None,
     on_unknown: str = "error",
     file: str | None = None,
+    field_types: AbcMapping[str, str] | None = None,
 ) -> Mapping:
-    """Decide every column's target, or raise one ``InputError`` saying what to fix."""
+    """Decide every column's target, or raise one ``InputError`` saying what to fix.
+
+    ``field_types`` (label -> ``fieldType``, from ``GET /v1/fields``) says which
+    labels hold numbers: a constant for one must be a number, and a column
+    feeding one is checked row by row (``Mapping.typed``).
+    """
     if on_unknown not in ON_UNKNOWN_CHOICES:
         raise InputError(
             f"--on-unknown-column must be one of {', '.join(ON_UNKNOWN_CHOICES)}, "
@@ -331,7 +345,8 @@ def build_mapping(
     unknown = [columns[i] for i, t in auto.items() if t is None and on_unknown == "ignore"]
     to_create = _handle_unknown(columns, headers, targets, auto, known, on_unknown, file)
     email_index = _email_index(columns, targets, known, file)
-    fixed = _constants(constants or {}, known, file)
+    types = field_types or {}
+    fixed = _constants(constants or {}, known, file, types)
     return Mapping(
         columns=list(columns),
         targets=targets,
@@ -340,7 +355,17 @@ def build_mapping(
         to_create=to_create,
         email_index=email_index,
         shadowed=shadowed,
+        typed=_typed(targets, types),
     )
+
+
+def _typed(targets: list[str | None], types: AbcMapping[str, str]) -> dict[str, str]:
+    """The column targets whose values must be checked, with their field types."""
+    return {
+        label: types[label]
+        for label in dict.fromkeys(targets)
+        if label is not None and types.get(label) in NUMBER_TYPES
+    }
 
 
 def _explicit_targets(
@@ -512,8 +537,10 @@ def _email_index(
     )
 
 
-def _constants(constants: dict[str, str], known: _Labels, file: str | None) -> dict[str, str]:
-    """Resolve ``--set`` labels to the account's spelling; values trimmed."""
+def _constants(
+    constants: dict[str, str], known: _Labels, file: str | None, types: AbcMapping[str, str]
+) -> dict[str, str]:
+    """Resolve ``--set`` labels to the account's spelling; values trimmed and type-checked."""
     fixed: dict[str, str] = {}
     for key, value in constants.items():
         label = known.exact(key)
@@ -526,5 +553,8 @@ def _constants(constants: dict[str, str], known: _Labels, file: str | None) -> d
                 f'--set {key!r} has an empty value; to drop a column use --map "Column=-"',
                 file=file,
             )
+        problem = field_value_problem(label, types.get(label), value)
+        if problem is not None:  # it would fail every row at Saleshandy
+            raise InputError(f"--set {key!r}: {problem}; nothing was sent", file=file)
         fixed[label] = value.strip()
     return fixed

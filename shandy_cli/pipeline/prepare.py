@@ -95,6 +95,9 @@ class PrepareContext:
     stdin: BinaryIO | None = None
     spools: dict[int, Path] = field(default_factory=dict)
     skip_keys: set[int] = field(default_factory=set)
+    # Label -> fieldType of the account's fields (empty without a key): which
+    # values must be numbers.
+    field_types: dict[str, str] = field(default_factory=dict)
 
 
 def body_options(opts: ImportOptions, step_id: str | None) -> bytes:
@@ -204,6 +207,7 @@ def _mappings(ctx: PrepareContext, sources: list[Source]) -> list[Mapping | None
             constants=constants,
             on_unknown=ctx.opts.on_unknown_column,
             file=src.info.name,
+            field_types=ctx.field_types,
         )
         if mapping.unknown:
             names = listing(mapping.unknown)
@@ -399,7 +403,9 @@ class _Reader:
         ):
             problem = f"row has {len(row.values)} values but the header has {ncols} columns"
         prospect = mapping.prospect(row.values)
-        reason = self.validator.check(prospect, file=row.file, row=row.number, problem=problem)
+        reason = self.validator.check(
+            prospect, file=row.file, row=row.number, problem=problem, typed=mapping.typed
+        )
         if reason is not None:
             return b"", reason
         try:

@@ -19,8 +19,8 @@ from typing import IO
 
 from shandy_cli._files import open_private, private_output
 from shandy_cli.errors import ApiError
-from shandy_cli.pipeline.mapping import normalize_header
-from shandy_cli.pipeline.validation import email_key
+from shandy_cli.pipeline.mapping import clean_header, normalize_header
+from shandy_cli.pipeline.validation import email_key, is_plausible_email
 
 META_COLUMNS = ["_file", "_row", "_reason"]
 REASON_HEADERS = (
@@ -35,7 +35,8 @@ REASON_HEADERS = (
     "status",
     "comment",
 )
-EMAIL_HEADERS = ("email", "emailaddress", "e-mail", "mail")
+# Headers that name the address without the word "email" (normalized).
+EMAIL_HEADERS = ("mail", "mailaddress", "mailid")
 
 
 def union_columns(column_lists: Iterable[Sequence[str]]) -> list[str]:
@@ -138,9 +139,19 @@ class RowsWriter:
 
 
 def reason_kind(reason: str) -> str:
-    """Group reasons for the summary: drop quoted values and parenthesised details."""
-    kind = re.sub(r"'[^']*'|\"[^\"]*\"|\([^)]*\)", "", reason)
-    return re.sub(r"\s+", " ", kind).strip(" :;,") or reason
+    """Group reasons for the summary: drop quoted values and parenthesised details.
+
+    A reason that starts with a double-quoted name keeps it: it names the field
+    (``"Deal Size" is a number field: 'x' is not a number``), which is what the
+    rows of that group share, not a value of each one.
+    """
+    lead = _LEADING_NAME.match(reason)
+    head, rest = (lead.group(), reason[lead.end() :]) if lead else ("", reason)
+    kind = re.sub(r"'[^']*'|\"[^\"]*\"|\([^)]*\)", "", rest)
+    return (head + re.sub(r"\s+", " ", kind)).strip(" :;,") or reason
+
+
+_LEADING_NAME = re.compile(r'"[^"]*"')
 
 
 class SentIndex:
@@ -220,10 +231,16 @@ class ServerFailure:
 
 
 def parse_report(path: Path, request_id: str) -> list[ServerFailure]:
-    """Read one Saleshandy error-report CSV; tolerant of its exact headers."""
+    """Read one Saleshandy error-report CSV.
+
+    Its columns are undocumented, so nothing about them is assumed: the email
+    column is found by its header, else by its values (``email_column``); the
+    reason by its header, else every other column's text is kept as the reason
+    (``reason_text``), so nothing the server said is lost.
+    """
     # A failed row may carry a huge value (a 20 MB note): allow fields that large.
     csv.field_size_limit(max(csv.field_size_limit(), 128 * 2**20))
-    text = path.read_bytes().decode("utf-8-sig", "replace")
+    text = _decode_report(path.read_bytes())
     try:
         return _parse_report_text(text, request_id)
     except csv.Error as exc:
@@ -232,27 +249,100 @@ def parse_report(path: Path, request_id: str) -> list[ServerFailure]:
         ) from None
 
 
+def _decode_report(data: bytes) -> str:
+    # UTF-8 with or without a BOM as seen; a UTF-16 BOM is what Excel-made CSVs carry.
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16", "replace")
+    return data.decode("utf-8-sig", "replace")
+
+
 def _parse_report_text(text: str, request_id: str) -> list[ServerFailure]:
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
+    rows = csv.reader(io.StringIO(text, newline=""), delimiter=_report_delimiter(text))
+    header = [clean_header(h) for h in next(rows, None) or []]
     if not header:
         return []
-    norm = [normalize_header(h) for h in header]
-    email_at = next((i for i, h in enumerate(norm) if h in EMAIL_HEADERS), None)
-    reason_at = next(
-        (norm.index(r) for r in REASON_HEADERS if r in norm), len(header) - 1 if header else None
-    )
+    records = [values for values in rows if any(v.strip() for v in values)]
+    email_at = email_column(header, records)
+    reason_at = reason_column(header, email_at)
     failures = []
-    for values in reader:
-        if not any(v.strip() for v in values):
-            continue
+    for values in records:
+        email = _cell(values, email_at)
+        if reason_at is not None:
+            reason = _cell(values, reason_at)
+        else:
+            reason = reason_text(header, values, email_at)
         record = dict(zip(header, values, strict=False))
-        email = values[email_at].strip() if email_at is not None and email_at < len(values) else ""
-        reason = (
-            values[reason_at].strip() if reason_at is not None and reason_at < len(values) else ""
-        )
         failures.append(ServerFailure(email, reason or "failed at Saleshandy", request_id, record))
     return failures
+
+
+def _report_delimiter(text: str) -> str:
+    """The header line's delimiter: a comma unless ``;`` or a tab is more common there."""
+    line = text.split("\n", 1)[0]
+    counts = {d: line.count(d) for d in (",", ";", "\t")}
+    best = max(counts, key=lambda d: counts[d])  # ties: the first, the comma
+    return best if counts[best] else ","
+
+
+def _cell(values: list[str], index: int | None) -> str:
+    return values[index].strip() if index is not None and index < len(values) else ""
+
+
+def _mentions_email(header: str) -> bool:
+    norm = normalize_header(header)  # "E-mail", "emailId", "Prospect Email" all say it
+    return "email" in norm or norm in EMAIL_HEADERS
+
+
+def email_column(header: list[str], records: list[list[str]]) -> int | None:
+    """Where a report keeps the failed row's address.
+
+    A column whose header mentions email, the one holding the most plausible
+    addresses when several do ("Email", "Email Status"); failing that, the column
+    whose values are mostly addresses; failing that, the first header that
+    mentions email (its values may be the invalid addresses that failed).
+    """
+    sample = records[:EMAIL_SAMPLE]
+    named = [i for i, h in enumerate(header) if _mentions_email(h)]
+    scores = {i: _addresses(sample, i) for i in named}
+    if named and max(scores.values()) > 0:
+        return max(named, key=lambda i: scores[i])  # max keeps the first of equals
+    width = max([len(header), *map(len, sample)])
+    by_values = [(_addresses(sample, i), i) for i in range(width) if _mostly_addresses(sample, i)]
+    if by_values:
+        return max(by_values, key=lambda pair: (pair[0], -pair[1]))[1]
+    return named[0] if named else None
+
+
+EMAIL_SAMPLE = 1000  # records looked at to find the email column: plenty to tell columns apart
+
+
+def _addresses(records: list[list[str]], index: int) -> int:
+    return sum(1 for values in records if is_plausible_email(_cell(values, index)))
+
+
+def _mostly_addresses(records: list[list[str]], index: int) -> bool:
+    filled = sum(1 for values in records if _cell(values, index))
+    return filled > 0 and _addresses(records, index) * 2 > filled
+
+
+def reason_column(header: list[str], email_at: int | None) -> int | None:
+    """The column a report says why in: a known reason header, else one naming a reason
+    or an error; None when there is none (``reason_text`` then keeps every column)."""
+    norm = [normalize_header(h) if i != email_at else "" for i, h in enumerate(header)]
+    for name in REASON_HEADERS:
+        if name in norm:
+            return norm.index(name)
+    return next((i for i, h in enumerate(norm) if "reason" in h or "error" in h), None)
+
+
+def reason_text(header: list[str], values: list[str], email_at: int | None) -> str:
+    """Every non-empty value but the address, as ``Col: value; Col2: value``."""
+    parts = []
+    for index, value in enumerate(values):
+        if index != email_at and value.strip():
+            name = header[index] if index < len(header) and header[index] else f"column {index + 1}"
+            parts.append(f"{name}: {value.strip()}")
+    return "; ".join(parts)
 
 
 def write_failures(

@@ -12,7 +12,9 @@ from shandy_cli.errors import InputError
 from shandy_cli.pipeline.chunking import API_MAX_BYTES, API_MAX_ROWS
 from shandy_cli.pipeline.polling import FIRST_INTERVAL
 
-CONFLICT_ACTIONS = ("noUpdate", "overwrite", "addMissingFields")
+# "upsert" is in the official spec and used live; beyond "create or update" its
+# exact meaning is unknown, so it is passed on as given.
+CONFLICT_ACTIONS = ("noUpdate", "overwrite", "addMissingFields", "upsert")
 UNKNOWN_COLUMN_POLICIES = ("error", "ignore", "create")
 # Options that change nothing about what is sent: left out of the import's fingerprint.
 NOT_FINGERPRINTED = frozenset(

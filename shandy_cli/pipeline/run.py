@@ -55,19 +55,18 @@ from shandy_cli.pipeline.results import ChunkResult, ImportOptions, ImportResult
 from shandy_cli.pipeline.submission import import_endpoint, resolve_step, submit_chunks
 from shandy_cli.pipeline.validation import email_key
 
-# Used only by a --dry-run with no key: Saleshandy's system fields, which every account has.
+# Used only by a --dry-run with no key: the system fields live clients see in every
+# account (the API notes' confirmed list; Website, State and the rest may be custom).
 SYSTEM_LABELS = [
     "First Name",
     "Last Name",
     "Email",
-    "Phone Number",
     "Company",
+    "Phone Number",
     "Job Title",
-    "Website",
-    "LinkedIn URL",
     "City",
-    "State",
     "Country",
+    "LinkedIn",
 ]
 
 
@@ -181,6 +180,7 @@ class _Run:
         self._attempted: Counter[int] = Counter()  # POST attempts per chunk index, this process
         self._sending: int | None = None  # the chunk whose POST is under way
         self._uncertain: set[int] = set()  # chunks a POST may have delivered, answer unknown
+        self.field_types: dict[str, str] = {}  # label -> fieldType, filled by _labels
 
     @property
     def run_dir(self) -> Path:
@@ -321,7 +321,11 @@ class _Run:
                 "info",
             )
             return list(SYSTEM_LABELS)
-        return [str(f["label"]) for f in self.client.list_fields(True) if f.get("label")]
+        fields = [f for f in self.client.list_fields(True) if f.get("label")]
+        # The types travel beside the labels: number and currency values are checked
+        # before sending (a text value there fails the whole row at Saleshandy).
+        self.field_types = {str(f["label"]): field_type(f) for f in fields}
+        return [str(f["label"]) for f in fields]
 
     def _target(self) -> str | None:
         if self.opts.sequence:
@@ -418,6 +422,7 @@ class _Run:
             stdin=self.stdin,
             spools=self.spools,
             skip_keys=skip,
+            field_types=self.field_types,
         )
         prepared = prepare(ctx)
         res = self.result
@@ -711,6 +716,11 @@ class _Run:
             (self.run_dir / "sent.idx").unlink(missing_ok=True)
             for spool in self.spools.values():
                 spool.unlink(missing_ok=True)
+
+
+def field_type(field: dict[str, Any]) -> str:
+    """A field's type as ``GET /v1/fields`` gives it (``fieldType``; ``type`` tolerated)."""
+    return str(field.get("fieldType") or field.get("type") or "").strip().lower()
 
 
 def without_own_repeats(found: list[ServerFailure]) -> list[ServerFailure]:

@@ -2,8 +2,10 @@
 
 A prospect is refused, in this order of precedence, for: the reader's own
 problem with the row; no email; an email that does not look like an address;
-an email (case-insensitive) already seen earlier in this run.  The first
-occurrence of an address wins.
+a value that is not a number in a ``number`` or ``currency`` field (see
+``is_number``); an email (case-insensitive) already seen earlier in this run.
+The first occurrence of an address wins; a refused row does not claim its
+address, so a later, correct row with it is sent.
 
 The dedupe index is sized for a million rows: an open-addressing table of
 8-byte XXH3 hashes of the lowercased address and where each was first seen
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import re
 from array import array
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -57,6 +60,27 @@ def is_plausible_email(value: str) -> bool:
     if value.find("@", at + 1) != -1 or value.find("_", at) != -1:
         return False
     return _EMAIL_RE.fullmatch(value) is not None
+
+
+# Field types whose values Saleshandy checks as numbers: text there fails the whole
+# row at Saleshandy ("Mismatch in custom field type"), so it is refused here instead.
+NUMBER_TYPES = frozenset({"number", "currency"})
+# Strict, as everything sent should be: an optional minus, ASCII digits, at most one
+# decimal point with digits on both sides.  No "+", thousands separators, currency
+# signs, exponents, ".5" or "5." -- forms the API may read differently or not at all.
+NUMBER_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+
+
+def is_number(value: str) -> bool:
+    """True when ``value`` (trimmed) is a number as ``NUMBER_RE`` spells one."""
+    return NUMBER_RE.fullmatch(value.strip()) is not None
+
+
+def field_value_problem(label: str, field_type: str | None, value: str) -> str | None:
+    """Why ``value`` cannot go into the field ``label`` of type ``field_type``, or None."""
+    if field_type in NUMBER_TYPES and not is_number(value):
+        return f'"{label}" is a {field_type} field: {_shown(value.strip())} is not a number'
+    return None
 
 
 def email_key(email: str) -> int:
@@ -264,12 +288,19 @@ class Validator:
         self.last_key = 0
 
     def check(
-        self, prospect: dict[str, str], *, file: str, row: int, problem: str | None = None
+        self,
+        prospect: dict[str, str],
+        *,
+        file: str,
+        row: int,
+        problem: str | None = None,
+        typed: Mapping[str, str] | None = None,
     ) -> str | None:
         """None when ``prospect`` should be sent, else the reason it is not.
 
-        An accepted address is remembered, so a later row with it is a duplicate;
-        a rejected row is not remembered.
+        ``typed`` maps the labels whose values are checked (``Mapping.typed``)
+        to their field types.  An accepted address is remembered, so a later
+        row with it is a duplicate; a rejected row is not remembered.
         """
         if problem:
             return problem
@@ -278,6 +309,12 @@ class Validator:
             return "missing email"
         if not is_plausible_email(email):
             return f"invalid email {_shown(email)}"
+        if typed:
+            for label, field_type in typed.items():
+                value = prospect.get(label)
+                reason = None if value is None else field_value_problem(label, field_type, value)
+                if reason is not None:
+                    return reason
         if file != self._last_file:
             self._switch_file(file)
         # A row beyond 2**40 cannot occur; clamping keeps it out of the file bits.
@@ -312,9 +349,15 @@ class Validator:
         return f"duplicate email {_shown(email)} (first seen in {first_file} row {first_row})"
 
     def verdict(
-        self, prospect: dict[str, str], *, file: str, row: int, problem: str | None = None
+        self,
+        prospect: dict[str, str],
+        *,
+        file: str,
+        row: int,
+        problem: str | None = None,
+        typed: Mapping[str, str] | None = None,
     ) -> Verdict:
-        reason = self.check(prospect, file=file, row=row, problem=problem)
+        reason = self.check(prospect, file=file, row=row, problem=problem, typed=typed)
         return Verdict(ok=reason is None, reason=reason)
 
     def seen(self) -> int:

@@ -34,18 +34,20 @@ from shandy_cli.config import ensure_private_dir, resolve_settings
 from shandy_cli.errors import ApiError, InputError, Terminated
 from shandy_cli.journal import UNFINISHED, Journal, RunRecord
 from shandy_cli.pipeline.events import ChunkEvent, Listener, Notice, Phase, ignore
+from shandy_cli.pipeline.outcome import (
+    clean_completed,
+    finished_exit_code,
+    read_chunk_outcome,
+    record_chunk,
+    settle_run,
+    top_reasons,
+    was_resent,
+)
 from shandy_cli.pipeline.polling import poll_until_done
 from shandy_cli.pipeline.prepare import PrepareContext, Prepared, fetch_rows, prepare
-from shandy_cli.pipeline.reporting import (
-    SentIndex,
-    ServerFailure,
-    parse_report,
-    reason_kind,
-    write_failures,
-)
+from shandy_cli.pipeline.reporting import SentIndex, ServerFailure, write_failures
 from shandy_cli.pipeline.results import ChunkResult, ImportOptions, ImportResult
 from shandy_cli.pipeline.submission import resolve_step, submit_chunks
-from shandy_cli.pipeline.validation import email_key
 
 # Used only by a --dry-run with no key: Saleshandy's system fields, which every account has.
 SYSTEM_LABELS = [
@@ -164,8 +166,10 @@ class _Run:
         self.spools: dict[int, Path] = {}
         self.run_id = new_run_id()
         names = ["<stdin>" if p == "-" else p for p in paths]
-        self.result = ImportResult(self.run_id, opts.dry_run, opts.step_id, names)
-        self.failures: list[ServerFailure] = []
+        self.result = ImportResult(
+            self.run_id, opts.dry_run, opts.step_id, names, conflict=opts.conflict
+        )
+        self.failures: list[ServerFailure] = []  # the rows the failures file lists
         self.journal: Journal | None = None
 
     @property
@@ -382,10 +386,11 @@ class _Run:
             result = ChunkResult(chunk.index, chunk.rows, chunk.bytes)
             old = known.get(chunk.index)
             if old and old.hash == digest and old.state in ("accepted", "completed", "failed"):
-                result.state = old.state if old.state != "failed" else "completed"
+                result.state = old.state
                 result.request_id = old.request_id
                 result.report_url = old.report_url
                 result.failed_rows = old.failed_rows or 0
+                result.already_present_rows = old.already_present_rows or 0
             elif self.journal:
                 if old and old.hash == digest and old.state == "sending":
                     self.result.chunks_resent.append(chunk.index)
@@ -501,23 +506,25 @@ class _Run:
         if status.report_url:
             report = folder / f"{safe_filename(str(status.request_id), 'report')}.csv"
             self.client.download_report(status.report_url, report)
-            found = parse_report(report, str(status.request_id))
-            resent = chunk.index in self.result.chunks_resent
-            chunk.failed_rows = len(without_own_repeats(found) if resent else found)
-        state = "failed" if chunk.rows and chunk.failed_rows >= chunk.rows else "completed"
-        self.journal.mark(
-            self.run_id, chunk.index, state, report=str(report) if report else None,
-            report_url=status.report_url, failed_rows=chunk.failed_rows,
-        )  # fmt: skip
+        record = self.journal.chunk(self.run_id, chunk.index)
+        assert record is not None
+        # The journal's count of POSTs, not this process's: an earlier attempt's count too.
+        outcome = read_chunk_outcome(report, str(status.request_id), resent=was_resent(record))
+        chunk.failed_rows = len(outcome.failed)
+        chunk.already_present_rows = len(outcome.already_present)
+        chunk.state = record_chunk(
+            self.journal, record, outcome, report=report, report_url=status.report_url
+        )
 
     def _account(self, prepared: Prepared, step_id: str | None) -> None:
         """Once every chunk is done: the failures file, and the ledger keeps only what landed."""
         if not all(c.state in ("completed", "failed") for c in self.result.chunks):
             return
         assert self.journal is not None
-        failures = landed_failures(self.journal, self.run_id)
-        self.failures = failures
-        self.result.rows_failed = len(failures)
+        outcome = settle_run(self.journal, self.run_id, self.opts.conflict)
+        failures = self.failures = outcome.listed
+        self.result.rows_failed = len(outcome.failed)
+        self.result.rows_already_present = len(outcome.already_present)
         rejects = Path(self.result.rejects_file) if self.result.rejects_file else None
         sent = prepared.sent or SentIndex.reader(self.run_dir / "sent.idx")
         path = write_failures(
@@ -525,7 +532,6 @@ class _Run:
             lambda wanted: fetch_rows(self.paths, self.opts, self.spools, wanted),
         )  # fmt: skip
         self.result.failures_file = str(path) if path else None
-        refuse_in_ledger(self.journal, self.run_id, failures)
 
     def _interrupted(self, exc: KeyboardInterrupt) -> None:
         code = 143 if isinstance(exc, Terminated) else 130
@@ -550,8 +556,11 @@ class _Run:
             for rec in self.journal.chunks(prior.id):
                 res.chunks.append(
                     ChunkResult(rec.idx, rec.rows, rec.bytes, rec.request_id, rec.state,
-                                rec.report_url, rec.failed_rows or 0)
+                                rec.report_url, rec.failed_rows or 0,
+                                rec.already_present_rows or 0)
                 )  # fmt: skip
+            res.rows_failed = sum(c.failed_rows for c in res.chunks)
+            res.rows_already_present = sum(c.already_present_rows for c in res.chunks)
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(prior.ended or prior.started))
         self.notice(
             f"this import already completed in run {prior.id} ({when}); nothing sent "
@@ -582,9 +591,10 @@ class _Run:
             return res.exit_code or 4
         if res.chunks and not res.dry_run and self.opts.wait and not res.completed:
             return 5
-        if res.rows_rejected or res.rows_failed:
-            return 1
-        return 0
+        return finished_exit_code(
+            rejected=res.rows_rejected, failed=res.rows_failed,
+            already_present=res.rows_already_present, conflict=self.opts.conflict,
+        )  # fmt: skip
 
     def _close_journal_run(self) -> None:
         if self.journal is None:
@@ -600,37 +610,7 @@ class _Run:
             outcome = "processing"  # accepted, not yet known to be done (--no-wait, --timeout)
         self.journal.update_run(self.run_id, outcome=outcome, ended=time.time())
         if outcome == "completed":
-            shutil.rmtree(self.run_dir / "chunks", ignore_errors=True)
-            (self.run_dir / "sent.idx").unlink(missing_ok=True)
-            for spool in self.spools.values():
-                spool.unlink(missing_ok=True)
-
-
-def without_own_repeats(found: list[ServerFailure]) -> list[ServerFailure]:
-    """A chunk sent again after its answer was lost finds its own rows in the step:
-    those "already exists" reports mean the rows landed (the first time), not a failure."""
-    return [f for f in found if "already exist" not in f.reason.lower()]
-
-
-def landed_failures(journal: Journal, run_id: str) -> list[ServerFailure]:
-    """Saleshandy's failed rows for every chunk of a run, from the reports saved for them.
-
-    Shared by ``import`` and ``status``: a chunk the journal saw sent more than
-    once does not count its own repeated rows as failures.
-    """
-    failures: list[ServerFailure] = []
-    for rec in journal.chunks(run_id):
-        if rec.report and Path(rec.report).is_file():
-            found = parse_report(Path(rec.report), rec.request_id or "")
-            failures.extend(without_own_repeats(found) if rec.attempts > 1 else found)
-    return failures
-
-
-def refuse_in_ledger(journal: Journal, run_id: str, failures: list[ServerFailure]) -> None:
-    """Rows Saleshandy refused did not land: --only-new must send them again next time."""
-    refused = [email_key(f.email) for f in failures if f.email and "already" not in f.reason]
-    if refused:
-        journal.ledger_refuse(run_id, refused)
+            clean_completed(self.run_dir, self.spools.values())
 
 
 def _is_stream(path: str) -> bool:
@@ -640,12 +620,6 @@ def _is_stream(path: str) -> bool:
     except OSError:
         return False  # open_source will say what is wrong with it
     return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
-
-
-def top_reasons(local: Counter[str], failures: list[ServerFailure]) -> list[tuple[str, int]]:
-    counts = Counter(local)
-    counts.update(reason_kind(f"Saleshandy: {f.reason}") for f in failures)
-    return counts.most_common()
 
 
 __all__ = ["ChunkResult", "ImportOptions", "ImportResult", "import_files", "resume_import"]

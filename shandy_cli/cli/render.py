@@ -191,8 +191,9 @@ def already_present_note(result: ImportResult) -> str | None:
     return (
         f"{n:,} row(s) were already in the sequence: a step import never updates them "
         f"(Saleshandy), so --conflict {result.conflict} did not change them; they are in the "
-        "failures file. To update their fields, import that file without --step or "
-        f"--sequence (the account-level import): shandy import FILE --conflict {result.conflict}"
+        "failures file. To update their fields, import the file again without --step or "
+        "--sequence (the account-level import updates prospects by email): "
+        f"shandy import FILE --conflict {result.conflict}"
     )
 
 

@@ -52,8 +52,9 @@ CREATE TABLE IF NOT EXISTS chunks (
     attempts INTEGER NOT NULL DEFAULT 0,
     report TEXT,
     report_url TEXT,
-    failed_rows INTEGER,
+    failed_rows INTEGER,            -- rows Saleshandy's report says failed
     updated REAL,
+    already_present_rows INTEGER,   -- rows it says were already in the sequence (version 3)
     PRIMARY KEY (run_id, idx)
 );
 CREATE INDEX IF NOT EXISTS chunks_request ON chunks (request_id);
@@ -72,8 +73,11 @@ CREATE TABLE IF NOT EXISTS ledger_refused (
 ) WITHOUT ROWID;
 """
 
-# What the ledger's email keys are (PRAGMA user_version): 1 = BLAKE2b-64, 2 = XXH3-64.
-# Keys of another kind can never match this version's, so they are dropped once.
+# The journal's version (PRAGMA user_version): 1 = ledger keys are BLAKE2b-64,
+# 2 = they are XXH3-64, 3 = chunks also record ``already_present_rows``.
+JOURNAL_VERSION = 3
+# Ledger keys of a version below this are of another kind and can never match this
+# version's: they are dropped once. A new key function sets both to JOURNAL_VERSION + 1.
 KEYS_VERSION = 2
 
 UNFINISHED = ("running", "interrupted", "failed", "processing")
@@ -106,6 +110,7 @@ class ChunkRecord:
     report: str | None
     report_url: str | None
     failed_rows: int | None
+    already_present_rows: int | None = None
 
 
 def signed64(key: int) -> int:
@@ -123,16 +128,29 @@ class Journal:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # each state change survives a power cut
         self.db.executescript(SCHEMA)
-        self._check_keys_version()
+        self._migrate()
 
-    def _check_keys_version(self) -> None:
-        (version,) = self.db.execute("PRAGMA user_version").fetchone()
-        if version == KEYS_VERSION:
+    def _migrate(self) -> None:
+        """Bring a journal an older shandy wrote up to ``JOURNAL_VERSION``, keeping its runs.
+
+        A newer shandy's journal (a higher version) is left as it is: it only adds.
+        """
+        if self._version() >= JOURNAL_VERSION:
             return
-        with self._tx() as db:  # an older shandy's keys: they would never match again
-            db.execute("DELETE FROM ledger_chunks")
-            db.execute("DELETE FROM ledger_refused")
-            db.execute(f"PRAGMA user_version = {KEYS_VERSION}")
+        with self._tx() as db:
+            version = self._version()  # again, inside the lock: another process may have done it
+            if version >= JOURNAL_VERSION:
+                return
+            if version < KEYS_VERSION:  # an older shandy's keys: they would never match again
+                db.execute("DELETE FROM ledger_chunks")
+                db.execute("DELETE FROM ledger_refused")
+            columns = {row[1] for row in db.execute("PRAGMA table_info(chunks)")}
+            if "already_present_rows" not in columns:  # CREATE IF NOT EXISTS kept the old table
+                db.execute("ALTER TABLE chunks ADD COLUMN already_present_rows INTEGER")
+            db.execute(f"PRAGMA user_version = {JOURNAL_VERSION}")
+
+    def _version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
 
     def close(self) -> None:
         self.db.close()
@@ -207,11 +225,21 @@ class Journal:
 
     def chunks(self, run_id: str) -> list[ChunkRecord]:
         rows = self.db.execute(
-            "SELECT run_id, idx, rows, bytes, hash, state, request_id, attempts, report,"
-            " report_url, failed_rows FROM chunks WHERE run_id = ? ORDER BY idx",
-            (run_id,),
+            f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE run_id = ? ORDER BY idx", (run_id,)
         )
         return [ChunkRecord(*r) for r in rows]
+
+    def chunk(self, run_id: str, idx: int) -> ChunkRecord | None:
+        row = self.db.execute(
+            f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE run_id = ? AND idx = ?", (run_id, idx)
+        ).fetchone()
+        return ChunkRecord(*row) if row else None
+
+    def chunk_for_request(self, request_id: str) -> ChunkRecord | None:
+        row = self.db.execute(
+            f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE request_id = ? LIMIT 1", (request_id,)
+        ).fetchone()
+        return ChunkRecord(*row) if row else None
 
     def plan_chunk(
         self,
@@ -292,6 +320,12 @@ class Journal:
                 "INSERT OR IGNORE INTO ledger_refused (run_id, email_key) VALUES (?, ?)",
                 ((run_id, signed64(k)) for k in keys),
             )
+
+
+_CHUNK_COLUMNS = (
+    "run_id, idx, rows, bytes, hash, state, request_id, attempts, report, report_url,"
+    " failed_rows, already_present_rows"
+)
 
 
 def _dumps(value: Any) -> str:

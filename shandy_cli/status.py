@@ -1,17 +1,18 @@
 """``shandy status``: the state of earlier requests, their failed rows, and the failures file.
 
-When a request id belongs to a run made on this machine (its ``run.json`` is
-in the state dir) and every request of that run has completed, Saleshandy's
-failed rows are joined back to that run's source rows, as ``import`` does.
+A request of a run made on this machine (its chunk is in the journal) is
+counted exactly as that import counts it (``pipeline/outcome.py``): a chunk
+sent twice does not count its own repeated rows. Once every request of such a
+run has completed, Saleshandy's failed rows are joined back to that run's
+source rows, as ``import`` does.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,24 @@ from shandy_cli._files import safe_filename
 from shandy_cli.client import ImportStatus, SaleshandyClient
 from shandy_cli.config import ensure_private_dir, resolve_settings
 from shandy_cli.errors import InputError
-from shandy_cli.journal import Journal, RunRecord
+from shandy_cli.journal import ChunkRecord, Journal, RunRecord
 from shandy_cli.pipeline.events import ChunkEvent, Listener, ignore
+from shandy_cli.pipeline.outcome import (
+    NO_UPDATE,
+    ChunkOutcome,
+    all_done,
+    clean_completed,
+    finished_exit_code,
+    read_chunk_outcome,
+    record_chunk,
+    settle_run,
+    was_resent,
+)
 from shandy_cli.pipeline.polling import FIRST_INTERVAL, poll_until_done
 from shandy_cli.pipeline.prepare import fetch_rows
-from shandy_cli.pipeline.reporting import SentIndex, parse_report, write_failures
+from shandy_cli.pipeline.reporting import SentIndex, write_failures
 from shandy_cli.pipeline.results import ImportOptions
-from shandy_cli.pipeline.run import landed_failures, refuse_in_ledger, stored_spools
+from shandy_cli.pipeline.run import stored_spools
 
 
 @dataclass
@@ -33,12 +45,28 @@ class RequestStatus:
     request_id: str
     completed: bool
     report_url: str | None
-    failed_rows: int | None
+    failed_rows: int | None  # None until completed
+    already_present_rows: int | None = None
     report_file: str | None = None
     failures_file: str | None = None
+    # The --conflict of the run that sent it (noUpdate for a request not journalled
+    # here): whether its already-present rows count against the exit code. Not in --json.
+    conflict: str = field(default=NO_UPDATE, repr=False)
+
+    @property
+    def exit_code(self) -> int:
+        """0 or 1 by the rule ``import`` follows; a request still processing is neither."""
+        if not self.completed:
+            return 0
+        return finished_exit_code(
+            rejected=0, failed=self.failed_rows or 0,
+            already_present=self.already_present_rows or 0, conflict=self.conflict,
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        del data["conflict"]
+        return data
 
 
 def check_status(
@@ -65,8 +93,8 @@ def check_status(
     try:
         statuses = _statuses(client, request_ids, wait, timeout, poll_interval, listener)
         folder = ensure_private_dir(Path(report_dir or settings.state_dir / "reports"))
-        results = [_report(client, statuses[rid], folder) for rid in request_ids]
-        _join_runs(settings.state_dir, results)
+        results = [_download(client, statuses[rid], folder) for rid in request_ids]
+        _account(settings.state_dir, results)
         return results
     finally:
         if own:
@@ -93,73 +121,87 @@ def _statuses(
     )
 
 
-def _report(client: SaleshandyClient, status: ImportStatus, folder: Path) -> RequestStatus:
+def _download(client: SaleshandyClient, status: ImportStatus, folder: Path) -> RequestStatus:
     result = RequestStatus(status.request_id, status.completed, status.report_url, None)
-    if not status.completed:
-        return result
-    if not status.report_url:
-        result.failed_rows = 0
-        return result
-    name = safe_filename(status.request_id, "report") + ".csv"  # the id is not a path
-    path = client.download_report(status.report_url, folder / name)
-    result.report_file = str(path)
-    result.failed_rows = len(parse_report(path, status.request_id))
+    if status.completed and status.report_url:
+        name = safe_filename(status.request_id, "report") + ".csv"  # the id is not a path
+        path = client.download_report(status.report_url, folder / name)
+        result.report_file = str(path)
     return result
 
 
-def _join_runs(state_dir: Path, results: list[RequestStatus]) -> None:
-    """Write the failures file of each journalled run whose requests have all completed."""
+def _account(state_dir: Path, results: list[RequestStatus]) -> None:
+    """Count each request; record the journalled ones and join their runs once all are done."""
     if not (Path(state_dir) / "journal.sqlite3").exists():
+        for result in results:
+            _count(result, None)
         return
-    by_id = {r.request_id: r for r in results}
     with Journal(Path(state_dir)) as journal:
-        runs = {}
-        for rid in by_id:
-            record = journal.run_for_request(rid)
+        runs: dict[str, RunRecord] = {}
+        for result in results:
+            chunk = journal.chunk_for_request(result.request_id)
+            record = journal.get(chunk.run_id) if chunk else None
             if record is not None:
                 runs[record.id] = record
+                result.conflict = _options(record).conflict
+            outcome = _count(result, chunk)
+            if chunk and outcome and chunk.state == "accepted":  # its end, as import records it
+                report = Path(result.report_file) if result.report_file else None
+                record_chunk(journal, chunk, outcome, report=report, report_url=result.report_url)
+        by_id = {r.request_id: r for r in results}
         for record in runs.values():
             _join_run(journal, record, by_id)
 
 
+def _count(result: RequestStatus, chunk: ChunkRecord | None) -> ChunkOutcome | None:
+    """A completed request's rows, counted as the import that sent it counts them."""
+    if not result.completed:
+        return None
+    report = Path(result.report_file) if result.report_file else None
+    outcome = read_chunk_outcome(report, result.request_id, resent=was_resent(chunk))
+    result.failed_rows = len(outcome.failed)
+    result.already_present_rows = len(outcome.already_present)
+    return outcome
+
+
 def _join_run(journal: Journal, record: RunRecord, by_id: dict[str, RequestStatus]) -> None:
     chunks = journal.chunks(record.id)
-    for chunk in chunks:
-        status = by_id.get(chunk.request_id or "")
-        if status and status.completed and chunk.state == "accepted":
-            state = (
-                "failed" if chunk.rows and (status.failed_rows or 0) >= chunk.rows else "completed"
-            )
-            journal.mark(
-                record.id, chunk.idx, state, report=status.report_file,
-                report_url=status.report_url, failed_rows=status.failed_rows,
-            )  # fmt: skip
-    chunks = journal.chunks(record.id)
-    if not chunks or any(c.state not in ("completed", "failed") for c in chunks):
+    if not all_done(chunks):
         return
-    failures = landed_failures(journal, record.id)
-    refuse_in_ledger(journal, record.id, failures)
-    meta = record.meta
-    rejects = Path(meta["rejects_file"]) if meta.get("rejects_file") else None
-    run_dir = journal_run_dir(journal, record.id)
-    stored = record.options
-    opts = ImportOptions.from_json(stored["options"])
-    spools = stored_spools(stored)
-    path = write_failures(
-        Path(meta["failures_file"]), meta["columns"], rejects, failures,
-        SentIndex.reader(run_dir / "sent.idx"), [tuple(s) for s in meta["sources"]],
-        lambda wanted: fetch_rows(stored["paths"], opts, spools, wanted),
-    )  # fmt: skip
+    if record.outcome == "completed":
+        path = _written_failures(record)  # joined already, and its sent index is gone
+    else:
+        path = _write_failures(journal, record)
     for chunk in chunks:
         if chunk.request_id in by_id:
             by_id[chunk.request_id].failures_file = str(path) if path else None
     if record.outcome == "processing":
         journal.update_run(record.id, outcome="completed", ended=time.time())
-        # Completed: the chunk bodies, the sent index and any copy of stdin have served.
-        shutil.rmtree(run_dir / "chunks", ignore_errors=True)
-        (run_dir / "sent.idx").unlink(missing_ok=True)
-        for spool in spools.values():
-            spool.unlink(missing_ok=True)
+        clean_completed(journal_run_dir(journal, record.id), stored_spools(record.options).values())
+
+
+def _write_failures(journal: Journal, record: RunRecord) -> Path | None:
+    """The run's failures file, as ``import`` writes it once its last chunk is done."""
+    stored, meta = record.options, record.meta
+    opts = _options(record)
+    outcome = settle_run(journal, record.id, opts.conflict)
+    rejects = Path(meta["rejects_file"]) if meta.get("rejects_file") else None
+    spools = stored_spools(stored)
+    return write_failures(
+        Path(meta["failures_file"]), meta["columns"], rejects, outcome.listed,
+        SentIndex.reader(journal_run_dir(journal, record.id) / "sent.idx"),
+        [tuple(s) for s in meta["sources"]],
+        lambda wanted: fetch_rows(stored["paths"], opts, spools, wanted),
+    )  # fmt: skip
+
+
+def _written_failures(record: RunRecord) -> Path | None:
+    name = record.meta.get("failures_file")
+    return Path(name) if name and Path(name).is_file() else None
+
+
+def _options(record: RunRecord) -> ImportOptions:
+    return ImportOptions.from_json(record.options["options"])
 
 
 def journal_run_dir(journal: Journal, run_id: str) -> Path:

@@ -84,12 +84,14 @@ def test_json_document_has_contract_keys(sandbox: Sandbox, tmp_path: Path) -> No
     for key in (
         "run_id", "dry_run", "step_id", "files", "rows_read", "rows_submitted", "rows_rejected",
         "rows_skipped", "rejects_file", "failures_file", "chunks", "completed", "exit_code",
+        "rows_failed", "rows_already_present", "rows_updated",
     ):  # fmt: skip
         assert key in doc
     assert doc["exit_code"] == result.returncode == 1
     assert doc["rows_read"] == 5 and doc["rows_submitted"] == 4 and doc["rows_rejected"] == 1
     chunk = doc["chunks"][0]
-    assert set(chunk) >= {"index", "rows", "bytes", "request_id", "state", "report_url"}
+    assert set(chunk) >= {"index", "rows", "bytes", "request_id", "state", "report_url",
+                          "failed_rows", "already_present_rows"}  # fmt: skip
     assert chunk["state"] == "completed" and chunk["failed_rows"] == 0
     assert Path(doc["rejects_file"]).exists() and Path(doc["failures_file"]).exists()
 
@@ -109,7 +111,7 @@ def test_status_command_json(sandbox: Sandbox, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [
         {"request_id": rid, "completed": True, "report_url": None, "failed_rows": 0,
-         "report_file": None, "failures_file": None}
+         "already_present_rows": 0, "report_file": None, "failures_file": None}
     ]  # fmt: skip
 
 

@@ -102,15 +102,17 @@ def test_max_bytes_splits_by_size(sandbox: Sandbox, tmp_path: Path) -> None:
 def test_server_failures_join_back_to_source_rows(sandbox: Sandbox, tmp_path: Path) -> None:
     first = write_csv(tmp_path / "first.csv", HEADER, leads(5))
     assert run(sandbox, tmp_path, [str(first)], step_id="StepA1").exit_code == 0
-    # The second file repeats two of those people: Saleshandy reports them as already in the step.
+    # The second file repeats two of those people: Saleshandy reports them as already in the
+    # step, and under overwrite (their update did not happen) they are listed as failures.
     second = write_csv(
         tmp_path / "second.csv", ["Email", "Company"],
         [["person1@example.com", "Again"], ["new@example.com", "New"],
          ["PERSON3@example.com", "Again"]],
     )  # fmt: skip
-    result = run(sandbox, tmp_path, [str(second)], step_id="StepA1")
+    result = run(sandbox, tmp_path, [str(second)], step_id="StepA1", conflict="overwrite")
     assert result.completed and result.exit_code == 1
-    assert result.rows_failed == 2 and result.chunks[0].failed_rows == 2
+    assert result.rows_already_present == 2 and result.chunks[0].already_present_rows == 2
+    assert result.rows_failed == 0 and result.chunks[0].failed_rows == 0
     assert result.failures_file is not None
     rows = read_rows(result.failures_file)
     assert sorted(r["_row"] for r in rows) == ["1", "3"]
@@ -128,8 +130,8 @@ def test_failures_file_combines_local_rejects_and_server_failures(
         tmp_path / "b.csv", HEADER,
         [["X", "Y", "not-an-email", "Z"], ["A", "B", "person0@example.com", "C"]],
     )  # fmt: skip
-    result = run(sandbox, tmp_path, [str(src)], step_id="StepA1")
-    assert result.rows_rejected == 1 and result.rows_failed == 1
+    result = run(sandbox, tmp_path, [str(src)], step_id="StepA1", conflict="addMissingFields")
+    assert result.rows_rejected == 1 and result.rows_already_present == 1
     rows = read_rows(result.failures_file or "")
     assert [r["_row"] for r in rows] == ["1", "2"]
     assert "email" in rows[0]["_reason"].lower()

@@ -256,7 +256,7 @@ def test_ledger_of_an_older_key_kind_is_dropped_once(tmp_path: Path) -> None:
     """Keys of another hash can never match this version's: the ledger starts afresh."""
     from array import array
 
-    from shandy_cli.journal import KEYS_VERSION
+    from shandy_cli.journal import JOURNAL_VERSION
 
     with Journal(tmp_path / "state") as journal:
         journal.ledger_add("S1", array("Q", [11, 12]), "r1", 0)
@@ -264,7 +264,7 @@ def test_ledger_of_an_older_key_kind_is_dropped_once(tmp_path: Path) -> None:
         journal.db.execute("PRAGMA user_version = 1")  # as an older shandy left it
     with Journal(tmp_path / "state") as journal:
         assert journal.ledger_keys("S1") == set()
-        assert journal.db.execute("PRAGMA user_version").fetchone() == (KEYS_VERSION,)
+        assert journal.db.execute("PRAGMA user_version").fetchone() == (JOURNAL_VERSION,)
         journal.ledger_add("S1", array("Q", [21]), "r2", 0)
     with Journal(tmp_path / "state") as journal:  # this version's keys stay
         assert journal.ledger_keys("S1") == {21}

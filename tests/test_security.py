@@ -79,8 +79,9 @@ def every_file(root: Path) -> Iterator[Path]:
 def test_key_never_printed_or_written_in_a_verbose_import_with_rejects_and_reports(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    """Import twice (the second run, --force, gets a Saleshandy report of "already
-    exists" rows); then runs, status: every byte printed or written is free of the key."""
+    """Import twice (the second run, under overwrite, gets a Saleshandy report of rows
+    already in the step, joined into its failures file); then runs, status: every byte
+    printed or written is free of the key."""
     src = leads(tmp_path / "l.csv")
     env = clean_env(
         SALESHANDY_BASE_URL=sandbox.url,
@@ -89,10 +90,10 @@ def test_key_never_printed_or_written_in_a_verbose_import_with_rejects_and_repor
     )
     common = ("import", str(src), "--step", "StepA1", "--json", "--poll-interval", "0.05")
     first = shandy("-v", *common, cwd=tmp_path, env=env)
-    second = shandy("-v", *common, "--force", cwd=tmp_path, env=env)
+    second = shandy("-v", *common, "--conflict", "overwrite", cwd=tmp_path, env=env)
     doc = json.loads(second.stdout)
     assert first.returncode == second.returncode == 1, second.stderr
-    assert doc["chunks"][0]["failed_rows"] == 3  # the report was downloaded and joined
+    assert doc["chunks"][0]["already_present_rows"] == 3  # the report was downloaded and joined
     rid = doc["chunks"][0]["request_id"]
     runs = shandy("-v", "runs", "--json", cwd=tmp_path, env=env)
     status = shandy("-v", "status", rid, "--json", cwd=tmp_path, env=env)
@@ -536,9 +537,10 @@ def test_everything_written_is_private_whatever_the_umask(sandbox: Sandbox, tmp_
     )
     args = ("import", str(src), "--step", "StepA1", "--poll-interval", "0.05", "--json")
     shandy(*args, cwd=work, env=env, umask=0)
-    again = shandy(*args, "--force", cwd=work, env=env, umask=0)  # with a Saleshandy report
+    # With a Saleshandy report, joined into the failures file (overwrite: its rows are listed)
+    again = shandy(*args, "--conflict", "overwrite", cwd=work, env=env, umask=0)
     doc = json.loads(again.stdout)
-    assert doc["chunks"][0]["failed_rows"] == 3 and doc["failures_file"], again.stderr
+    assert doc["chunks"][0]["already_present_rows"] == 3 and doc["failures_file"], again.stderr
     assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700  # made by shandy: private too
     written = [p for p in [state, *state.rglob("*")] if "sandbox" not in p.parts]
     assert any(p.parent.name == "reports" and p.is_file() for p in written)

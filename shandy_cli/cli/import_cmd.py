@@ -21,7 +21,13 @@ from shandy_cli.cli.common import (
     sigterm_as_exception,
     stdout_console,
 )
-from shandy_cli.cli.render import progress_for, reasons_table, summary_table
+from shandy_cli.cli.render import (
+    already_present_note,
+    cell,
+    progress_for,
+    reasons_table,
+    summary_table,
+)
 from shandy_cli.pipeline.chunking import API_MAX_BYTES, API_MAX_ROWS
 from shandy_cli.pipeline.events import Listener
 from shandy_cli.pipeline.mapping import parse_pairs
@@ -101,8 +107,9 @@ def import_(
 ) -> None:
     """Read, map, validate, chunk, submit and (by default) wait for the import.
 
-    Exit codes: 0 all imported, 1 some rows rejected or failed, 2 bad input (nothing
-    sent), 3 authentication, 4 API/network failure (resumable), 5 --timeout passed.
+    Exit codes: 0 all imported, 1 some rows rejected or failed (or already in the
+    sequence, under a --conflict other than noUpdate), 2 bad input (nothing sent),
+    3 authentication, 4 API/network failure (resumable), 5 --timeout passed.
     """
     options = ImportOptions(
         step_id=step,
@@ -159,6 +166,9 @@ def run_and_render(call: Callable[[Listener], ImportResult], json_out: bool) -> 
         reasons = reasons_table(result.reasons)
         if reasons is not None:
             console.print(reasons)
+        note = already_present_note(result)
+        if note:
+            console.print(cell(note))
     if result.error:
         raise fail(result.error, result.exit_code)
     raise typer.Exit(result.exit_code)

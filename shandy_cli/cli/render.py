@@ -26,6 +26,7 @@ from rich.text import Text
 
 from shandy_cli.cli.common import GLOBALS, safe_text
 from shandy_cli.pipeline.events import ChunkEvent, Event, Notice, Phase, ReadProgress
+from shandy_cli.pipeline.outcome import already_present_fails
 from shandy_cli.pipeline.run import ImportResult
 from shandy_cli.status import RequestStatus
 
@@ -160,6 +161,7 @@ def summary_table(result: ImportResult) -> Table:
         ("rejected here", f"{result.rows_rejected:,}"),
         ("skipped", f"{result.rows_skipped:,}"),
         ("failed at Saleshandy", f"{result.rows_failed:,}"),
+        ("already in the sequence", f"{result.rows_already_present:,}"),
         ("chunks", _chunks_text(result.chunks)),
         ("completed", "yes" if result.completed else "no"),
     ]
@@ -174,6 +176,25 @@ def summary_table(result: ImportResult) -> Table:
     for label, value in rows:
         table.add_row(label, cell(value))
     return table
+
+
+def already_present_note(result: ImportResult) -> str | None:
+    """Why rows already in the sequence count (or not) against the exit code, and what to do."""
+    n = result.rows_already_present
+    if not n:
+        return None
+    if not already_present_fails(result.conflict):
+        return (
+            f"{n:,} row(s) were already in the sequence: left as they were, as --conflict "
+            "noUpdate asks (not a failure)."
+        )
+    return (
+        f"{n:,} row(s) were already in the sequence: a step import never updates them "
+        f"(Saleshandy), so --conflict {result.conflict} did not change them; they are in the "
+        "failures file. To update their fields, import the file again without --step or "
+        "--sequence (the account-level import updates prospects by email): "
+        f"shandy import FILE --conflict {result.conflict}"
+    )
 
 
 def _chunks_text(chunks: list[Any]) -> str:
@@ -200,10 +221,14 @@ def reasons_table(reasons: list[tuple[str, int]], limit: int = 10) -> Table | No
 
 
 def status_table(results: list[RequestStatus]) -> Table:
-    table = Table("request id", "completed", "failed rows", "report")
+    table = Table("request id", "completed", "failed rows", "already in sequence", "report")
     for r in results:
-        failed = "?" if r.failed_rows is None else f"{r.failed_rows:,}"
         table.add_row(
-            cell(r.request_id), "yes" if r.completed else "no", failed, cell(r.report_file or "")
-        )
+            cell(r.request_id), "yes" if r.completed else "no", _count(r.failed_rows),
+            _count(r.already_present_rows), cell(r.report_file or ""),
+        )  # fmt: skip
     return table
+
+
+def _count(value: int | None) -> str:
+    return "?" if value is None else f"{value:,}"

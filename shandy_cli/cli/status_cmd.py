@@ -43,6 +43,9 @@ def status(
 ) -> None:
     """Show whether Saleshandy finished each request, and how many rows failed.
 
+    Exit 1 if rows failed, or were already in the sequence under a --conflict
+    other than noUpdate (their update did not happen), as import exits.
+
     \b
     Examples:
       shandy status 129a184
@@ -69,5 +72,4 @@ def status(
     pending = [r.request_id for r in results if not r.completed]
     if pending and wait:
         raise fail(f"--timeout passed; still processing: {' '.join(pending)}", 5)
-    failed = any(r.failed_rows for r in results)
-    raise typer.Exit(1 if failed else 0)
+    raise typer.Exit(max(r.exit_code for r in results))  # the rule import's exit code follows

@@ -116,7 +116,8 @@ class ChunkResult:
     request_id: str | None = None
     state: str = "planned"  # planned | accepted | completed | failed
     report_url: str | None = None
-    failed_rows: int = 0
+    failed_rows: int = 0  # Saleshandy's report: not imported
+    already_present_rows: int = 0  # ... already in the sequence: not added, not updated
 
 
 @dataclass
@@ -136,7 +137,11 @@ class ImportResult:
     chunks: list[ChunkResult] = field(default_factory=list)
     completed: bool = False
     exit_code: int = 0
+    # Of rows_submitted: failed at Saleshandy, and already in the sequence (disjoint).
     rows_failed: int = 0
+    rows_already_present: int = 0
+    rows_updated: int = 0  # rows sent to the account-level import to update them: none yet
+    conflict: str = "noUpdate"
     reasons: list[tuple[str, int]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None

@@ -35,6 +35,7 @@ from shandy_cli.errors import (
     ApiError,
     AuthenticationError,
     InputError,
+    RateLimitError,
     ServerError,
     ShandyError,
     Terminated,
@@ -42,18 +43,20 @@ from shandy_cli.errors import (
 )
 from shandy_cli.journal import UNFINISHED, Journal, RunRecord
 from shandy_cli.pipeline.events import ChunkEvent, Listener, Notice, Phase, ignore
+from shandy_cli.pipeline.outcome import (
+    clean_completed,
+    finished_exit_code,
+    read_chunk_outcome,
+    record_chunk,
+    settle_run,
+    top_reasons,
+    was_resent,
+)
 from shandy_cli.pipeline.polling import Poller
 from shandy_cli.pipeline.prepare import PrepareContext, Prepared, fetch_rows, prepare
-from shandy_cli.pipeline.reporting import (
-    SentIndex,
-    ServerFailure,
-    parse_report,
-    reason_kind,
-    write_failures,
-)
+from shandy_cli.pipeline.reporting import SentIndex, ServerFailure, write_failures
 from shandy_cli.pipeline.results import ChunkResult, ImportOptions, ImportResult
 from shandy_cli.pipeline.submission import import_endpoint, resolve_step, submit_chunks
-from shandy_cli.pipeline.validation import email_key
 
 # Used only by a --dry-run with no key: the system fields live clients see in every
 # account (the API notes' confirmed list; Website, State and the rest may be custom).
@@ -173,13 +176,16 @@ class _Run:
         self.spools: dict[int, Path] = {}
         self.run_id = new_run_id()
         names = ["<stdin>" if p == "-" else p for p in paths]
-        self.result = ImportResult(self.run_id, opts.dry_run, opts.step_id, names)
-        self.failures: list[ServerFailure] = []
+        self.result = ImportResult(
+            self.run_id, opts.dry_run, opts.step_id, names, conflict=opts.conflict
+        )
+        self.failures: list[ServerFailure] = []  # the rows the failures file lists
         self.journal: Journal | None = None
         self.poller: Poller | None = None
         self._attempted: Counter[int] = Counter()  # POST attempts per chunk index, this process
         self._sending: int | None = None  # the chunk whose POST is under way
         self._uncertain: set[int] = set()  # chunks a POST may have delivered, answer unknown
+        self._refused_last = False  # the last POST attempt was refused outright (rate limit)
         self.field_types: dict[str, str] = {}  # label -> fieldType, filled by _labels
 
     @property
@@ -443,10 +449,11 @@ class _Run:
             result = ChunkResult(chunk.index, chunk.rows, chunk.bytes)
             old = known.get(chunk.index)
             if old and old.hash == digest and old.state in ("accepted", "completed", "failed"):
-                result.state = old.state if old.state != "failed" else "completed"
+                result.state = old.state
                 result.request_id = old.request_id
                 result.report_url = old.report_url
                 result.failed_rows = old.failed_rows or 0
+                result.already_present_rows = old.already_present_rows or 0
             elif self.journal:
                 if old and old.hash == digest and old.state == "sending":
                     self.result.chunks_resent.append(chunk.index)
@@ -498,30 +505,18 @@ class _Run:
             if earlier.state == "accepted" and earlier.request_id:
                 poller.add(earlier.request_id)
 
-        def on_event(event: Any) -> None:
-            if isinstance(event, ChunkEvent) and event.state == "sending":
-                journal.mark(self.run_id, event.index, "sending")  # durable before the POST
-                self._sending = event.index
-                self._attempted[event.index] += 1
-                if (
-                    self._attempted[event.index] == 2
-                    and event.index not in self.result.chunks_resent
-                ):
-                    self.result.chunks_resent.append(event.index)  # the first may have landed
-            self.listener(event)
-
         previous_hook = self.client.on_retry
 
         def on_retry(what: str, attempt: int, delay: float, exc: ApiError) -> None:
             if what.startswith("POST "):
-                self._note_uncertain(exc)
+                self._post_failed(exc)
             if previous_hook:
                 previous_hook(what, attempt, delay, exc)
 
         self.client.on_retry = on_retry
         try:
             for sub in submit_chunks(self.client, chunks, to_step=step_id is not None,
-                                     listener=on_event, idle=self._idle):  # fmt: skip
+                                     listener=self._send_event, idle=self._idle):  # fmt: skip
                 journal.mark(self.run_id, sub.chunk.index, "accepted", request_id=sub.request_id)
                 chunk = results[sub.chunk.index]
                 chunk.request_id, chunk.state = sub.request_id, "accepted"
@@ -545,6 +540,32 @@ class _Run:
             self.result.exit_code = 3 if exc.exit_code == 3 else 4
         finally:
             self.client.on_retry = previous_hook
+
+    def _send_event(self, event: Any) -> None:
+        if isinstance(event, ChunkEvent) and event.state == "sending":
+            self._begin_attempt(event.index)
+        self.listener(event)
+
+    def _begin_attempt(self, index: int) -> None:
+        """Journal a POST attempt, durably, before it is made. An attempt after one the
+        API refused outright (a rate limit) repeats no delivery: it is not counted, so a
+        rate-limited chunk is not taken for a resent one whose own rows come back
+        "already present"."""
+        assert self.journal is not None
+        self._sending = index
+        if self._refused_last:
+            self._refused_last = False
+            return
+        self.journal.mark(self.run_id, index, "sending")
+        self._attempted[index] += 1
+        if self._attempted[index] == 2 and index not in self.result.chunks_resent:
+            self.result.chunks_resent.append(index)  # the first may have landed
+
+    def _post_failed(self, exc: ApiError) -> None:
+        if isinstance(exc, RateLimitError):
+            self._refused_last = True
+        else:
+            self._note_uncertain(exc)
 
     def _poller(self) -> Poller:
         if self.poller is None:
@@ -613,23 +634,25 @@ class _Run:
         if status.report_url:
             report = folder / f"{safe_filename(str(status.request_id), 'report')}.csv"
             self.client.download_report(status.report_url, report)
-            found = parse_report(report, str(status.request_id))
-            resent = chunk.index in self.result.chunks_resent
-            chunk.failed_rows = len(without_own_repeats(found) if resent else found)
-        state = "failed" if chunk.rows and chunk.failed_rows >= chunk.rows else "completed"
-        self.journal.mark(
-            self.run_id, chunk.index, state, report=str(report) if report else None,
-            report_url=status.report_url, failed_rows=chunk.failed_rows,
-        )  # fmt: skip
+        record = self.journal.chunk(self.run_id, chunk.index)
+        assert record is not None
+        # The journal's count of POSTs, not this process's: an earlier attempt's count too.
+        outcome = read_chunk_outcome(report, str(status.request_id), resent=was_resent(record))
+        chunk.failed_rows = len(outcome.failed)
+        chunk.already_present_rows = len(outcome.already_present)
+        chunk.state = record_chunk(
+            self.journal, record, outcome, report=report, report_url=status.report_url
+        )
 
     def _account(self, prepared: Prepared, step_id: str | None) -> None:
         """Once every chunk is done: the failures file, and the ledger keeps only what landed."""
         if not all(c.state in ("completed", "failed") for c in self.result.chunks):
             return
         assert self.journal is not None
-        failures = landed_failures(self.journal, self.run_id)
-        self.failures = failures
-        self.result.rows_failed = len(failures)
+        outcome = settle_run(self.journal, self.run_id, self.opts.conflict)
+        failures = self.failures = outcome.listed
+        self.result.rows_failed = len(outcome.failed)
+        self.result.rows_already_present = len(outcome.already_present)
         rejects = Path(self.result.rejects_file) if self.result.rejects_file else None
         sent = prepared.sent or SentIndex.reader(self.run_dir / "sent.idx")
         path = write_failures(
@@ -637,7 +660,6 @@ class _Run:
             lambda wanted: fetch_rows(self.paths, self.opts, self.spools, wanted),
         )  # fmt: skip
         self.result.failures_file = str(path) if path else None
-        refuse_in_ledger(self.journal, self.run_id, failures)
 
     def _interrupted(self, exc: KeyboardInterrupt) -> None:
         code = 143 if isinstance(exc, Terminated) else 130
@@ -662,8 +684,11 @@ class _Run:
             for rec in self.journal.chunks(prior.id):
                 res.chunks.append(
                     ChunkResult(rec.idx, rec.rows, rec.bytes, rec.request_id, rec.state,
-                                rec.report_url, rec.failed_rows or 0)
+                                rec.report_url, rec.failed_rows or 0,
+                                rec.already_present_rows or 0)
                 )  # fmt: skip
+            res.rows_failed = sum(c.failed_rows for c in res.chunks)
+            res.rows_already_present = sum(c.already_present_rows for c in res.chunks)
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(prior.ended or prior.started))
         self.notice(
             f"this import already completed in run {prior.id} ({when}); nothing sent "
@@ -694,9 +719,10 @@ class _Run:
             return res.exit_code or 4
         if res.chunks and not res.dry_run and self.opts.wait and not res.completed:
             return 5
-        if res.rows_rejected or res.rows_failed:
-            return 1
-        return 0
+        return finished_exit_code(
+            rejected=res.rows_rejected, failed=res.rows_failed,
+            already_present=res.rows_already_present, conflict=self.opts.conflict,
+        )  # fmt: skip
 
     def _close_journal_run(self) -> None:
         if self.journal is None:
@@ -712,42 +738,12 @@ class _Run:
             outcome = "processing"  # accepted, not yet known to be done (--no-wait, --timeout)
         self.journal.update_run(self.run_id, outcome=outcome, ended=time.time())
         if outcome == "completed":
-            shutil.rmtree(self.run_dir / "chunks", ignore_errors=True)
-            (self.run_dir / "sent.idx").unlink(missing_ok=True)
-            for spool in self.spools.values():
-                spool.unlink(missing_ok=True)
+            clean_completed(self.run_dir, self.spools.values())
 
 
 def field_type(field: dict[str, Any]) -> str:
     """A field's type as ``GET /v1/fields`` gives it (``fieldType``; ``type`` tolerated)."""
     return str(field.get("fieldType") or field.get("type") or "").strip().lower()
-
-
-def without_own_repeats(found: list[ServerFailure]) -> list[ServerFailure]:
-    """A chunk sent again after its answer was lost finds its own rows in the step:
-    those "already exists" reports mean the rows landed (the first time), not a failure."""
-    return [f for f in found if "already exist" not in f.reason.lower()]
-
-
-def landed_failures(journal: Journal, run_id: str) -> list[ServerFailure]:
-    """Saleshandy's failed rows for every chunk of a run, from the reports saved for them.
-
-    Shared by ``import`` and ``status``: a chunk the journal saw sent more than
-    once does not count its own repeated rows as failures.
-    """
-    failures: list[ServerFailure] = []
-    for rec in journal.chunks(run_id):
-        if rec.report and Path(rec.report).is_file():
-            found = parse_report(Path(rec.report), rec.request_id or "")
-            failures.extend(without_own_repeats(found) if rec.attempts > 1 else found)
-    return failures
-
-
-def refuse_in_ledger(journal: Journal, run_id: str, failures: list[ServerFailure]) -> None:
-    """Rows Saleshandy refused did not land: --only-new must send them again next time."""
-    refused = [email_key(f.email) for f in failures if f.email and "already" not in f.reason]
-    if refused:
-        journal.ledger_refuse(run_id, refused)
 
 
 def _is_stream(path: str) -> bool:
@@ -757,12 +753,6 @@ def _is_stream(path: str) -> bool:
     except OSError:
         return False  # open_source will say what is wrong with it
     return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
-
-
-def top_reasons(local: Counter[str], failures: list[ServerFailure]) -> list[tuple[str, int]]:
-    counts = Counter(local)
-    counts.update(reason_kind(f"Saleshandy: {f.reason}") for f in failures)
-    return counts.most_common()
 
 
 __all__ = ["ChunkResult", "ImportOptions", "ImportResult", "import_files", "resume_import"]

@@ -90,7 +90,7 @@ def email_key(email: str) -> int:
     C implementation per row (``xxhash``) and a vectorised one inside polars
     (``polars-hash``, the columnar path), which are checked to agree.  The
     ``--only-new`` ledger keeps these keys across runs: changing the function
-    means bumping ``journal.KEYS_VERSION``.
+    means bumping ``journal.KEYS_VERSION`` (and ``JOURNAL_VERSION`` with it).
     """
     # 0 marks an empty slot in the table; folding it onto 1 costs nothing measurable.
     return xxh3_64_intdigest(email.strip().lower().encode()) or 1

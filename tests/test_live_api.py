@@ -85,3 +85,17 @@ def test_an_error_after_sending_is_exit_4_never_2(sandbox: Sandbox, tmp_path: Pa
     assert result.error and "not found" in result.error.lower()
     assert "shandy resume" in result.error
     assert result.request_ids  # the chunk was accepted: the journal still knows it
+
+
+def test_a_rate_limited_post_is_no_resend(sandbox: Sandbox, tmp_path: Path) -> None:
+    """A POST refused with the rate limit delivered nothing: its retry is the chunk's first
+    delivery, so a prospect already in the sequence is still reported as such."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = run(sandbox, tmp_path / "a", 1, step_id="StepA1")
+    assert first.exit_code == 0
+    sandbox.set_faults(["429:0"], match="/v1/sequences/prospects/import-with-field-name")
+    again = run(sandbox, tmp_path / "b", 3, step_id="StepA1", conflict="overwrite")
+    assert again.chunks_resent == []
+    assert again.rows_already_present == 1 and again.exit_code == 1
+    assert [r["fault"] for r in sandbox.requests() if r["method"] == "POST"][-2:] == ["429:0", None]

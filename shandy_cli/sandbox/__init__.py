@@ -1,8 +1,9 @@
 """A local emulator of the Saleshandy Open API, for tests and ``shandy sandbox``.
 
 It follows the API as live clients see it (where Saleshandy's docs and live answers
-differ, live wins), never the client: it is the client's adversary in tests. State lives in SQLite under ``SandboxConfig.state_dir`` so an
-import accepted by one process can be polled from another.
+differ, live wins), never the client: it is the client's adversary in tests. State
+lives in SQLite under ``SandboxConfig.state_dir`` so an import accepted by one
+process can be polled from another.
 
 Seeded account (stable ids):
 

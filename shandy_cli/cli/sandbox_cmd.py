@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from shandy_cli.cli.common import StateDirOpt, handle_errors, say, settings_from
+from shandy_cli.cli.common import StateDirOpt, fail, handle_errors, say, settings_from
 from shandy_cli.config import ensure_private_dir
 
 
@@ -26,17 +26,55 @@ def sandbox(
         typer.Option(help="Fault kind for --fault-rate: 429, 500, 502, 503, drop-before, ..."),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for random faults.")] = None,
+    rate_per_endpoint: Annotated[
+        int, typer.Option(min=1, help="Calls per key and endpoint in the window (live: ~20).")
+    ] = 20,
+    rate_total: Annotated[
+        int, typer.Option(min=1, help="Calls per key in the window, all endpoints (live: ~300).")
+    ] = 300,
+    rate_window: Annotated[
+        float, typer.Option(min=0.001, help="Rate-limit sliding window, in seconds.")
+    ] = 60.0,
+    rate_status: Annotated[
+        int, typer.Option(help="Status of a rate-limited answer: 400 (as live) or 429.")
+    ] = 400,
+    rate_reset_format: Annotated[
+        str, typer.Option(help="x-ratelimit-reset as: seconds, epoch, http-date or iso.")
+    ] = "seconds",
+    no_rate_limit: Annotated[
+        bool, typer.Option("--no-rate-limit", help="Turn the rate limits off.")
+    ] = False,
+    sequences: Annotated[
+        int,
+        typer.Option(
+            "--sequences", min=0, help="Extra generated sequences, listed before the seeded ones."
+        ),
+    ] = 0,
+    sequence_title: Annotated[
+        list[str] | None,
+        typer.Option(help="An extra sequence with this title, listed first (repeatable)."),
+    ] = None,
     state_dir: StateDirOpt = None,
 ) -> None:
     """Serve the built-in Saleshandy emulator on loopback until Ctrl-C.
 
     Point shandy at it with SALESHANDY_BASE_URL=http://127.0.0.1:8787 and any key.
+    Rate limits are on, as on the live API (20 calls a minute per endpoint, 300 in
+    total, per key, answered 400 "Rate Limit exceeded").
 
     Examples:\n
       shandy sandbox --port 8787\n
-      shandy sandbox --fault-rate 0.2 --fault 429 --fault 502 --seed 1
+      shandy sandbox --fault-rate 0.2 --fault 429 --fault 502 --seed 1\n
+      shandy sandbox --rate-status 429 --rate-window 10 --sequences 150
     """
     from shandy_cli.sandbox import SandboxConfig, serve_forever
+    from shandy_cli.sandbox.ratelimit import check_rate_status, check_reset_format
+
+    try:
+        check_rate_status(rate_status)
+        check_reset_format(rate_reset_format)
+    except ValueError as exc:
+        raise fail(str(exc)) from None  # a usage error: exit code 2
 
     settings = settings_from(None, None, state_dir)
     config = SandboxConfig(
@@ -50,6 +88,13 @@ def sandbox(
         fault_kinds=tuple(fault or ("429", "502")),
         fault_seed=seed,
         quiet=False,
+        rate_per_endpoint=None if no_rate_limit else rate_per_endpoint,
+        rate_total=None if no_rate_limit else rate_total,
+        rate_window=rate_window,
+        rate_status=rate_status,
+        rate_reset_format=rate_reset_format,
+        extra_sequences=sequences,
+        extra_sequence_titles=tuple(sequence_title or ()),
     )
     say(f"shandy sandbox on http://{host}:{port} (state in {config.state_dir}); Ctrl-C stops")
     serve_forever(config)

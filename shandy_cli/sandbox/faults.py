@@ -12,6 +12,13 @@ Fault specs::
     429:N         ... with ``Retry-After: N`` (seconds)
     429:date      ... with ``Retry-After`` as an HTTP-date two seconds ahead
     429:none      ... with no ``Retry-After`` at all
+    rl400         the live rate-limit answer: HTTP 400
+                  ``{"code": 40000, "type": "TOO_MANY_REQUESTS", "message": "Rate Limit exceeded"}``
+                  with no ``Retry-After`` and no ``x-ratelimit-*`` headers
+    rl4000        ... the same with ``"code": 4000`` (another client saw that code live)
+    rl400:S[:F]   (and ``rl4000:S[:F]``) ... plus ``x-ratelimit-remaining: 0`` and an
+                  ``x-ratelimit-reset`` S seconds ahead, written in format F: ``seconds``
+                  (the default; seconds from now), ``epoch``, ``http-date`` or ``iso``
     500 502 503   (any 5xx) that status; 502 answers an HTML page like a real gateway
     drop-before   read the headers, then close the socket: no body read, no answer
     drop-after    read and fully process the request, then close without answering
@@ -25,7 +32,10 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
+from shandy_cli.sandbox.ratelimit import RESET_FORMATS
+
 DEFAULT_MATCH = "/v1/"
+_RATE_LIMIT_CODES = {"rl400": 40000, "rl4000": 4000}  # spec name -> the body's "code"
 
 
 @dataclass(frozen=True)
@@ -33,10 +43,12 @@ class Fault:
     """One parsed fault spec. ``spec`` is the text it came from (what the request log shows)."""
 
     spec: str
-    kind: str  # "ok" | "status" | "drop-before" | "drop-after" | "slow"
+    kind: str  # "ok" | "status" | "ratelimit" | "drop-before" | "drop-after" | "slow"
     status: int = 0
     retry_after: str | None = None  # "1", "3", "date" or None (no header)
-    seconds: float = 0.0
+    seconds: float = 0.0  # slow: the sleep; ratelimit: how far ahead x-ratelimit-reset is
+    code: int = 0  # ratelimit: the body's "code"
+    reset_format: str | None = None  # ratelimit: None sends no x-ratelimit-* headers
 
 
 def parse_fault(spec: str) -> Fault:
@@ -50,9 +62,23 @@ def parse_fault(spec: str) -> Fault:
         return Fault(spec, "slow", seconds=_non_negative(spec, arg))
     if name == "429":
         return Fault(spec, "status", 429, retry_after=_retry_after(spec, arg))
+    if name in _RATE_LIMIT_CODES:
+        return _rate_limit_fault(spec, _RATE_LIMIT_CODES[name], arg)
     if len(name) == 3 and name.startswith("5") and name.isdigit() and not arg:
         return Fault(spec, "status", int(name))
     raise ValueError(f"unknown fault {spec!r}")
+
+
+def _rate_limit_fault(spec: str, code: int, arg: str) -> Fault:
+    if not arg:
+        return Fault(spec, "ratelimit", 400, code=code)
+    seconds, _, fmt = arg.partition(":")
+    fmt = fmt or "seconds"
+    if fmt not in RESET_FORMATS:
+        raise ValueError(f"fault {spec!r}: reset format must be one of {', '.join(RESET_FORMATS)}")
+    return Fault(
+        spec, "ratelimit", 400, seconds=_non_negative(spec, seconds), code=code, reset_format=fmt
+    )
 
 
 def _retry_after(spec: str, arg: str) -> str | None:

@@ -10,7 +10,9 @@ _LOG_LIMIT = 10_000  # entries kept; a long-running sandbox must not grow withou
 
 
 class RequestLog:
-    """Thread-safe and bounded. Entry keys: method, path, query, status, bytes, fault, time.
+    """Thread-safe and bounded. Entry keys: method, path, query, status, bytes, fault, time,
+    endpoint (the route template, ``"GET /v1/prospects/import-status/{id}"``; None off the
+    routes) and limited (True when the rate limiter answered it).
 
     An entry is added when its request arrives and completed as it is answered
     (``status`` is None until then, and stays None when a fault drops the

@@ -2,7 +2,9 @@
 
 This layer owns what happens before the API sees a request: body framing (411, 413
 decided from ``Content-Length`` without reading the body), fault injection (which
-may answer for the API, drop the connection, or stall), and the request log.
+may answer for the API, drop the connection, or stall), and the request log. A fault
+that answers for the API bypasses the rate limiter: it is neither counted nor given
+``x-ratelimit-*`` headers it did not ask for.
 """
 
 from __future__ import annotations
@@ -23,10 +25,23 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from shandy_cli.sandbox.api import Api, ApiRequest, Response, Timing, error
+import orjson
+
+from shandy_cli.sandbox.api import (
+    RATE_LIMIT_BODY,
+    Api,
+    ApiRequest,
+    RatePolicy,
+    Response,
+    Timing,
+    endpoint_of,
+    error,
+)
 from shandy_cli.sandbox.faults import Fault, FaultPlan
 from shandy_cli.sandbox.imports import MAX_BODY_BYTES
+from shandy_cli.sandbox.ratelimit import RateLimiter, format_reset
 from shandy_cli.sandbox.requestlog import RequestLog
+from shandy_cli.sandbox.seed import generated_sequences
 from shandy_cli.sandbox.store import Store
 
 CONTROL_PREFIX = "/_sandbox/"
@@ -45,6 +60,17 @@ class SandboxConfig:
     fault_kinds: tuple[str, ...] = ("429", "502")
     fault_seed: int | None = None
     quiet: bool = True  # no access log on stderr
+    # Rate limits, on by default as on the live API: calls per key in a sliding window,
+    # per endpoint (method + route template) and in total. None turns one off.
+    rate_per_endpoint: int | None = 20
+    rate_total: int | None = 300
+    rate_window: float = 60.0  # seconds
+    rate_status: int = 400  # 400 as Saleshandy's gateway answers, or 429 with Retry-After
+    rate_reset_format: str = "seconds"  # x-ratelimit-reset: epoch | seconds | http-date | iso
+    # Sequences listed before the seeded ones, for paging: ``extra_sequence_titles`` named
+    # ones (seqExtra01, ...), then ``extra_sequences`` generated ones (seqGen001 "Campaign 001").
+    extra_sequences: int = 0
+    extra_sequence_titles: tuple[str, ...] = ()
 
 
 class SandboxServer(ThreadingHTTPServer):
@@ -55,15 +81,20 @@ class SandboxServer(ThreadingHTTPServer):
         if ":" in config.host:
             self.address_family = socket.AF_INET6
         self.config = config
-        self.store = Store(config.state_dir)
+        if config.extra_sequences < 0:
+            raise ValueError(f"extra_sequences must be >= 0, not {config.extra_sequences}")
+        extra = generated_sequences(config.extra_sequences, tuple(config.extra_sequence_titles))
+        self.store = Store(config.state_dir, extra)
         self.faults = FaultPlan(config.fault_rate, config.fault_kinds, config.fault_seed)
         self.request_log = RequestLog()
+        limiter = RateLimiter(config.rate_per_endpoint, config.rate_total, config.rate_window)
         self.api = Api(
             self.store,
             self.faults,
             self.request_log,
             api_key=config.api_key,
             timing=Timing(config.delay_base, config.delay_per_row),
+            rate=RatePolicy(limiter, config.rate_status, config.rate_reset_format),
         )
         self.stopping = threading.Event()
         self._live: set[socket.socket] = set()
@@ -146,6 +177,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
             "bytes": 0,  # the request body's declared length
             "fault": None,
             "time": time.time(),
+            "endpoint": endpoint_of(self.command, path),  # "GET /v1/prospects/import-status/{id}"
+            "limited": False,  # answered by the rate limiter
         }
         # Logged before it is answered (and filled in as it is): a client that has
         # its response must find its request in the log, not race the handler to it.
@@ -179,7 +212,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         if len(body) < length:
             self.close_connection = True  # the client went away mid-body
             return
-        if fault and fault.kind == "status":
+        if fault and fault.kind in ("status", "ratelimit"):
             self._send(_fault_response(fault), entry)
             return
         if fault and fault.kind == "slow":
@@ -214,6 +247,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
     def _send(self, response: Response, entry: dict[str, Any], *, close: bool = False) -> None:
         entry["status"] = response.status
+        entry["limited"] = response.limited
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
@@ -236,6 +270,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
 
 def _fault_response(fault: Fault) -> Response:
+    if fault.kind == "ratelimit":
+        return _rate_limit_fault_response(fault)
     if fault.status == 429:
         headers = {}
         if fault.retry_after == "date":
@@ -250,6 +286,17 @@ def _fault_response(fault: Fault) -> Response:
         )
         return Response(502, page, "text/html")
     return error(fault.status, "Sandbox fault injected: " + fault.spec)
+
+
+def _rate_limit_fault_response(fault: Fault) -> Response:
+    """The live 400 rate-limit answer; with a reset time, the headers saying when to retry."""
+    headers = {}
+    if fault.reset_format is not None:
+        now = time.time()
+        headers["x-ratelimit-remaining"] = "0"
+        headers["x-ratelimit-reset"] = format_reset(now + fault.seconds, now, fault.reset_format)
+    body = orjson.dumps(RATE_LIMIT_BODY | {"code": fault.code})
+    return Response(fault.status, body, headers=headers)
 
 
 class Sandbox:
@@ -286,14 +333,12 @@ class Sandbox:
         self._server.faults.configure(script, match=match, rate=rate, kinds=kinds, seed=seed)
 
     def requests(self) -> list[dict[str, Any]]:
-        """The request log: ``{"method","path","query","status","bytes","fault","time"}`` each."""
+        """The request log, oldest first; see ``RequestLog`` for the keys of an entry."""
         return self._server.request_log.entries()
 
     def reset(self) -> None:
-        """Forget prospects, imports, created fields, faults and the request log."""
-        self._server.store.reset()
-        self._server.faults.configure()
-        self._server.request_log.clear()
+        """Forget prospects, imports, created fields, faults, the request log and rate counts."""
+        self._server.api.reset_state()
 
     def stop(self) -> None:
         if self._stopped:

@@ -11,9 +11,14 @@ Two views of the prospects are kept:
   finish out of order still end with the latest-accepted value.
 
 Completion is a timestamp (``done_at``) fixed at receipt, so any process opening the
-same database agrees on it. Connections are short-lived (one per call) because the
-HTTP server runs every request on its own thread; WAL lets readers and a writer in
-several processes share the file.
+same database agrees on it. Imports are processed one after another, as live: each
+starts when the previous accepted one is done. Connections are short-lived (one per
+call) because the HTTP server runs every request on its own thread; WAL lets readers
+and a writer in several processes share the file. A database from an older sandbox
+(another ``SCHEMA_VERSION``) is emptied and rebuilt: sandbox state is disposable.
+
+The extra sequences of ``--sequences N`` are the server's, not the database's: each
+server lists the ones its config asks for, so servers sharing a file never fight.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 import secrets
 import sqlite3
 import string
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,21 +36,23 @@ import orjson
 
 from shandy_cli.sandbox import seed
 from shandy_cli.sandbox.imports import (
-    REASON_IN_STEP,
+    REASON_IN_SEQUENCE,
     Classified,
     ImportRequest,
     Rejected,
     classify,
     fields_to_write,
 )
+from shandy_cli.sandbox.seed import SeedSequence
 
 DB_NAME = "sandbox.sqlite3"
+SCHEMA_VERSION = 2  # PRAGMA user_version; bump when a table changes
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS fields (
     pos INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
     label TEXT NOT NULL UNIQUE COLLATE NOCASE, field_type TEXT NOT NULL,
-    system INTEGER NOT NULL, seeded INTEGER NOT NULL);
+    system INTEGER NOT NULL, seeded INTEGER NOT NULL, meta TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS sequences (
     pos INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, title TEXT NOT NULL, active INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS steps (
@@ -64,7 +71,8 @@ CREATE TABLE IF NOT EXISTS prospects (
 CREATE TABLE IF NOT EXISTS step_members (
     step_id TEXT NOT NULL, email TEXT NOT NULL, PRIMARY KEY (step_id, email)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS writes (
-    request_id TEXT NOT NULL, email TEXT NOT NULL, pos INTEGER NOT NULL, fields TEXT NOT NULL);
+    request_id TEXT NOT NULL, email TEXT NOT NULL, pos INTEGER NOT NULL, fields TEXT NOT NULL,
+    joins INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS writes_by_request ON writes (request_id);
 CREATE TABLE IF NOT EXISTS v_prospects (pos INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS v_values (
@@ -113,16 +121,17 @@ class Prospect:
 class Store:
     """All reads and writes of the sandbox database."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, extra_sequences: tuple[SeedSequence, ...] = ()) -> None:
         self.state_dir = Path(state_dir)
         if not self.state_dir.exists():
             # The db holds imported contact data: keep it private to the user.
             self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = self.state_dir / DB_NAME
+        self.extra_sequences = extra_sequences
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)  # outside a transaction: executescript commits first
-            with _transaction(db):
+            with _transaction(db):  # one process migrates; the others wait, then see it done
+                _migrate(db)
                 self._seed(db)
 
     # -- connections -------------------------------------------------------------------
@@ -148,8 +157,8 @@ class Store:
     @staticmethod
     def _seed(db: sqlite3.Connection) -> None:
         insert_field = (
-            "INSERT OR IGNORE INTO fields (id, label, field_type, system, seeded)"
-            " VALUES (?,?,?,?,1)"
+            "INSERT OR IGNORE INTO fields (id, label, field_type, system, seeded, meta)"
+            " VALUES (?,?,?,?,1,'{}')"
         )
         db.executemany(
             insert_field, [(i, lbl, seed.SYSTEM_FIELD_TYPE, 1) for i, lbl in seed.SYSTEM_FIELDS]
@@ -183,33 +192,37 @@ class Store:
             rows = db.execute(sql, (int(system),)).fetchall()
         return [{"id": i, "label": label, "fieldType": t} for i, label, t in rows]
 
-    def labels(self) -> set[str]:
+    def field_types(self) -> dict[str, str]:
+        """Every label of the account (system and custom) and its fieldType."""
         with self._connect() as db:
-            return {label for (label,) in db.execute("SELECT label FROM fields")}
+            return dict(db.execute("SELECT label, field_type FROM fields").fetchall())
 
-    def create_field(self, label: str, field_type: str) -> dict[str, str]:
+    def create_field(self, label: str, field_type: str, meta: dict[str, Any]) -> dict[str, str]:
+        """A new custom field; ``meta`` (fallbackText, metadata) is kept but not shown."""
         with self._write() as db:
-            clash = db.execute("SELECT label FROM fields WHERE label = ?", (label,)).fetchone()
+            clash = db.execute(
+                "SELECT label, system FROM fields WHERE label = ?", (label,)
+            ).fetchone()
+            if clash and clash[1]:
+                raise Rejected(400, "Default fields cannot be added as custom fields")
             if clash:
                 raise Rejected(400, f"Field with label {clash[0]!r} already exists")
             field_id = _random_id()
             db.execute(
-                "INSERT INTO fields (id, label, field_type, system, seeded) VALUES (?,?,?,0,0)",
-                (field_id, label, field_type),
+                "INSERT INTO fields (id, label, field_type, system, seeded, meta)"
+                " VALUES (?,?,?,0,0,?)",
+                (field_id, label, field_type, _dumps(meta)),
             )
         return {"id": field_id, "label": label, "fieldType": field_type}
 
     def sequences(self) -> list[dict[str, Any]]:
+        """Every sequence in listing order: this server's extra ones, then the seeded ones."""
         with self._connect() as db:
             seqs = db.execute("SELECT id, title, active FROM sequences ORDER BY pos").fetchall()
             steps = db.execute("SELECT sequence_id, id, name FROM steps ORDER BY pos").fetchall()
-        return [
-            {
-                "id": sid,
-                "title": title,
-                "active": bool(active),
-                "steps": [{"id": i, "name": n} for owner, i, n in steps if owner == sid],
-            }
+        extra = [_sequence_json(s.id, s.title, s.active, s.steps) for s in self.extra_sequences]
+        return extra + [
+            _sequence_json(sid, title, bool(active), [(i, n) for o, i, n in steps if o == sid])
             for sid, title, active in seqs
         ]
 
@@ -221,17 +234,31 @@ class Store:
         return None
 
     def step_ids(self) -> set[str]:
-        with self._connect() as db:
-            return {i for (i,) in db.execute("SELECT id FROM steps")}
+        return {step["id"] for sequence in self.sequences() for step in sequence["steps"]}
+
+    def sibling_steps(self, step_id: str) -> list[str]:
+        """Every step of the sequence ``step_id`` belongs to, itself included."""
+        for sequence in self.sequences():
+            ids = [step["id"] for step in sequence["steps"]]
+            if step_id in ids:
+                return ids
+        return [step_id]
 
     # -- imports -----------------------------------------------------------------------
 
-    def accept_import(self, request: ImportRequest, *, now: float, done_at: float) -> str:
-        """Decide every row of an import now, store the outcome, and return its request id."""
-        rows = classify(request.prospects)
+    def accept_import(self, request: ImportRequest, *, now: float, duration: float) -> str:
+        """Decide every row of an import now, store the outcome, and return its request id.
+
+        It completes ``duration`` seconds after the previous accepted import does (or
+        after ``now`` when the queue is idle): imports run one after another.
+        """
+        rows = classify(request.prospects, request.numeric_labels)
+        siblings = self.sibling_steps(request.step_id) if request.step_id else []
         request_id = secrets.token_hex(6)
         with self._write() as db:
-            plan = _plan(db, request, rows)
+            (queue_end,) = db.execute("SELECT MAX(done_at) FROM imports").fetchone()
+            done_at = max(now, queue_end or now) + duration
+            plan = _plan(db, request, rows, siblings)
             failures = sorted(plan.failures, key=_first)
             db.executemany("INSERT INTO prospects (email, pos, fields) VALUES (?,?,?)", plan.new)
             # json_patch merges the written fields into the stored ones, all inside SQLite.
@@ -239,7 +266,7 @@ class Store:
             db.executemany(sql, plan.patches)
             sql = "INSERT INTO step_members (step_id, email) VALUES (?,?)"
             db.executemany(sql, plan.members)
-            sql = "INSERT INTO writes (request_id, email, pos, fields) VALUES (?,?,?,?)"
+            sql = "INSERT INTO writes (request_id, email, pos, fields, joins) VALUES (?,?,?,?,?)"
             db.executemany(sql, ((request_id, *w) for w in plan.writes))
             sql = "INSERT INTO failures (request_id, idx, data, reason) VALUES (?,?,?,?)"
             db.executemany(sql, ((request_id, i, _dumps(row), why) for i, row, why in failures))
@@ -291,10 +318,8 @@ class Store:
                 for seq, request_id, step_id, tags in due:
                     _settle_one(db, seq, request_id, step_id, tags)
 
-    def prospects(
-        self, *, search: str, page: int, page_size: int, now: float
-    ) -> tuple[list[Prospect], int]:
-        """One page of visible prospects (oldest first) and how many match in all."""
+    def prospects(self, *, search: str, page: int, page_size: int, now: float) -> list[Prospect]:
+        """One page of visible prospects (oldest first)."""
         self.settle(now)
         where, params = (
             "",
@@ -306,13 +331,39 @@ class Store:
                 " WHERE v.email = p.email AND sb_contains(v.value, :s))"
             )
         with self._connect() as db:
-            total = db.execute(f"SELECT COUNT(*) FROM v_prospects p {where}", params).fetchone()[0]
             page_rows = db.execute(
                 f"SELECT p.pos, p.email FROM v_prospects p {where}"
                 " ORDER BY p.pos LIMIT :limit OFFSET :offset",
                 params,
             ).fetchall()
-            return [_load_prospect(db, pos, email) for pos, email in page_rows], total
+            return [_load_prospect(db, pos, email) for pos, email in page_rows]
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Give the file this version's tables, dropping an older sandbox's (inside a transaction)."""
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    if version == SCHEMA_VERSION:
+        return
+    tables = db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+    ).fetchall()
+    for (table,) in tables:
+        db.execute(f'DROP TABLE "{table}"')
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _sequence_json(
+    sequence_id: str, title: str, active: bool, steps: Iterable[tuple[str, str]]
+) -> dict[str, Any]:
+    return {
+        "id": sequence_id,
+        "title": title,
+        "active": active,
+        "steps": [{"id": i, "name": n} for i, n in steps],
+    }
 
 
 def _first(item: tuple[Any, ...]) -> Any:
@@ -342,18 +393,28 @@ class _Plan:
     new: list[tuple[str, int, str]] = field(default_factory=list)
     patches: list[tuple[str, str]] = field(default_factory=list)
     members: list[tuple[str, str]] = field(default_factory=list)
-    writes: list[tuple[str, int, str]] = field(default_factory=list)
+    writes: list[tuple[str, int, str, int]] = field(default_factory=list)  # last: joins step
     failures: list[tuple[int, dict[str, str], str]] = field(default_factory=list)
 
 
-def _plan(db: sqlite3.Connection, request: ImportRequest, rows: Classified) -> _Plan:
-    """Judge each accepted row against the decided state: new or existing, in the step or not."""
+def _plan(
+    db: sqlite3.Connection, request: ImportRequest, rows: Classified, siblings: list[str]
+) -> _Plan:
+    """Judge each accepted row against the decided state: new or existing, enrolled or not.
+
+    ``siblings``: the steps of the target step's sequence. A prospect in any of them
+    is *enrolled*: the sequence import fails its row and writes nothing (live, whatever
+    ``conflictAction`` says); the account-level import updates it but leaves its step.
+    """
     action, step_id = request.conflict_action, request.step_id
     existing = _existing(db, rows.accepted, with_fields=action == "addMissingFields")
-    in_step = _in_step(db, step_id) if existing and step_id else set()
+    enrolled = _in_steps(db, siblings) if existing and step_id else set()
     next_pos = db.execute("SELECT COALESCE(MAX(pos), 0) + 1 FROM prospects").fetchone()[0]
     plan = _Plan(failures=list(rows.failures))
     for email, (index, given) in rows.accepted.items():
+        if request.to_step and email in enrolled:
+            plan.failures.append((index, given, REASON_IN_SEQUENCE))
+            continue
         old = existing.get(email)
         if old is None:
             pos, text = next_pos, _dumps(given)
@@ -364,12 +425,9 @@ def _plan(db: sqlite3.Connection, request: ImportRequest, rows: Classified) -> _
             text = _dumps(written)
             if written:
                 plan.patches.append((text, email))
-        plan.writes.append((email, pos, text))
-        if step_id is None:
-            continue
-        if email in in_step:
-            plan.failures.append((index, given, REASON_IN_STEP))
-        else:
+        joins = step_id is not None and email not in enrolled
+        plan.writes.append((email, pos, text, int(joins)))
+        if joins:
             plan.members.append((step_id, email))
     return plan
 
@@ -390,10 +448,11 @@ def _existing(
     return {e: (pos, no_fields) for e, pos in rows if e in emails}
 
 
-def _in_step(db: sqlite3.Connection, step_id: str) -> set[str]:
-    """Every email already in ``step_id`` (the primary key makes this a range scan)."""
-    sql = "SELECT email FROM step_members WHERE step_id = ?"
-    return {email for (email,) in db.execute(sql, (step_id,))}
+def _in_steps(db: sqlite3.Connection, step_ids: list[str]) -> set[str]:
+    """Every email already in one of ``step_ids`` (the primary key makes each a range scan)."""
+    marks = ",".join("?" * len(step_ids))
+    sql = f"SELECT email FROM step_members WHERE step_id IN ({marks})"
+    return {email for (email,) in db.execute(sql, step_ids)}
 
 
 def _settle_one(
@@ -416,7 +475,7 @@ def _settle_one(
     if step_id is not None:
         db.execute(
             "INSERT OR IGNORE INTO v_steps (email, step_id)"
-            " SELECT email, ? FROM writes WHERE request_id = ?",
+            " SELECT email, ? FROM writes WHERE request_id = ? AND joins = 1",
             (step_id, request_id),
         )
     db.execute(

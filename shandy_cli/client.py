@@ -404,8 +404,14 @@ class SaleshandyClient:
         params = {"systemFields": "true"} if system_fields else None
         return _as_list(self._request("GET", "/v1/fields", params=params), "fields")
 
-    def create_field(self, label: str, field_type: str = "text") -> dict[str, Any]:
-        body = {"label": label, "fieldType": field_type}
+    def create_field(
+        self, label: str, field_type: str = "text", *, metadata: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Create a custom field. A dropdown needs ``metadata={"options": [...]}``, a
+        currency field ``metadata={"currencyCode": "USD"}``."""
+        body: dict[str, Any] = {"label": label, "fieldType": field_type}
+        if metadata is not None:
+            body["metadata"] = metadata
         return self._request("POST", "/v1/fields", json_body=body) or {}
 
     def list_sequences(self, name: str | None = None) -> list[dict[str, Any]]:
@@ -474,9 +480,15 @@ class SaleshandyClient:
             raise ApiError(f"{what}: isCompleted is not true or false")
         return ImportStatus(request_id, bool(completed), url)
 
-    def list_prospects(self, search: str = "", page: int = 1, page_size: int = 100) -> Any:
+    def list_prospects(
+        self, search: str = "", page: int = 1, page_size: int = 100
+    ) -> list[dict[str, Any]]:
+        """One page of the account's prospects (``pageSize`` is capped at 100 by the API).
+
+        Live it is a bare array; a ``{"prospects": [...]}`` page is read too.
+        """
         params = {"search": search, "page": page, "pageSize": page_size}
-        return self._request("GET", "/v1/prospects", params=params)
+        return _as_list(self._request("GET", "/v1/prospects", params=params), "prospects")
 
     def download_report(
         self,

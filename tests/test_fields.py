@@ -34,8 +34,13 @@ def read_rows(path: str | Path) -> list[dict[str, str]]:
 
 
 def create_field(sandbox: Sandbox, label: str, field_type: str) -> None:
+    """The account has a ``field_type`` field ``label``: created unless it is seeded."""
     with SaleshandyClient(sandbox.url, "k") as client:
-        client.create_field(label, field_type)
+        have = {f["label"]: f.get("fieldType") for f in client.list_fields(True)}
+        if label not in have:
+            currency = {"currencyCode": "USD"} if field_type == "currency" else None
+            client.create_field(label, field_type, metadata=currency)
+    assert have.get(label, field_type) == field_type
 
 
 def run(sandbox: Sandbox, tmp_path: Path, files: list[Path], **options: Any) -> ImportResult:
@@ -50,9 +55,7 @@ def run(sandbox: Sandbox, tmp_path: Path, files: list[Path], **options: Any) -> 
 def landed(sandbox: Sandbox) -> dict[str, dict[str, str]]:
     """Every prospect the sandbox holds: email -> its attributes."""
     with SaleshandyClient(sandbox.url, "k") as client:
-        answer = client.list_prospects(page_size=100)
-    # The docs' bare array, or the sandbox's {"prospects": [...]} page
-    items = answer["prospects"] if isinstance(answer, dict) else answer
+        items = client.list_prospects(page_size=100)
     return {p["email"]: {a["key"]: a["value"] for a in p["attributes"]} for p in items}
 
 

@@ -75,7 +75,7 @@ def test_clean_file_exits_zero_and_lands(sandbox: Sandbox, tmp_path: Path) -> No
     assert result.failures_file is None
     with SaleshandyClient(sandbox.url, "k") as client:
         found = client.list_prospects(search="person7@example.com")
-    emails = [p["email"] for p in found["prospects"]]
+    emails = [p["email"] for p in found]
     assert "person7@example.com" in emails
 
 
@@ -204,7 +204,7 @@ def test_map_and_set(sandbox: Sandbox, tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 0
     with SaleshandyClient(sandbox.url, "k") as client:
-        found = client.list_prospects(search="m1@example.com")["prospects"][0]
+        found = client.list_prospects(search="m1@example.com")[0]
     attrs = {a["key"]: a["value"] for a in found["attributes"]}
     assert attrs["Lead Source"] == "Webinar" and attrs["Company"] == "Acme"
 

@@ -43,8 +43,11 @@ def run(
 
 
 def test_polls_one_request_per_tick_oldest_first(sandbox_factory, tmp_path: Path) -> None:
-    sandbox = sandbox_factory(delay_base=0.3)  # each import takes a while: polls see pending
-    result = run(sandbox, tmp_path, 40, step_id="StepA1", max_rows=10)
+    # Each import takes a while, so polls see pending ones; limits high enough that the
+    # test's quick ticks (0.05 s) are not slowed by the budget: this is about order.
+    sandbox = sandbox_factory(delay_base=0.3, rate_per_endpoint=200)
+    fast = RateLimits(per_endpoint=200, total=300)
+    result = run(sandbox, tmp_path, 40, step_id="StepA1", max_rows=10, limits=fast)
     assert result.exit_code == 0 and len(result.chunks) == 4
     order = {c.request_id: c.index for c in result.chunks}
     polled = [order[rid] for rid in status_calls(sandbox)]

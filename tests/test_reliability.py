@@ -45,7 +45,7 @@ def landed(sandbox: Sandbox, step: str = "StepA1") -> set[str]:
     with httpx.Client(base_url=sandbox.url, headers={"x-api-key": KEY}) as http:
         while True:
             data = http.get("/v1/prospects", params={"page": page, "pageSize": 100}).json()
-            batch = data["payload"]["prospects"]
+            batch = data["payload"]  # a bare array, as live
             emails.update(p["email"] for p in batch if step in p.get("steps", [step]))
             if len(batch) < 100:
                 return emails

@@ -362,6 +362,7 @@ class SaleshandyClient:
         attempt: int,
     ) -> Any:
         self._auth_headers()  # no key: fail before spending any budget or waiting for it
+        self._check_wait(endpoint, share)
         self.budget.acquire(endpoint, share=share, on_wait=self.on_wait)
         headers: httpx.Headers | None = None
         try:
@@ -379,6 +380,18 @@ class SaleshandyClient:
         if isinstance(error, AuthenticationError) and self._api_key:
             error.message += f" (key {mask_secret(self._api_key)})"
         raise error
+
+    def _check_wait(self, endpoint: str, share: float) -> None:
+        """A budget wait past the run's bound (a server's reset an hour away) is not waited
+        out in silence: it is a rate limit that does not clear, raised at once (exit 4)."""
+        wait = self.budget.delay(endpoint, share)
+        if wait > self.retry.max_total:
+            raise RateLimitError(
+                f"{endpoint}: the API's rate limit allows the next call in {wait:.0f}s, "
+                f"more than this run waits ({self.retry.max_total:.0f}s)",
+                status_code=0,
+                retry_after=wait,
+            )
 
     def _give_up_or_wait(
         self, what: str, exc: ApiError, attempt: int, attempts: int, delay: float, started: float

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from shandy_cli import ImportResult, InputError, SaleshandyClient, import_files
+from shandy_cli import ImportResult, InputError, RetryPolicy, SaleshandyClient, import_files
 from shandy_cli.pipeline.events import Event, Notice
 from shandy_cli.pipeline.submission import resolve_step
 from shandy_cli.ratelimit import RateLimits
@@ -231,3 +231,26 @@ def test_sequences_are_paged_and_a_name_on_any_page_is_found(sandbox_factory) ->
             resolve_step(client, "Campaign 1")  # Campaign 100 on page 1, 101-150 on page 2
     assert "matches 51 sequences" in str(info.value)
     assert "'Campaign 100'" in str(info.value) and "'Campaign 150'" in str(info.value)
+
+
+def test_a_rate_limit_that_does_not_clear_is_exit_4_and_resumes(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Every status call answered "Rate Limit exceeded" (HTTP 400, as live) beyond the
+    run's bound: exit 4, never 2 — the chunks were sent — and the same command later
+    finishes the run without sending them again."""
+    sandbox.set_faults(["rl400:1"] * 50, match=STATUS)
+    src = write_csv(tmp_path / "leads.csv", HEADER, leads(20))
+    bounded = RetryPolicy(max_total=2.0, rate_limit_attempts=20)
+    with SaleshandyClient(sandbox.url, "test-key", retry=bounded, on_retry=None) as client:
+        first = import_files([str(src)], client=client, state_dir=tmp_path / "state",
+                             step_id="StepA1", max_rows=10, poll_interval=0.05)  # fmt: skip
+    assert first.exit_code == 4
+    assert first.error and "Rate Limit exceeded" in first.error and "resume" in first.error
+    assert len(first.request_ids) == 2
+    sandbox.set_faults()
+    with SaleshandyClient(sandbox.url, "test-key") as client:
+        again = import_files([str(src)], client=client, state_dir=tmp_path / "state",
+                             step_id="StepA1", max_rows=10, poll_interval=0.05)  # fmt: skip
+    assert again.exit_code == 0 and again.resumed and again.chunks_sent == 0
+    assert sum(1 for r in sandbox.requests() if r["method"] == "POST") == 2

@@ -67,7 +67,10 @@ class Poller:
         """Poll as ticks fall due until nothing is pending or ``deadline`` (monotonic) passed."""
         while self.pending:
             now = self._clock()
-            wait = max(self._due_in(now), self.client.budget.delay(STATUS_ENDPOINT, self.share))
+            budget = self.client.budget.delay(STATUS_ENDPOINT, self.share)
+            if budget > self.client.retry.max_total:
+                self.poll_once()  # the client raises: a limit that will not clear in bounds
+            wait = max(self._due_in(now), budget)
             if deadline is not None and now + wait > deadline:
                 if deadline > now:
                     self._sleep(deadline - now)

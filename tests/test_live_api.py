@@ -254,3 +254,23 @@ def test_a_rate_limit_that_does_not_clear_is_exit_4_and_resumes(
                              step_id="StepA1", max_rows=10, poll_interval=0.05)  # fmt: skip
     assert again.exit_code == 0 and again.resumed and again.chunks_sent == 0
     assert sum(1 for r in sandbox.requests() if r["method"] == "POST") == 2
+
+
+def test_status_of_an_unknown_request_is_a_clear_error_at_once(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    env = {"SALESHANDY_BASE_URL": sandbox.url, "SALESHANDY_API_KEY": "live-like-key-0001"}
+    done = cli("status", "nosuchrequest", "--wait", tmp_path=tmp_path, env=env)
+    assert done.returncode == 2
+    assert done.stderr.count("40000: Prospect import request not found") == 1
+    assert "retry" not in done.stderr and "Traceback" not in done.stderr
+    assert len(status_calls(sandbox)) == 1  # told apart from the rate limit: not retried
+
+
+def test_sequences_command_lists_every_page(sandbox_factory, tmp_path: Path) -> None:
+    sandbox = sandbox_factory(extra_sequences=1100)
+    env = {"SALESHANDY_BASE_URL": sandbox.url, "SALESHANDY_API_KEY": "live-like-key-0001"}
+    done = cli("sequences", "--json", tmp_path=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    listed = json.loads(done.stdout)
+    assert len(listed) == 1103 and listed[-3]["id"] == "seqOutQ4"

@@ -116,8 +116,9 @@ def _statuses(
         state = "completed" if status.completed else "accepted"
         listener(ChunkEvent(ids.index(status.request_id), state, 0, 0, status.request_id))
 
+    # Requests of earlier imports: the first poll goes at once.
     return poll_until_done(
-        client, ids, timeout=timeout, first_interval=interval, on_status=on_status
+        client, ids, timeout=timeout, first_interval=interval, on_status=on_status, first_delay=0
     )
 
 

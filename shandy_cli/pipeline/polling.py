@@ -43,8 +43,12 @@ class Poller:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         share: float = POLL_SHARE,
+        first_delay: float | None = None,
     ) -> None:
+        """``first_delay``: before the first poll (default ``interval``: a request just
+        sent is not done yet; ``shandy status`` of an earlier one asks at once)."""
         self.client = client
+        self.first_delay = interval if first_delay is None else first_delay
         self.base_interval = interval
         self.on_status = on_status
         self.share = share
@@ -61,7 +65,7 @@ class Poller:
             return
         self.pending.append(request_id)
         if self._next is None:  # the first poll waits: nothing finishes the moment it is sent
-            self._next = self._clock() + self.base_interval
+            self._next = self._clock() + self.first_delay
 
     def run_until(self, deadline: float | None) -> None:
         """Poll as ticks fall due until nothing is pending or ``deadline`` (monotonic) passed."""
@@ -109,13 +113,16 @@ def poll_until_done(
     first_interval: float = FIRST_INTERVAL,
     on_status: Callable[[ImportStatus], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    first_delay: float | None = None,
 ) -> dict[str, ImportStatus]:
     """Poll every id (oldest first, one per tick) until all completed or ``timeout`` passed.
 
     Returns the last status of every id; those not seen completed in time are
     returned with ``completed=False``.
     """
-    poller = Poller(client, interval=first_interval, on_status=on_status, sleep=sleep)
+    poller = Poller(
+        client, interval=first_interval, on_status=on_status, sleep=sleep, first_delay=first_delay
+    )
     for request_id in request_ids:
         poller.add(request_id)
     deadline = None if timeout is None else time.monotonic() + timeout

@@ -3,7 +3,6 @@ before sending, and the LinkedIn label -- over real HTTP to the sandbox."""
 
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
 import sys
@@ -15,22 +14,10 @@ import pytest
 from shandy_cli import ImportResult, SaleshandyClient, import_files
 from shandy_cli.errors import InputError
 from shandy_cli.sandbox import Sandbox
+from tests.test_import import read_rows, write_csv
 
 IMPORTS = ("/v1/sequences/prospects/import-with-field-name", "/v1/prospects/import-with-field-name")
 NOT_A_NUMBER = '"Deal Size" is a number field: is not a number'  # the reasons' group
-
-
-def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
-
-
-def read_rows(path: str | Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
 
 
 def create_field(sandbox: Sandbox, label: str, field_type: str) -> None:

@@ -11,10 +11,13 @@ from __future__ import annotations
 import ctypes
 import itertools
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
+
+if TYPE_CHECKING:
+    from shandy_cli.pipeline.chunking import Sink
 
 
 class _ArrowSchema(ctypes.Structure):
@@ -110,7 +113,7 @@ class Items:
         taken.keep = self.keep
         return taken
 
-    def write(self, out: BinaryIO, start: int, stop: int, lead: bool) -> None:
+    def write(self, out: Sink, start: int, stop: int, lead: bool) -> None:
         """Write items ``start..stop-1``; without the first one's comma unless ``lead``."""
         for buffer, a, b in self.runs(start, stop):
             if not lead:
@@ -139,7 +142,7 @@ class Sizes:
     def take(self, index: np.ndarray) -> Sizes:
         return Sizes(self.size[index])
 
-    def write(self, out: BinaryIO, start: int, stop: int, lead: bool) -> None:
+    def write(self, out: Sink, start: int, stop: int, lead: bool) -> None:
         pass
 
 

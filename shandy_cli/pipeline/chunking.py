@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
@@ -125,10 +125,16 @@ class Chunk:
     last: tuple[str, int]
 
 
+class Sink(Protocol):
+    """Where a chunk's body bytes go: a spooled file, or nowhere (a plan)."""
+
+    def write(self, data: bytes | memoryview, /) -> int: ...
+
+
 class _Discard:
     """Where a plan's bodies go: a dry run sends nothing, so it writes nothing."""
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         return len(data)
 
     def close(self) -> None:
@@ -199,7 +205,7 @@ class Chunker:
     def add_many(
         self,
         sizes: np.ndarray,
-        write: Callable[[BinaryIO, int, int, bool], None],
+        write: Callable[[Sink, int, int, bool], None],
         *,
         file: str,
         rows: np.ndarray,

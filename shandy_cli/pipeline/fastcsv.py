@@ -406,15 +406,15 @@ def _blocks(
     ``source_codec``; ``_Columnar.parse`` transcodes them).  UTF-16 ("utf-16-le"
     or "-be" here) is cut on whole code units, after ``bom`` bytes.
     """
-    wide = codec in ("utf-16-le", "utf-16-be")
+    unit = codec if codec in ("utf-16-le", "utf-16-be") else None  # cut on code units
     with open(path, "rb") as f:
         buf = f.read(BLOCK)
         if codec is None and buf.startswith(BOM):
             buf = buf[3:]
         buf = buf[bom:]  # UTF-16's, found by the caller (_unit_codec)
-        if buf[: 4 * (1 + wide)].decode(codec or "utf-8", "replace").lower() == "sep=":
+        if buf[: 4 * (1 + bool(unit))].decode(codec or "utf-8", "replace").lower() == "sep=":
             raise Handover("a sep= line")
-        end = _unit_end(buf, codec, last=False) if wide else _record_end(buf)
+        end = _unit_end(buf, unit, last=False) if unit else _record_end(buf)
         if end < 0:
             raise Handover("a header longer than a block")
         try:
@@ -435,7 +435,7 @@ def _blocks(
                 if buf:
                     yield buf
                 return
-            cut = _unit_end(buf, codec, last=True) if wide else _last_record_end(buf)
+            cut = _unit_end(buf, unit, last=True) if unit else _last_record_end(buf)
             if cut == 0:  # one record longer than a block: read on
                 if len(buf) > FIELD_LIMIT:  # the csv module would refuse it: let it say so
                     raise Handover("a record longer than the field limit")

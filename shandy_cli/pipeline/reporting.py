@@ -13,9 +13,10 @@ import re
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from shandy_cli._files import open_private, private_output
 from shandy_cli.errors import ApiError
@@ -73,9 +74,9 @@ class RowsWriter:
         self.count = 0
         self.reasons: Counter[str] = Counter()
         self._position = {name: i for i, name in enumerate(columns)}
-        self._ctx = None
+        self._ctx: AbstractContextManager[IO[str]] | None = None
         self._fh: IO[str] | None = None
-        self._writer: csv.writer | None = None  # type: ignore[valid-type]
+        self._writer: Any = None  # a csv writer: the csv module exports no type for it
 
     def _open(self) -> None:
         self._ctx = private_output(self.path, "w", newline="", encoding="utf-8")

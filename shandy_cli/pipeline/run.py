@@ -379,7 +379,7 @@ class _Run:
             h.update(b"\0file\0")
             target = self.spools.get(index, Path(path))
             try:
-                with open(target, "rb") as fh:  # type: ignore[arg-type]
+                with open(target, "rb") as fh:
                     while block := fh.read(1 << 20):
                         h.update(block)
             except OSError:
@@ -524,7 +524,8 @@ class _Run:
                 journal.ledger_add(
                     step_id, prepared.chunk_keys(sub.chunk), self.run_id, sub.chunk.index
                 )
-                sub.chunk.path.unlink(missing_ok=True)  # accepted: never needed again
+                if sub.chunk.path is not None:
+                    sub.chunk.path.unlink(missing_ok=True)  # accepted: never needed again
                 poller.add(sub.request_id)
                 self._sending = None
         except ApiError as exc:

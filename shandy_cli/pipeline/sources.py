@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from shandy_cli.errors import InputError
 
@@ -66,7 +66,7 @@ def open_source(
         encoding = normalize_encoding(encoding)
     if delimiter is not None:
         delimiter = normalize_delimiter(delimiter)
-    options = {"encoding": encoding, "delimiter": delimiter, "sheet": sheet}
+    options: dict[str, Any] = {"encoding": encoding, "delimiter": delimiter, "sheet": sheet}
     if path == "-":
         source = stdin if stdin is not None else sys.stdin.buffer
         fmt = FORMATS.get(os.path.splitext(name)[1].lower()) if name else None

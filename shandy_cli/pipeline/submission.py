@@ -91,6 +91,8 @@ def submit_chunks(
         wait = client.budget.delay(endpoint)
         if idle is not None and wait > 0:
             idle(wait)
+        if chunk.path is None:
+            raise ValueError(f"chunk {chunk.index + 1} has no body: a plan-only chunk")
         try:
             request_id = client.import_prospects(chunk.path, to_step=to_step, on_attempt=sending)
         except ApiError as exc:

@@ -202,7 +202,7 @@ class _DigestTable:
         import numpy as np
 
         table_keys = np.frombuffer(self._keys, np.uint64)  # views: writes land in the arrays
-        table_values = np.frombuffer(self._values, self._dtype())
+        table_values: np.ndarray = np.frombuffer(self._values, self._dtype())
         if not self._wide:  # callers made sure every value fits
             values = (
                 ((values >> np.uint64(_ROW_BITS)) << np.uint64(24)) | (values & np.uint64(0xFFFFFF))

@@ -104,7 +104,8 @@ class SandboxServer(ThreadingHTTPServer):
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn, a DNS lookup that can stall for seconds.
         socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._live_lock:
@@ -264,8 +265,9 @@ class SandboxHandler(BaseHTTPRequestHandler):
         """Where the client reached us, so links we hand out point back at this server."""
         host = self.headers.get("Host")
         if not host:
-            host, port = self.server.server_address[:2]
-            host = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            bound, port = self.server.server_address[:2]
+            bound = str(bound)
+            host = f"[{bound}]:{port}" if ":" in bound else f"{bound}:{port}"
         return f"http://{host}"
 
 
@@ -305,7 +307,8 @@ class Sandbox:
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
         self._server = SandboxServer(config)
-        host, port = self._server.server_address[:2]
+        bound, port = self._server.server_address[:2]
+        host = str(bound)
         if host in ("0.0.0.0", "::"):
             host = "127.0.0.1" if host == "0.0.0.0" else "::1"
         self.url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
@@ -396,6 +399,8 @@ def _raise_on_sigterm() -> Callable[[], None]:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)
-    return lambda: signal.signal(
-        signal.SIGTERM, previous if previous is not None else signal.SIG_DFL
-    )
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+    return restore

@@ -427,7 +427,7 @@ def _plan(
                 plan.patches.append((text, email))
         joins = step_id is not None and email not in enrolled
         plan.writes.append((email, pos, text, int(joins)))
-        if joins:
+        if joins and step_id is not None:
             plan.members.append((step_id, email))
     return plan
 

@@ -35,6 +35,7 @@ from shandy_cli.errors import (
     ApiError,
     ApiValidationError,
     AuthenticationError,
+    ImportTimeout,
     NotFoundError,
     RateLimitError,
     RequestTooLargeError,
@@ -90,9 +91,18 @@ class RetryPolicy:
         With no hint from the server, back off from ``rate_limit_base`` seconds
         towards one whole window (a minute live), the longest a sliding window
         can make anyone wait; a little jitter keeps parallel runs apart.
+
+        A hint is a floor, not a promise: once a wait the server asked for has
+        proved too short (a ``Retry-After`` of 0, a reset already past by our
+        clock, a skewed clock), the backoff of the attempts before grows under it,
+        so a stale hint cannot make us hammer a limited key a dozen times a second.
         """
         if retry_after is not None:
-            return max(retry_after, 0.0) + random.uniform(0.05, 0.25)
+            floor = self._rate_backoff(attempt - 1, window) if attempt > 1 else 0.0
+            return max(retry_after, 0.0, floor) + random.uniform(0.05, 0.25)
+        return self._rate_backoff(attempt, window)
+
+    def _rate_backoff(self, attempt: int, window: float) -> float:
         ceiling = min(window, self.rate_limit_base * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)
 
@@ -315,12 +325,15 @@ class SaleshandyClient:
         ok: tuple[int, ...] = (200, 201),
         on_attempt: Callable[[int], None] | None = None,
         share: float = 1.0,
+        deadline: float | None = None,
     ) -> Any:
         """One call, paced by the budget and retried as the policy allows.
 
         ``endpoint`` names the budget the call counts against (the path's template,
         e.g. ``GET /v1/prospects/import-status/{id}``); ``share`` < 1 lets the call
-        use only part of that endpoint's budget.
+        use only part of that endpoint's budget. ``deadline`` (monotonic) is the
+        caller's own bound, e.g. ``--timeout``: a retry whose wait would pass it is
+        not waited for; ``ImportTimeout`` is raised instead.
         """
         what = f"{method} {path}"
         endpoint = endpoint or what
@@ -337,14 +350,15 @@ class SaleshandyClient:
                 limited += 1
                 window = self.budget.limits.window
                 delay = self.retry.rate_limit_delay(limited, exc.retry_after, window)
+                self.budget.block(endpoint, delay)  # also for whoever calls it next
                 self._give_up_or_wait(what, exc, limited, self.retry.rate_limit_attempts,
-                                      delay, started)  # fmt: skip
-                self.budget.block(endpoint, delay)
+                                      delay, started, deadline)  # fmt: skip
                 self._pause(what, limited, delay, exc)
             except (ServerError, TransportError) as exc:
                 failures += 1
                 delay = self.retry.delay(failures, None)
-                self._give_up_or_wait(what, exc, failures, self.retry.attempts, delay, started)
+                self._give_up_or_wait(what, exc, failures, self.retry.attempts, delay, started,
+                                      deadline)  # fmt: skip
                 self._pause(what, failures, delay, exc)
 
     def _attempt(
@@ -394,10 +408,21 @@ class SaleshandyClient:
             )
 
     def _give_up_or_wait(
-        self, what: str, exc: ApiError, attempt: int, attempts: int, delay: float, started: float
+        self,
+        what: str,
+        exc: ApiError,
+        attempt: int,
+        attempts: int,
+        delay: float,
+        started: float,
+        deadline: float | None = None,
     ) -> None:
-        """Re-raise ``exc`` when the policy's attempts or its time bound are spent."""
-        spent = time.monotonic() - started
+        """Re-raise ``exc`` when the policy's attempts or its time bound are spent;
+        ``ImportTimeout`` when the wait would pass the caller's ``deadline`` first."""
+        now = time.monotonic()
+        spent = now - started
+        if deadline is not None and now + delay > deadline and attempt < attempts:
+            raise ImportTimeout(f"{exc.message}; the time allowed ran out before a retry")
         if attempt >= attempts or spent + delay > self.retry.max_total:
             if isinstance(exc, RateLimitError):
                 exc.message += (
@@ -474,15 +499,18 @@ class SaleshandyClient:
             raise ApiError(f"POST {path}: the answer has no requestId")
         return check_request_id(request_id, f"POST {path}")
 
-    def import_status(self, request_id: str, *, share: float = 1.0) -> ImportStatus:
+    def import_status(
+        self, request_id: str, *, share: float = 1.0, deadline: float | None = None
+    ) -> ImportStatus:
         """Whether Saleshandy finished the import ``request_id``, and its report link.
 
         ``share`` < 1: the call may use only that part of the status endpoint's
-        budget (the poller's way of leaving room for everything else).
+        budget (the poller's way of leaving room for everything else). A retry
+        that would wait past ``deadline`` (monotonic) raises ``ImportTimeout``.
         """
         what = f"import status {request_id}"
         path = f"/v1/prospects/import-status/{_segment(request_id)}"
-        data = self._request("GET", path, endpoint=STATUS_ENDPOINT, share=share)
+        data = self._request("GET", path, endpoint=STATUS_ENDPOINT, share=share, deadline=deadline)
         if not isinstance(data, dict):
             raise ApiError(f"{what}: unexpected answer")
         url = data.get("reportURL") or data.get("failedProspectsURL") or None

@@ -280,6 +280,18 @@ class Journal:
                 (*values, run_id, idx),
             )
 
+    def unsend(self, run_id: str, idx: int) -> None:
+        """The POST attempt last marked ``sending`` was refused outright (a 4xx: the rate
+        limit, the key, validation): it delivered nothing, so it is not counted. A chunk
+        no earlier attempt may have delivered is ``planned`` again, not "answer lost"."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE chunks SET attempts = MAX(attempts - 1, 0), updated = ?,"
+                " state = CASE WHEN attempts <= 1 THEN 'planned' ELSE state END"
+                " WHERE run_id = ? AND idx = ? AND state = 'sending'",
+                (time.time(), run_id, idx),
+            )
+
     def drop_chunks_from(self, run_id: str, idx: int) -> None:
         """Forget planned chunks past the end of a re-prepared run."""
         with self._tx() as db:

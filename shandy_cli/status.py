@@ -9,6 +9,7 @@ source rows, as ``import`` does.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -85,6 +86,8 @@ def check_status(
     """Ask Saleshandy about each request id (optionally waiting for completion)."""
     if not request_ids:
         raise InputError("give at least one request id")
+    if timeout is not None and not 0 <= timeout < math.inf:  # as import: nan would wait forever
+        raise InputError("--timeout must be a finite number of seconds, zero or more")
     settings = resolve_settings(api_key=api_key, base_url=base_url, state_dir=state_dir)
     own = client is None
     client = client or SaleshandyClient(

@@ -84,8 +84,20 @@ def wait_line(endpoint: str, seconds: float) -> None:
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+    """One JSON document on stdout, with the key hidden in every string (a server's
+    error words can quote it, and they end up in ``error``)."""
+    sys.stdout.write(orjson.dumps(_redacted(data), option=orjson.OPT_INDENT_2).decode() + "\n")
     sys.stdout.flush()
+
+
+def _redacted(data: Any) -> Any:
+    if isinstance(data, str):
+        return redact(data)
+    if isinstance(data, dict):
+        return {_redacted(k): _redacted(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_redacted(v) for v in data]
+    return data
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 
 from shandy_cli.client import STATUS_ENDPOINT, ImportStatus, SaleshandyClient
+from shandy_cli.errors import ImportTimeout
 
 FIRST_INTERVAL = 3.0  # seconds before the first poll, and the tick it starts from
 MAX_INTERVAL = 15.0
@@ -74,22 +75,29 @@ class Poller:
             budget = self.client.budget.delay(STATUS_ENDPOINT, self.share)
             if budget > self.client.retry.max_total:
                 self.poll_once()  # the client raises: a limit that will not clear in bounds
-            wait = max(self._due_in(now), budget)
+            due = self._due_in(now)
+            wait = max(due, budget)
             if deadline is not None and now + wait > deadline:
                 if deadline > now:
                     self._sleep(deadline - now)
                 return
             if wait > 0:
+                if budget > due and self.client.on_wait:  # a wait for the budget is said
+                    self.client.on_wait(STATUS_ENDPOINT, budget)
                 self._sleep(wait)
-            self.poll_once()
+            try:
+                self.poll_once(deadline)
+            except ImportTimeout:
+                return  # a retry would outlast the deadline: still pending, as a timeout says
 
     def _due_in(self, now: float) -> float:
         return 0.0 if self._next is None else max(0.0, self._next - now)
 
-    def poll_once(self) -> ImportStatus:
-        """Ask about the oldest pending request, now; returns its status."""
+    def poll_once(self, deadline: float | None = None) -> ImportStatus:
+        """Ask about the oldest pending request, now; returns its status. A retry that
+        would wait past ``deadline`` raises ``ImportTimeout``."""
         request_id = self.pending[0]
-        status = self.client.import_status(request_id, share=self.share)
+        status = self.client.import_status(request_id, share=self.share, deadline=deadline)
         self.polls += 1
         if self.on_status and self.latest.get(request_id) != status:
             self.on_status(status)

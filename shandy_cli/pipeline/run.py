@@ -33,6 +33,7 @@ from shandy_cli.client import ImportStatus, SaleshandyClient
 from shandy_cli.config import ensure_private_dir, resolve_settings
 from shandy_cli.errors import (
     ApiError,
+    ApiValidationError,
     AuthenticationError,
     InputError,
     RateLimitError,
@@ -57,6 +58,9 @@ from shandy_cli.pipeline.prepare import PrepareContext, Prepared, fetch_rows, pr
 from shandy_cli.pipeline.reporting import SentIndex, ServerFailure, write_failures
 from shandy_cli.pipeline.results import ChunkResult, ImportOptions, ImportResult
 from shandy_cli.pipeline.submission import import_endpoint, resolve_step, submit_chunks
+
+# A POST answered with one of these was refused outright: nothing of it was imported.
+REFUSED = (RateLimitError, AuthenticationError, ApiValidationError)
 
 # Used only by a --dry-run with no key: the system fields live clients see in every
 # account (the API notes' confirmed list; Website, State and the rest may be custom).
@@ -185,7 +189,6 @@ class _Run:
         self._attempted: Counter[int] = Counter()  # POST attempts per chunk index, this process
         self._sending: int | None = None  # the chunk whose POST is under way
         self._uncertain: set[int] = set()  # chunks a POST may have delivered, answer unknown
-        self._refused_last = False  # the last POST attempt was refused outright (rate limit)
         self.field_types: dict[str, str] = {}  # label -> fieldType, filled by _labels
 
     @property
@@ -530,6 +533,8 @@ class _Run:
                 self._sending = None
         except ApiError as exc:
             self._note_uncertain(exc)
+            if isinstance(exc, REFUSED):
+                self._unsend()
             if not self._anything_sent():
                 journal.update_run(self.run_id, outcome="failed", ended=time.time())
                 raise  # nothing was sent: the error's own exit code (2, 3 or 4)
@@ -548,23 +553,29 @@ class _Run:
         self.listener(event)
 
     def _begin_attempt(self, index: int) -> None:
-        """Journal a POST attempt, durably, before it is made. An attempt after one the
-        API refused outright (a rate limit) repeats no delivery: it is not counted, so a
-        rate-limited chunk is not taken for a resent one whose own rows come back
-        "already present"."""
+        """Journal a POST attempt, durably, before it is made."""
         assert self.journal is not None
         self._sending = index
-        if self._refused_last:
-            self._refused_last = False
-            return
         self.journal.mark(self.run_id, index, "sending")
         self._attempted[index] += 1
         if self._attempted[index] == 2 and index not in self.result.chunks_resent:
             self.result.chunks_resent.append(index)  # the first may have landed
 
+    def _unsend(self) -> None:
+        """The POST under way was refused outright (a rate limit, the key, validation): it
+        delivered nothing, so it is no attempt, in this process or in the journal. Else a
+        refused chunk would be taken for a resent one, now or by a resume, and its rows
+        already in the sequence counted as its own repeats (imported)."""
+        index, self._sending = self._sending, None
+        if index is None or self._attempted[index] < 1:
+            return
+        assert self.journal is not None
+        self._attempted[index] -= 1
+        self.journal.unsend(self.run_id, index)
+
     def _post_failed(self, exc: ApiError) -> None:
-        if isinstance(exc, RateLimitError):
-            self._refused_last = True
+        if isinstance(exc, REFUSED):
+            self._unsend()
         else:
             self._note_uncertain(exc)
 

@@ -58,12 +58,21 @@ def _step_of(client: SaleshandyClient, seq: dict[str, Any], step_number: int) ->
     steps = seq.get("steps")
     if not steps:
         steps = client.list_steps(str(seq.get("id")))
+    if not isinstance(steps, list):
+        raise ApiError(f"sequence {seq.get('title')!r}: the API's list of steps is not a list")
     if step_number < 1 or step_number > len(steps):
         raise InputError(
             f"sequence {seq.get('title')!r} has {len(steps)} step(s); "
             f"--step-number {step_number} is out of range"
         )
-    return str(steps[step_number - 1]["id"])
+    step = steps[step_number - 1]
+    step_id = step.get("id") if isinstance(step, dict) else None
+    if isinstance(step_id, bool) or not isinstance(step_id, str | int) or not str(step_id).strip():
+        raise ApiError(
+            f"sequence {seq.get('title')!r}: step {step_number} has no usable id in the API's "
+            "answer; nothing was sent (pass --step STEP_ID)"
+        )
+    return str(step_id)
 
 
 def submit_chunks(

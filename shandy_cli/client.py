@@ -60,7 +60,7 @@ REPORT_REDIRECTS = 5
 REQUEST_ID_MAX = 200
 STATUS_ENDPOINT = "GET /v1/prospects/import-status/{id}"
 SEQUENCE_PAGE_SIZE = 1000  # the API's maximum: fewest calls for big accounts
-MAX_PAGES = 1000
+MAX_PAGES = 100  # 100,000 sequences at 1000 a page; a list that never ends is the server's bug
 
 
 @dataclass(frozen=True)
@@ -209,7 +209,9 @@ def error_for(response: httpx.Response, what: str) -> ApiError:
     if status == 413:
         return RequestTooLargeError(msg, **extra)
     if status >= 500:
-        return ServerError(msg, **extra)
+        error = ServerError(msg, **extra)
+        error.retry_after = parse_reset(response.headers.get("retry-after"))
+        return error
     if status == 404 or "not found" in low:
         return NotFoundError(msg, **extra)
     return ApiValidationError(msg, **extra)
@@ -356,7 +358,8 @@ class SaleshandyClient:
                 self._pause(what, limited, delay, exc)
             except (ServerError, TransportError) as exc:
                 failures += 1
-                delay = self.retry.delay(failures, None)
+                hint = exc.retry_after if isinstance(exc, ServerError) else None
+                delay = self.retry.delay(failures, hint)
                 self._give_up_or_wait(what, exc, failures, self.retry.attempts, delay, started,
                                       deadline)  # fmt: skip
                 self._pause(what, failures, delay, exc)
@@ -472,6 +475,8 @@ class SaleshandyClient:
                 break
             seen.update(str(s.get("id")) for s in new)
             found.extend(new)
+        else:
+            raise ApiError(f"GET /v1/sequences: the list did not end after {MAX_PAGES} pages")
         return found
 
     def list_steps(self, sequence_id: str) -> list[dict[str, Any]]:

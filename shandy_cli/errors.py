@@ -125,7 +125,9 @@ class RateLimitError(ApiError):
 
 
 class ServerError(ApiError):
-    """5xx from the API."""
+    """5xx from the API. ``retry_after``: the seconds its ``Retry-After`` asked for, if any."""
+
+    retry_after: float | None = None
 
 
 class TransportError(ApiError):

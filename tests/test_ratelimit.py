@@ -284,3 +284,13 @@ def test_no_window_ever_holds_more_calls_than_allowed(
                 times.popleft()
             times.append(at)
             assert len(times) <= limit
+
+
+def test_a_503_with_retry_after_is_retried_after_that_wait(recorder: tuple[Recorder, str]) -> None:
+    rec, url = recorder
+    rec.answers = [(503, {"Retry-After": "1"}, b"busy"), FIELDS_OK]
+    delays: list[float] = []
+    patient = RetryPolicy(attempts=3, base_delay=0.01, max_delay=5, max_total=10)
+    with client_for(url, retry=patient, on_retry=lambda w, n, d, e: delays.append(d)) as client:
+        client.list_fields()
+    assert delays == [1.0]  # not the 0.01 s backoff: the server said how long

@@ -64,7 +64,8 @@ class PlainProgress:
             if event.state in ("planned", "sending") and not GLOBALS.verbose:
                 return
             rid = f" request {event.request_id}" if event.request_id else ""
-            self.line(f"chunk {event.index + 1}: {event.state}{rid} ({event.rows:,} rows)")
+            rows = f" ({event.rows:,} rows)" if event.rows else ""  # status knows no rows
+            self.line(f"chunk {event.index + 1}: {event.state}{rid}{rows}")
         elif isinstance(event, Notice):
             if event.level == "warning":
                 if not GLOBALS.quiet:

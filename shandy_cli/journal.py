@@ -163,13 +163,20 @@ class Journal:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
+        # A signal (Ctrl-C, SIGTERM) may land anywhere, also between BEGIN and the body or
+        # inside COMMIT: whatever was left open is rolled back, here or by the next
+        # transaction, so recording the interruption never fails on "cannot start a
+        # transaction within a transaction".
+        if self.db.in_transaction:
             self.db.execute("ROLLBACK")
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            yield self.db
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
 
     # -- runs --------------------------------------------------------------------------------
 

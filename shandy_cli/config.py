@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 from platformdirs import user_state_dir
 
+from shandy_cli._files import make_missing_dirs
 from shandy_cli.errors import ConfigError
 from shandy_cli.ratelimit import DEFAULT_PER_ENDPOINT, DEFAULT_TOTAL, RateLimits
 
@@ -160,24 +161,19 @@ def default_state_dir() -> Path:
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) and make it 0700: it holds prospects' data."""
+    """Create ``path`` (and parents) 0700 if missing: it holds prospects' data.
+
+    An existing directory keeps its mode (see ``make_missing_dirs``).
+    """
     try:
-        missing = []
-        folder = path
-        while not folder.exists() and folder != folder.parent:
-            missing.append(folder)
-            folder = folder.parent
-        for folder in reversed(missing):  # parents made here are private too, whatever umask
-            folder.mkdir(mode=0o700, exist_ok=True)
+        make_missing_dirs(path)
         if not path.is_dir():
             raise FileExistsError(path)
-        if os.name == "posix" and stat.S_IMODE(path.stat().st_mode) != 0o700:
-            path.chmod(0o700)
     except FileExistsError:
         raise ConfigError(f"{path} exists and is not a directory") from None
     except PermissionError:
         raise ConfigError(
-            f"cannot create or make private (mode 0700) the directory {path}: permission "
+            f"cannot create the directory {path}: permission "
             "denied; choose another (--state-dir, --report-dir)"
         ) from None
     except OSError as exc:

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from shandy_cli._files import open_private, private_output
-from shandy_cli.errors import ApiError
+from shandy_cli._files import open_private, private_output, safe_filename, same_file, writable_dir
+from shandy_cli.errors import ApiError, InputError
 from shandy_cli.pipeline.mapping import clean_header, normalize_header
 from shandy_cli.pipeline.validation import email_key, is_plausible_email
 
@@ -59,6 +59,57 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def _has_surrogate(value: str) -> bool:
     return not value.isascii() and _SURROGATE.search(value) is not None
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """Where a run's files for people go: one rule for import, status and resume."""
+
+    rejects: Path
+    failures: Path
+
+    @classmethod
+    def for_run(cls, inputs: Sequence[str], rejects: str | None, run_dir: Path) -> OutputPaths:
+        """``--rejects PATH``, else ``<first input>.rejects.csv`` beside it (the run dir
+        when that folder takes no files: stdin's cwd, ``/dev/fd``); the failures file
+        beside the rejects file. Raises InputError, before anything is sent, when either
+        is one of the inputs: writing it would replace the rows being imported."""
+        paths = cls._derive(inputs, rejects, run_dir)
+        for what, path in (("rejects", paths.rejects), ("failures", paths.failures)):
+            clash = next((p for p in inputs if p != "-" and same_file(p, path)), None)
+            if clash is not None:
+                how = "--rejects" if rejects else f"the default for {inputs[0]}"
+                raise InputError(
+                    f"the {what} file {path} ({how}) is the input {clash}: writing it would "
+                    "destroy the input; give --rejects another path"
+                )
+        return paths
+
+    @classmethod
+    def _derive(cls, inputs: Sequence[str], rejects: str | None, run_dir: Path) -> OutputPaths:
+        if rejects:
+            path = Path(rejects)
+        else:
+            first = inputs[0]
+            if first == "-":
+                folder, stem = Path.cwd(), "stdin"
+            else:
+                folder, stem = Path(first).resolve().parent, Path(first).stem
+            if not writable_dir(folder):
+                folder = run_dir
+            path = folder / f"{stem}.rejects.csv"
+        failures = path.with_name(path.name.replace(".rejects.csv", "") + ".failures.csv")
+        return cls(path, failures)
+
+
+def report_path(folder: Path, request_id: str, inputs: Sequence[str], spare: Path) -> Path:
+    """Where Saleshandy's report of ``request_id`` is saved: ``<id>.csv`` in ``folder``
+    unless the server's id names an input there (``--report-dir .``, id ``leads``), which
+    it must not replace; then ``spare`` (a private dir of the run's) takes it."""
+    path = folder / f"{safe_filename(request_id, 'report')}.csv"
+    if any(p != "-" and same_file(p, path) for p in inputs):
+        return spare / path.name
+    return path
 
 
 class RowsWriter:

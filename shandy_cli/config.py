@@ -85,6 +85,16 @@ def printable(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
+_LINE_BREAKS = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+def one_line(text: str) -> str:
+    """A name (a file's, a column's) as it may appear inside one line of a message: like
+    ``printable``, and newlines, CRs and tabs escaped too, so a file called
+    ``x\\n2026-12-01T03:00:00 shandy: read 0 rows`` cannot forge a log line."""
+    return printable(text.translate(_LINE_BREAKS))
+
+
 def check_api_key(key: str | None) -> str | None:
     """The key as it can be sent: surrounding whitespace (a pasted newline) dropped;
     anything else that cannot go in an HTTP header refused without showing it."""

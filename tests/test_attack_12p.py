@@ -334,3 +334,69 @@ def test_the_failures_file_is_guarded_and_its_rejects_copied_exactly(
     with open(failures, newline="", encoding="utf-8") as fh:
         cells = {row[0]: row[1] for row in csv.reader(fh)}
     assert cells["bad"] == "'=1+1", cells
+
+
+# -- 9. small truths ----------------------------------------------------------------------------
+
+
+def test_piped_runs_prints_whole_run_ids_that_resume_takes(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    deep = tmp_path / ("a-rather-long-folder-name-" * 3)
+    deep.mkdir()
+    src = leads(deep / "leads-with-a-long-name.csv", bad=0)
+    done = shandy("import", str(src), "--step", "StepA1", "--no-wait", "--json", cwd=tmp_path,
+                  env=at(sandbox))  # fmt: skip
+    run_id = json.loads(done.stdout)["run_id"]
+    listed = shandy("runs", cwd=tmp_path, env=at(sandbox))
+    assert listed.returncode == 0, listed.stderr
+    header, line = listed.stdout.splitlines()
+    assert header.split("\t")[0] == "run"
+    cells = line.split("\t")
+    assert cells[0] == run_id and cells[4] == str(src), line
+    resumed = shandy("resume", cells[0], "--json", cwd=tmp_path, env=at(sandbox))
+    assert json.loads(resumed.stdout)["run_id"] == run_id, resumed.stderr
+
+
+def test_status_wait_lines_give_a_journalled_chunks_rows(sandbox: Sandbox, tmp_path: Path) -> None:
+    src = leads(tmp_path / "l.csv", n=7, bad=0)
+    done = shandy("import", str(src), "--step", "StepA1", "--no-wait", "--json", cwd=tmp_path,
+                  env=at(sandbox))  # fmt: skip
+    rid = json.loads(done.stdout)["chunks"][0]["request_id"]
+    waited = shandy("status", rid, "--wait", "--poll-interval", "0.05", cwd=tmp_path,
+                    env=at(sandbox))  # fmt: skip
+    assert waited.returncode == 0, waited.stderr
+    assert f"chunk 1: completed request {rid} (7 rows)" in waited.stderr, waited.stderr
+
+
+def test_a_newline_in_a_file_name_cannot_forge_a_log_line(sandbox: Sandbox, tmp_path: Path) -> None:
+    forged = "2026-12-01T03:00:00 shandy: read all.csv: 1,000,000 rows"
+    src = write_rows(tmp_path / f"x\n{forged}\r.csv", [["Email", "Extra"], ["a@example.com", "1"]])
+    done = shandy("import", str(src), "--step", "StepA1", "--on-unknown-column", "ignore",
+                  cwd=tmp_path, env=at(sandbox))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert not any(line.startswith(forged) for line in done.stderr.splitlines()), done.stderr
+    assert "x\\n2026-12-01T03:00:00" in done.stderr  # the name is there, escaped
+    warning = [line for line in done.stderr.splitlines() if "ignoring column" in line]
+    assert len(warning) == 1 and "\\r.csv" in warning[0], done.stderr
+    missing = shandy("import", str(tmp_path / f"gone\n{forged}.csv"), "--step", "StepA1",
+                     cwd=tmp_path, env=at(sandbox))  # fmt: skip
+    assert missing.returncode == 2 and len(missing.stderr.splitlines()) == 1, missing.stderr
+
+
+def test_a_huge_error_page_is_one_short_line(
+    hostile: Callable[[Decide], Hostile], tmp_path: Path
+) -> None:
+    page = "<html><head>\n<title>502 Bad Gateway</title></head><body>\n"
+    page += "<p>upstream said no</p>\n" * 200_000 + "</body></html>"
+    server = hostile(lambda method, path, headers: (400, {}, page.encode()))
+    env = {"SALESHANDY_BASE_URL": server.url, "SALESHANDY_API_KEY": SECRET}
+    done = shandy("fields", cwd=tmp_path, env=env)
+    assert done.returncode == 2, done.stderr  # a 400: the API refused the call
+    assert len(done.stderr.splitlines()) == 1 and len(done.stderr) < 400, done.stderr[:2000]
+    assert "502 Bad Gateway" in done.stderr
+    untitled = "<div>\n" + "x " * 500_000 + "\n</div>"
+    server2 = hostile(lambda method, path, headers: (400, {}, untitled.encode()))
+    env["SALESHANDY_BASE_URL"] = server2.url
+    again = shandy("fields", cwd=tmp_path, env=env)
+    assert len(again.stderr.splitlines()) == 1 and len(again.stderr) < 400, again.stderr[:2000]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from shandy_cli._files import open_private, private_output, safe_filename, same_file, writable_dir
+from shandy_cli.config import one_line
 from shandy_cli.errors import ApiError, InputError
 from shandy_cli.pipeline.formulas import META_COLUMNS, guard, unguard
 from shandy_cli.pipeline.mapping import clean_header, normalize_header
@@ -81,10 +82,11 @@ class OutputPaths:
         for what, path in (("rejects", paths.rejects), ("failures", paths.failures)):
             clash = next((p for p in inputs if p != "-" and same_file(p, path)), None)
             if clash is not None:
-                how = "--rejects" if rejects else f"the default for {inputs[0]}"
+                how = "--rejects" if rejects else f"the default for {one_line(inputs[0])}"
                 raise InputError(
-                    f"the {what} file {path} ({how}) is the input {clash}: writing it would "
-                    "destroy the input; give --rejects another path"
+                    f"the {what} file {one_line(str(path))} ({how}) is the input "
+                    f"{one_line(clash)}: writing it would destroy the input; give --rejects "
+                    "another path"
                 )
         return paths
 

@@ -18,7 +18,7 @@ _NAME_MAX = 100  # characters kept from the text; well under every file system's
 @contextmanager
 def private_output(path: Path, mode: str = "w", **kwargs: object) -> Iterator[IO]:
     """Write ``path`` atomically and 0600: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_missing_dirs(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
         os.chmod(tmp, 0o600)
@@ -32,12 +32,33 @@ def private_output(path: Path, mode: str = "w", **kwargs: object) -> Iterator[IO
 
 def open_private(path: Path, mode: str = "w", **kwargs: object) -> IO:
     """Open a new file 0600 (for spools that live only inside the private state dir)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_missing_dirs(path.parent)
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
     fd = os.open(path, flags, 0o600)
     if os.name == "posix":
         os.fchmod(fd, 0o600)  # O_CREAT's mode only applies to a file it creates
     return os.fdopen(fd, mode, **kwargs)  # type: ignore[call-overload]
+
+
+def make_missing_dirs(path: Path) -> None:
+    """Create ``path`` and its missing parents, each 0700 whatever the umask.
+
+    A directory that already exists is left exactly as it is: it is someone's
+    (a team's 2775 folder, a sticky 1777 ``/tmp``), and its mode is their choice.
+    The files shandy writes inside are 0600 on their own.
+    """
+    missing = []
+    folder = path
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # made by someone else meanwhile: theirs, not ours to chmod
+        if os.name == "posix":
+            folder.chmod(0o700)  # mkdir's mode passes through the umask
 
 
 def safe_filename(text: str, default: str = "file") -> str:
@@ -52,6 +73,15 @@ def safe_filename(text: str, default: str = "file") -> str:
         return cleaned
     digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()
     return f"{cleaned or default}-{digest}"
+
+
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """One file under two names (symlinks followed, hard links seen); False if either is
+    missing or unreadable: a file that does not exist yet cannot be an input."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
 
 
 def writable_dir(folder: Path) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import ssl
 import sys
 import tempfile
@@ -146,6 +147,27 @@ def unwrap(data: Any) -> Any:
     return data
 
 
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
+_SPACE = re.compile(r"\s+")
+WORDS_MAX = 300  # characters of a server's message kept in an error line
+
+
+def short_line(text: str, *, page: bool = False, limit: int = WORDS_MAX) -> str:
+    """What a server said, as one short line of an error message: every run of
+    whitespace, newlines included, one space; at most ``limit`` characters. A ``page``
+    (a body that is not JSON: a proxy's HTML error page, megabytes of it) is said by
+    its title, else by its text without tags."""
+    head = text[: 64 * 1024]  # the title, or the words that matter, come first
+    title = _TITLE.search(head) if page else None
+    if title and title.group(1).strip():
+        head = title.group(1)
+    elif page:
+        head = _TAG.sub(" ", head)
+    line = _SPACE.sub(" ", head).strip()
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
 @dataclass(frozen=True)
 class ServerWords:
     """What an error answer said: the server's own code (if any) and its message."""
@@ -168,14 +190,14 @@ def server_words(response: httpx.Response) -> ServerWords:
     except orjson.JSONDecodeError:
         data = None
     if not isinstance(data, dict):
-        text = response.text.strip() if response.content else ""
-        return ServerWords(None, text[:300] or response.reason_phrase or "no message")
+        text = short_line(response.text, page=True) if response.content else ""
+        return ServerWords(None, text or response.reason_phrase or "no message")
     code = data.get("code", data.get("error_code"))
     code_text = str(code) if isinstance(code, int | str) and str(code).strip() else None
     message = data.get("message") or data.get("error_message") or data.get("error")
     if isinstance(message, list):  # NestJS-style validation: a list of messages
         message = "; ".join(str(m) for m in message)
-    text = str(message).strip()[:300] if message else str(data)[:300]
+    text = short_line(str(message) if message else str(data))
     if "error_message" in data and code_text and not text.startswith(code_text):
         text = f"{code_text}: {text}"  # the gateway splits the code off; the others don't
     return ServerWords(code_text, text)

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 from platformdirs import user_state_dir
 
+from shandy_cli._files import make_missing_dirs
 from shandy_cli.errors import ConfigError
 from shandy_cli.ratelimit import DEFAULT_PER_ENDPOINT, DEFAULT_TOTAL, RateLimits
 
@@ -82,6 +83,16 @@ def printable(text: str) -> str:
     """Escape control characters (ESC, BEL, CR, ...) so file names and values taken
     from hostile input cannot drive the terminal; newlines and tabs are kept."""
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+_LINE_BREAKS = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+def one_line(text: str) -> str:
+    """A name (a file's, a column's) as it may appear inside one line of a message: like
+    ``printable``, and newlines, CRs and tabs escaped too, so a file called
+    ``x\\n2026-12-01T03:00:00 shandy: read 0 rows`` cannot forge a log line."""
+    return printable(text.translate(_LINE_BREAKS))
 
 
 def check_api_key(key: str | None) -> str | None:
@@ -160,24 +171,19 @@ def default_state_dir() -> Path:
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) and make it 0700: it holds prospects' data."""
+    """Create ``path`` (and parents) 0700 if missing: it holds prospects' data.
+
+    An existing directory keeps its mode (see ``make_missing_dirs``).
+    """
     try:
-        missing = []
-        folder = path
-        while not folder.exists() and folder != folder.parent:
-            missing.append(folder)
-            folder = folder.parent
-        for folder in reversed(missing):  # parents made here are private too, whatever umask
-            folder.mkdir(mode=0o700, exist_ok=True)
+        make_missing_dirs(path)
         if not path.is_dir():
             raise FileExistsError(path)
-        if os.name == "posix" and stat.S_IMODE(path.stat().st_mode) != 0o700:
-            path.chmod(0o700)
     except FileExistsError:
         raise ConfigError(f"{path} exists and is not a directory") from None
     except PermissionError:
         raise ConfigError(
-            f"cannot create or make private (mode 0700) the directory {path}: permission "
+            f"cannot create the directory {path}: permission "
             "denied; choose another (--state-dir, --report-dir)"
         ) from None
     except OSError as exc:

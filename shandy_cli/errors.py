@@ -40,7 +40,10 @@ class InputError(ShandyError):
         self.column = column
         where = []
         if file is not None:
-            where.append(str(file))
+            # config imports this module: its one_line can only be imported when called.
+            from shandy_cli.config import one_line
+
+            where.append(one_line(str(file)))
         if row is not None:
             where.append(f"row {row}")
         if column is not None:

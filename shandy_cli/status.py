@@ -94,7 +94,8 @@ def check_status(
         settings.base_url, settings.api_key, rate_limits=settings.rate_limits
     )
     try:
-        statuses = _statuses(client, request_ids, wait, timeout, poll_interval, listener)
+        sizes = _chunk_sizes(settings.state_dir, request_ids) if wait else {}
+        statuses = _statuses(client, request_ids, wait, timeout, poll_interval, listener, sizes)
         folder = ensure_private_dir(Path(report_dir or settings.state_dir / "reports"))
         results = [_download(client, statuses[rid], folder) for rid in request_ids]
         _account(settings.state_dir, results)
@@ -111,18 +112,29 @@ def _statuses(
     timeout: float | None,
     interval: float,
     listener: Listener,
+    sizes: dict[str, tuple[int, int]],
 ) -> dict[str, ImportStatus]:
     if not wait:
         return {rid: client.import_status(rid) for rid in dict.fromkeys(ids)}
 
     def on_status(status: ImportStatus) -> None:
         state = "completed" if status.completed else "accepted"
-        listener(ChunkEvent(ids.index(status.request_id), state, 0, 0, status.request_id))
+        rows, size = sizes.get(status.request_id, (0, 0))  # 0: not a request of ours
+        listener(ChunkEvent(ids.index(status.request_id), state, rows, size, status.request_id))
 
     # Requests of earlier imports: the first poll goes at once.
     return poll_until_done(
         client, ids, timeout=timeout, first_interval=interval, on_status=on_status, first_delay=0
     )
+
+
+def _chunk_sizes(state_dir: Path, ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """(rows, bytes) of each request an earlier ``shandy import`` here sent, from its journal."""
+    if not (Path(state_dir) / "journal.sqlite3").exists():
+        return {}
+    with Journal(Path(state_dir)) as journal:
+        chunks = {rid: journal.chunk_for_request(rid) for rid in dict.fromkeys(ids)}
+    return {rid: (c.rows, c.bytes) for rid, c in chunks.items() if c is not None}
 
 
 def _download(client: SaleshandyClient, status: ImportStatus, folder: Path) -> RequestStatus:

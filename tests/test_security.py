@@ -573,8 +573,9 @@ def test_state_dir_is_made_private_and_a_bad_one_is_one_line(tmp_path: Path) -> 
     shared = tmp_path / "shared"
     shared.mkdir(mode=0o755)
     shared.chmod(0o755)
-    ensure_private_dir(shared)
-    assert shared.stat().st_mode & 0o777 == 0o700
+    ensure_private_dir(shared / "made")
+    assert (shared / "made").stat().st_mode & 0o777 == 0o700
+    assert shared.stat().st_mode & 0o777 == 0o755  # not ours: its mode is left alone
     afile = tmp_path / "afile"
     afile.write_text("")
     with pytest.raises(ConfigError):

@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from shandy_cli.cli.common import GLOBALS, safe_text
+from shandy_cli.config import one_line
 from shandy_cli.pipeline.events import ChunkEvent, Event, Notice, Phase, ReadProgress
 from shandy_cli.pipeline.outcome import already_present_fails
 from shandy_cli.pipeline.run import ImportResult
@@ -56,7 +57,7 @@ class PlainProgress:
                 self._last = now
                 total = f" of {event.bytes_total:,} bytes" if event.bytes_total else ""
                 state = "read" if event.done else "reading"
-                self.line(f"{state} {event.file}: {event.rows:,} rows{total}")
+                self.line(f"{state} {one_line(event.file)}: {event.rows:,} rows{total}")
         elif isinstance(event, Phase):
             total = f" ({event.total} chunk(s))" if event.total else ""
             self.line(f"{event.name}{total}")
@@ -64,7 +65,8 @@ class PlainProgress:
             if event.state in ("planned", "sending") and not GLOBALS.verbose:
                 return
             rid = f" request {event.request_id}" if event.request_id else ""
-            rows = f" ({event.rows:,} rows)" if event.rows else ""  # status knows no rows
+            # 0 rows: a request `status` was given that no import here sent
+            rows = f" ({event.rows:,} rows)" if event.rows else ""
             self.line(f"chunk {event.index + 1}: {event.state}{rid}{rows}")
         elif isinstance(event, Notice):
             if event.level == "warning":
@@ -116,7 +118,7 @@ class LiveProgress:
             self.console.print(Text(safe_text(event.text), style=style))
 
     def _read(self, event: ReadProgress) -> None:
-        name = escape(safe_text(event.file))
+        name = escape(safe_text(one_line(event.file)))
         task = self._task(f"read:{event.file}", f"reading {name}", event.bytes_total)
         rate = event.rows / max(time.monotonic() - self.started, 1e-6)
         detail = f"{event.rows:,} rows {rate:,.0f}/s"
@@ -140,8 +142,9 @@ class LiveProgress:
 
 
 def cell(value: Any) -> Text:
-    """A table cell shown exactly as the text is: values from files are not rich markup."""
-    return Text(safe_text(str(value)))
+    """A table cell shown exactly as the text is: values from files are not rich markup,
+    and a newline in a file name does not make a row of its own."""
+    return Text(safe_text(one_line(str(value))))
 
 
 def progress_for(json_out: bool) -> PlainProgress | LiveProgress:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Annotated, Any
 
@@ -17,11 +18,13 @@ from shandy_cli.cli.common import (
     api_session,
     handle_errors,
     print_json,
+    safe_text,
     settings_from,
     stdout_console,
 )
 from shandy_cli.cli.import_cmd import run_and_render
 from shandy_cli.cli.render import cell
+from shandy_cli.config import one_line
 from shandy_cli.journal import Journal, RunRecord
 from shandy_cli.pipeline.events import Listener
 from shandy_cli.pipeline.polling import FIRST_INTERVAL
@@ -70,14 +73,30 @@ def runs(
     if json_out:
         print_json(records)
         return
-    table = Table("run", "started", "outcome", "step", "files", "rows", "chunks")
+    if not sys.stdout.isatty():
+        _print_lines(records)
+        return
+    table = Table(*RUN_COLUMNS)
     for r in records:
-        table.add_row(
-            cell(r["run_id"]), r["started"] or "", r["outcome"], cell(r["step_id"] or "list"),
-            cell(", ".join(r["files"])), str(r["rows_read"] or 0),
-            f"{r['chunks_accepted']}/{r['chunks']}",
-        )  # fmt: skip
+        table.add_row(*map(cell, _cells(r)))
     stdout_console().print(table)
+
+
+RUN_COLUMNS = ("run", "started", "outcome", "step", "files", "rows", "chunks")
+
+
+def _cells(r: dict[str, Any]) -> list[str]:
+    return [
+        r["run_id"], r["started"] or "", r["outcome"], r["step_id"] or "list",
+        ", ".join(r["files"]), str(r["rows_read"] or 0), f"{r['chunks_accepted']}/{r['chunks']}",
+    ]  # fmt: skip
+
+
+def _print_lines(records: list[dict[str, Any]]) -> None:
+    """Off a terminal, one tab-separated line a run with every value whole: a table
+    fitted to 80 columns cut run ids to ``20261201T2…``, which ``resume`` cannot take."""
+    for values in [list(RUN_COLUMNS), *map(_cells, records)]:
+        print("\t".join(safe_text(one_line(v)) for v in values))
 
 
 @handle_errors

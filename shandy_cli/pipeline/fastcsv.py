@@ -86,6 +86,7 @@ from shandy_cli.pipeline._items import Items, Sizes
 from shandy_cli.pipeline._readers.base import drop_empty_extras
 from shandy_cli.pipeline._readers.delimited import FIELD_LIMIT
 from shandy_cli.pipeline.chunking import PREFIX, Chunk, Chunker, encode_prospect
+from shandy_cli.pipeline.formulas import written_by_shandy
 from shandy_cli.pipeline.mapping import Mapping
 from shandy_cli.pipeline.reporting import RowsWriter, SentIndex, reason_kind
 from shandy_cli.pipeline.validation import (
@@ -162,6 +163,8 @@ def columnar_eligible(info: SourceInfo, mapping: Mapping | None, path: str | Non
         return "no columns"
     if info.format not in ("csv", "tsv", "txt") or not info.delimiter:
         return f"format {info.format}"
+    if written_by_shandy(info.columns):  # its cells are unguarded one by one (formulas.py)
+        return "a rejects or failures file shandy wrote"
     try:
         source_codec(info.encoding)
     except ValueError:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from xxhash import xxh3_128
 
 from shandy_cli.client import SaleshandyClient
+from shandy_cli.config import one_line
 from shandy_cli.errors import InputError, ShandyError
 from shandy_cli.pipeline._readers.spreadsheet import WorkbookSource
 from shandy_cli.pipeline.chunking import Chunk, Chunker, body_suffix, encode_prospect
@@ -211,11 +212,12 @@ def _mappings(ctx: PrepareContext, sources: list[Source]) -> list[Mapping | None
         )
         if mapping.unknown:
             names = listing(mapping.unknown)
-            ctx.notice(f"{src.info.name}: ignoring column(s) {names}", "warning")
+            ctx.notice(f"{one_line(src.info.name)}: ignoring column(s) {names}", "warning")
         if mapping.shadowed:
             names = listing(mapping.shadowed)
             ctx.notice(
-                f"{src.info.name}: column(s) {names} dropped: --map chose another", "warning"
+                f"{one_line(src.info.name)}: column(s) {names} dropped: --map chose another",
+                "warning",
             )
         mappings.append(mapping)
     missing = [key for key in explicit if key not in used]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 from array import array
 from collections import Counter
@@ -18,12 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from shandy_cli._files import open_private, private_output
-from shandy_cli.errors import ApiError
+from shandy_cli._files import open_private, private_output, safe_filename, same_file, writable_dir
+from shandy_cli.config import one_line
+from shandy_cli.errors import ApiError, InputError
+from shandy_cli.pipeline.formulas import META_COLUMNS, guard, unguard
 from shandy_cli.pipeline.mapping import clean_header, normalize_header
 from shandy_cli.pipeline.validation import email_key, is_plausible_email
 
-META_COLUMNS = ["_file", "_row", "_reason"]
 REASON_HEADERS = (
     "reason",
     "failurereason",
@@ -61,8 +63,66 @@ def _has_surrogate(value: str) -> bool:
     return not value.isascii() and _SURROGATE.search(value) is not None
 
 
+@dataclass(frozen=True)
+class OutputPaths:
+    """Where a run's files for people go: one rule for import, status and resume."""
+
+    rejects: Path
+    failures: Path
+
+    @classmethod
+    def for_run(
+        cls, inputs: Sequence[str], rejects: str | os.PathLike[str] | None, run_dir: Path
+    ) -> OutputPaths:
+        """``--rejects PATH``, else ``<first input>.rejects.csv`` beside it (the run dir
+        when that folder takes no files: stdin's cwd, ``/dev/fd``); the failures file
+        beside the rejects file. Raises InputError, before anything is sent, when either
+        is one of the inputs: writing it would replace the rows being imported."""
+        paths = cls._derive(inputs, rejects, run_dir)
+        for what, path in (("rejects", paths.rejects), ("failures", paths.failures)):
+            clash = next((p for p in inputs if p != "-" and same_file(p, path)), None)
+            if clash is not None:
+                how = "--rejects" if rejects else f"the default for {one_line(inputs[0])}"
+                raise InputError(
+                    f"the {what} file {one_line(str(path))} ({how}) is the input "
+                    f"{one_line(clash)}: writing it would destroy the input; give --rejects "
+                    "another path"
+                )
+        return paths
+
+    @classmethod
+    def _derive(
+        cls, inputs: Sequence[str], rejects: str | os.PathLike[str] | None, run_dir: Path
+    ) -> OutputPaths:
+        if rejects:
+            path = Path(rejects)
+        else:
+            first = inputs[0]
+            if first == "-":
+                folder, stem = Path.cwd(), "stdin"
+            else:
+                folder, stem = Path(first).resolve().parent, Path(first).stem
+            if not writable_dir(folder):
+                folder = run_dir
+            path = folder / f"{stem}.rejects.csv"
+        failures = path.with_name(path.name.replace(".rejects.csv", "") + ".failures.csv")
+        return cls(path, failures)
+
+
+def report_path(folder: Path, request_id: str, inputs: Sequence[str], spare: Path) -> Path:
+    """Where Saleshandy's report of ``request_id`` is saved: ``<id>.csv`` in ``folder``
+    unless the server's id names an input there (``--report-dir .``, id ``leads``), which
+    it must not replace; then ``spare`` (a private dir of the run's) takes it."""
+    path = folder / f"{safe_filename(request_id, 'report')}.csv"
+    if any(p != "-" and same_file(p, path) for p in inputs):
+        return spare / path.name
+    return path
+
+
 class RowsWriter:
     """A CSV of source rows in the union of the columns, plus _file, _row, _reason.
+
+    Every cell a spreadsheet would run as a formula is guarded (``formulas.guard``).
 
     Created lazily (no rows, no file), written to a temp file and renamed into
     place on ``close`` with mode 0600.
@@ -82,7 +142,7 @@ class RowsWriter:
         self._ctx = private_output(self.path, "w", newline="", encoding="utf-8")
         self._fh = self._ctx.__enter__()
         self._writer = csv.writer(self._fh)
-        self._writer.writerow([*self.columns, *META_COLUMNS])
+        self._writer.writerow([*map(guard, self.columns), *META_COLUMNS])
 
     def add_many(
         self, file: str, columns: Sequence[str], rows: list[tuple[int, Sequence[str], str, str]]
@@ -99,15 +159,19 @@ class RowsWriter:
         assert self._fh is not None
         text = io.StringIO()
         out = csv.writer(text)
+        file = guard(file)
         if list(columns) == self.columns:
-            out.writerows([*values, file, number, reason] for number, values, reason, _ in rows)
+            out.writerows(
+                [*map(guard, values), file, number, guard(reason)]
+                for number, values, reason, _ in rows
+            )
         else:
             at = [self._position[c] for c in columns]
             for number, values, reason, _ in rows:
                 full = [""] * len(self.columns)
                 for i, value in zip(at, values, strict=False):
-                    full[i] = value
-                out.writerow([*full, file, number, reason])
+                    full[i] = guard(value)
+                out.writerow([*full, file, number, guard(reason)])
         self._fh.write(text.getvalue())
         self.count += len(rows)
         self.reasons.update(kind for _, _, _, kind in rows)
@@ -119,11 +183,12 @@ class RowsWriter:
             self._open()
         out = [""] * len(self.columns)
         for name, value in zip(columns, values, strict=False):
-            out[self._position[name]] = _clean(value)
+            out[self._position[name]] = guard(_clean(value))
         extra = values[len(columns) :]
         if extra:  # ragged row: keep what has no column in the reason rather than lose it
             reason = f"{reason} (extra values: {', '.join(map(_clean, extra))})"
-        self._writer.writerow([*out, file, "" if row is None else row, _clean(reason)])
+        number = "" if row is None else row
+        self._writer.writerow([*out, guard(file), number, guard(_clean(reason))])
         self.count += 1
         self.reasons[reason_kind(reason)] += 1
 
@@ -386,10 +451,11 @@ def write_failures(
 def _copy_rejects(rejects_path: Path, writer: RowsWriter) -> None:
     with rejects_path.open(newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh)
-        header = next(reader, None)
+        header = [unguard(name) for name in next(reader, None) or []]
         if not header:
             return
         n = len(header) - len(META_COLUMNS)
-        for values in reader:
+        for guarded in reader:  # written by RowsWriter, so guarded: back to the true values
+            values = [unguard(value) for value in guarded]
             file, row, reason = values[n], values[n + 1], values[n + 2]
             writer.add(file, int(row) if row else None, header[:n], values[:n], reason)

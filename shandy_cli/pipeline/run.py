@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 import orjson
 from xxhash import xxh3_128
 
-from shandy_cli._files import open_private, safe_filename, writable_dir
+from shandy_cli._files import open_private
 from shandy_cli._lock import RunLock
 from shandy_cli._version import __version__
 from shandy_cli.client import ImportStatus, SaleshandyClient
@@ -55,7 +55,13 @@ from shandy_cli.pipeline.outcome import (
 )
 from shandy_cli.pipeline.polling import Poller
 from shandy_cli.pipeline.prepare import PrepareContext, Prepared, fetch_rows, prepare
-from shandy_cli.pipeline.reporting import SentIndex, ServerFailure, write_failures
+from shandy_cli.pipeline.reporting import (
+    OutputPaths,
+    SentIndex,
+    ServerFailure,
+    report_path,
+    write_failures,
+)
 from shandy_cli.pipeline.results import ChunkResult, ImportOptions, ImportResult
 from shandy_cli.pipeline.submission import import_endpoint, resolve_step, submit_chunks
 
@@ -203,6 +209,7 @@ class _Run:
     # -- the run ---------------------------------------------------------------------------
 
     def run(self, resume_run: str | None = None) -> ImportResult:
+        self._outputs()  # no input is ever overwritten: checked before anything is sent
         labels = self._labels()
         step_id = self._target()
         if self.opts.dry_run:
@@ -401,21 +408,14 @@ class _Run:
             "version": __version__,
         }
 
+    def _outputs(self) -> OutputPaths:
+        return OutputPaths.for_run(self.paths, self.opts.rejects, self.run_dir)
+
     def _rejects_path(self) -> Path:
-        if self.opts.rejects:
-            return Path(self.opts.rejects)
-        first = self.paths[0]
-        if first == "-":
-            folder, stem = Path.cwd(), "stdin"
-        else:
-            folder, stem = Path(first).resolve().parent, Path(first).stem
-        if not writable_dir(folder):
-            folder = self.run_dir
-        return folder / f"{stem}.rejects.csv"
+        return self._outputs().rejects
 
     def _failures_path(self) -> Path:
-        rejects = self._rejects_path()
-        return rejects.with_name(rejects.name.replace(".rejects.csv", "") + ".failures.csv")
+        return self._outputs().failures
 
     def _prepare(self, labels: list[str], step_id: str | None, skip: set[int]) -> Prepared:
         ctx = PrepareContext(
@@ -644,7 +644,10 @@ class _Run:
         assert self.client is not None and self.journal is not None
         report = None
         if status.report_url:
-            report = folder / f"{safe_filename(str(status.request_id), 'report')}.csv"
+            report = report_path(
+                folder, str(status.request_id), self.paths, self.run_dir / "reports"
+            )
+            ensure_private_dir(report.parent)
             self.client.download_report(status.report_url, report)
         record = self.journal.chunk(self.run_id, chunk.index)
         assert record is not None

@@ -16,6 +16,7 @@ from typing import BinaryIO
 
 from shandy_cli.errors import InputError
 
+from ..formulas import unguard, written_by_shandy
 from .base import Row, Source, SourceInfo, check_header, drop_empty_extras, repair_undecodable
 from .text import TextInput, normalize_encoding
 
@@ -173,8 +174,13 @@ class DelimitedSource(Source):
             skipinitialspace=False,  # values stay untrimmed
             strict=False,  # accept the sloppy quoting Excel and hand edits produce
         )
-        header = self._next_values(row=None)
-        columns = check_header(header or [], file=name, encoding=text.encoding)
+        header = self._next_values(row=None) or []
+        # A rejects or failures file shandy wrote: its cells carry the spreadsheet guard,
+        # taken off so that importing it again sends the values that were refused.
+        self._unguard = written_by_shandy(header)
+        if self._unguard:
+            header = [unguard(cell) for cell in header]
+        columns = check_header(header, file=name, encoding=text.encoding)
         super().__init__(
             SourceInfo(
                 path=path,
@@ -233,6 +239,8 @@ class DelimitedSource(Source):
                 return
             self._number += 1
             values = drop_empty_extras(values, width)
+            if self._unguard:
+                values = [unguard(value) for value in values]
             values, problem = repair_undecodable(values, columns, encoding)
             yield Row(name, self._number, values, problem)
 

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from shandy_cli.config import ensure_private_dir
+from shandy_cli.faults import journal_fault
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -125,10 +126,16 @@ class Journal:
         path.touch(mode=0o600, exist_ok=True)  # private before the first byte is written
         path.chmod(0o600)
         self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")  # each state change survives a power cut
-        self.db.executescript(SCHEMA)
-        self._migrate()
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")  # each state change survives a power cut
+            self.db.executescript(SCHEMA)
+            self._migrate()
+        except sqlite3.Error as exc:
+            # A damaged journal stops the run (exit 2) rather than being replaced: it holds
+            # which chunks were accepted, and another shandy may have it open right now.
+            self.db.close()
+            raise journal_fault(exc, path) from None
 
     def _migrate(self) -> None:
         """Bring a journal an older shandy wrote up to ``JOURNAL_VERSION``, keeping its runs.

@@ -20,7 +20,7 @@ from shandy_cli.cli.common import (
     settings_from,
     stdout_console,
 )
-from shandy_cli.cli.import_cmd import run_and_render
+from shandy_cli.cli.import_cmd import document_on_every_exit, run_and_render
 from shandy_cli.cli.render import cell
 from shandy_cli.journal import Journal, RunRecord
 from shandy_cli.pipeline.events import Listener
@@ -110,4 +110,5 @@ def resume(
                 listener=listener, wait=wait, timeout=timeout, poll_interval=poll_interval,
             )  # fmt: skip
 
-    run_and_render(call, json_out)
+    with document_on_every_exit(json_out, []):
+        run_and_render(call, json_out)

@@ -38,10 +38,10 @@ from shandy_cli.errors import (
     InputError,
     RateLimitError,
     ServerError,
-    ShandyError,
     Terminated,
     TransportError,
 )
+from shandy_cli.faults import as_fault, fault_message
 from shandy_cli.journal import UNFINISHED, Journal, RunRecord
 from shandy_cli.pipeline.events import ChunkEvent, Listener, Notice, Phase, ignore
 from shandy_cli.pipeline.outcome import (
@@ -56,7 +56,13 @@ from shandy_cli.pipeline.outcome import (
 from shandy_cli.pipeline.polling import Poller
 from shandy_cli.pipeline.prepare import PrepareContext, Prepared, fetch_rows, prepare
 from shandy_cli.pipeline.reporting import SentIndex, ServerFailure, write_failures
-from shandy_cli.pipeline.results import ChunkResult, ImportOptions, ImportResult
+from shandy_cli.pipeline.results import (
+    ChunkResult,
+    ImportOptions,
+    ImportResult,
+    attach_result,
+    stopped_result,
+)
 from shandy_cli.pipeline.submission import import_endpoint, resolve_step, submit_chunks
 
 # A POST answered with one of these was refused outright: nothing of it was imported.
@@ -105,20 +111,44 @@ def import_files(
     ``exit_code`` follows the contract.
     """
     opts = options or ImportOptions(**option_kwargs)
-    opts.check()
-    settings = resolve_settings(api_key=api_key, base_url=base_url, state_dir=state_dir)
+    names = [str(p) for p in paths]
+    runner: _Run | None = None
     own_client = client is None
-    if client is None and (settings.api_key or not opts.dry_run):
-        client = SaleshandyClient(
-            settings.base_url, settings.api_key, rate_limits=settings.rate_limits
-        )
     try:
-        runner = _Run([str(p) for p in paths], opts, client, settings.state_dir, listener, stdin)
+        opts.check()
+        settings = resolve_settings(api_key=api_key, base_url=base_url, state_dir=state_dir)
+        if client is None and (settings.api_key or not opts.dry_run):
+            client = SaleshandyClient(
+                settings.base_url, settings.api_key, rate_limits=settings.rate_limits
+            )
+        runner = _Run(names, opts, client, settings.state_dir, listener, stdin)
         runner.spools = dict(spools or {})
         return runner.run(resume_run)
+    except (Exception, KeyboardInterrupt) as exc:
+        raise _stopped(exc, runner, names, opts) from exc
     finally:
         if own_client and client is not None:
             client.close()
+
+
+def _stopped(
+    exc: Exception | KeyboardInterrupt, runner: _Run | None, names: list[str], opts: ImportOptions
+) -> BaseException:
+    """What a run that stopped early raises: ``exc`` itself when its exit code stands, else a
+    ``FaultError`` (2 if nothing was sent, 4 once anything was), with the run's
+    ``ImportResult`` attached either way (``stopped_result``) so ``--json`` can print it."""
+    sent = runner is not None and runner._anything_sent()
+    state_dir = runner.state_dir if runner else None
+    raised: BaseException = exc
+    if not isinstance(exc, KeyboardInterrupt):
+        raised = as_fault(exc, sent=sent, state_dir=state_dir)
+    if runner is not None:
+        result = runner.result
+    else:
+        result = stopped_result(exc, names, dry_run=opts.dry_run, step_id=opts.step_id)
+    result.stop(exc, sent=sent, state_dir=state_dir)
+    attach_result(raised, result)
+    return raised
 
 
 def resume_import(
@@ -250,10 +280,10 @@ class _Run:
         try:
             prepared = self._prepare(labels, step_id, skip)
         except KeyboardInterrupt:
-            journal.update_run(self.run_id, outcome="interrupted", ended=time.time())
+            self._record_end("interrupted")
             raise
         except BaseException:
-            journal.update_run(self.run_id, outcome="failed", ended=time.time())
+            self._record_end("failed")
             raise
         self._plan(prepared)
         try:
@@ -261,8 +291,11 @@ class _Run:
         except KeyboardInterrupt as exc:
             self._interrupted(exc)
         except Exception as exc:
+            if self._sending is not None and not isinstance(exc, ApiError):
+                self._uncertain.add(self._sending)  # a fault just after a POST: it may have landed
             if not self._anything_sent():
-                raise  # nothing left this machine: the error's own exit code stands
+                self._record_end("failed")
+                raise  # nothing left this machine: import_files gives the exit code (2, 3)
             self._failed_after_sending(exc)
         self._finish(prepared)
         return self.result
@@ -289,10 +322,23 @@ class _Run:
         if self._sending is not None and isinstance(exc, ServerError | TransportError):
             self._uncertain.add(self._sending)
 
+    def _record_end(self, outcome: str) -> None:
+        """Journal how a run that is failing ended. Recording it may fail too (the same full
+        disk, most likely): that is a warning, and the error that ended the run is the one
+        reported, not the later one raised while writing it down."""
+        if self.journal is None:
+            return
+        try:
+            self.journal.update_run(self.run_id, outcome=outcome, ended=time.time())
+        except Exception as exc:
+            self.notice(
+                f"the journal could not record the run's end: {fault_message(exc, self.state_dir)}"
+            )
+
     def _failed_after_sending(self, exc: Exception) -> None:
         """Anything that ends a run after the first POST is exit 4 (3: the key): resumable,
         never 2, which says nothing was sent, and never 1, which says it finished."""
-        detail = exc.message if isinstance(exc, ShandyError) else f"{type(exc).__name__}: {exc}"
+        detail = fault_message(exc, self.state_dir)
         self.result.error = (
             f"{detail}; the journal is saved: `shandy resume {self.run_id}` (or the same "
             "command) continues without sending accepted chunks again"
@@ -536,7 +582,7 @@ class _Run:
             if isinstance(exc, REFUSED):
                 self._unsend()
             if not self._anything_sent():
-                journal.update_run(self.run_id, outcome="failed", ended=time.time())
+                self._record_end("failed")
                 raise  # nothing was sent: the error's own exit code (2, 3 or 4)
             unsent = sum(c.rows for c in self.result.chunks if c.state == "planned")
             self.result.error = (
@@ -555,8 +601,8 @@ class _Run:
     def _begin_attempt(self, index: int) -> None:
         """Journal a POST attempt, durably, before it is made."""
         assert self.journal is not None
-        self._sending = index
         self.journal.mark(self.run_id, index, "sending")
+        self._sending = index  # only once journalled: a POST is never made unrecorded
         self._attempted[index] += 1
         if self._attempted[index] == 2 and index not in self.result.chunks_resent:
             self.result.chunks_resent.append(index)  # the first may have landed
@@ -748,6 +794,9 @@ class _Run:
             outcome = "completed"
         else:
             outcome = "processing"  # accepted, not yet known to be done (--no-wait, --timeout)
+        if res.error:
+            self._record_end(outcome)  # the run's own error is the one to report
+            return
         self.journal.update_run(self.run_id, outcome=outcome, ended=time.time())
         if outcome == "completed":
             clean_completed(self.run_dir, self.spools.values())

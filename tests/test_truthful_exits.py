@@ -8,6 +8,7 @@ file, a symlink loop, ``RLIMIT_FSIZE`` for a file that cannot grow).
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import resource
@@ -162,3 +163,49 @@ def test_sigterm_while_reading_prints_the_document(sandbox: Sandbox, tmp_path: P
     assert "Traceback" not in err
     data = json.loads(out)
     assert data["exit_code"] == 143 and "interrupted" in data["error"]
+
+
+# -- item 3: the failures file names the rows that failed -----------------------------------
+
+
+def _rows(path: str) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.parametrize("change", ["new export", "same size and mtime", "vanished"])
+def test_status_joins_failures_only_to_the_file_that_was_read(
+    sandbox: Sandbox, tmp_path: Path, change: str
+) -> None:
+    """``import --no-wait``, a new export over the same path, ``status --wait``: the
+    failures file lists the people who failed, from the report's values, and says so.
+    Today it lists rows 1 and 3 of the new export: people who were never sent."""
+    write_csv(tmp_path / "first.csv", HEADER, leads(5))
+    seed = shandy("import", "first.csv", "--step", "StepA1", tmp_path=tmp_path, sandbox=sandbox)
+    assert seed.returncode == 0, seed.stderr
+    src = tmp_path / "leads.csv"
+    # Under overwrite, rows already in the sequence are failures: person1 and person3.
+    write_csv(src, HEADER, [leads(2)[1], ["New", "One", "new1@example.com", "N"], leads(4)[3]])
+    sent = shandy("import", "leads.csv", "--step", "StepA1", "--conflict", "overwrite",
+                  "--no-wait", "--json", tmp_path=tmp_path, sandbox=sandbox)  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    ids = [c["request_id"] for c in json.loads(sent.stdout)["chunks"]]
+    before = src.stat()
+    if change == "vanished":
+        src.unlink()
+    else:
+        others = [[f"Other{i}", "X", f"other{i}@example.com", "Z"] for i in range(3)]
+        write_csv(src, HEADER, others)
+        if change == "same size and mtime":  # a copy made with `cp -p` of a same-size file
+            data = src.read_bytes()
+            same = data.ljust(before.st_size, b"\n")[: before.st_size]
+            src.write_bytes(same)
+            os.utime(src, ns=(before.st_atime_ns, before.st_mtime_ns))
+    done = shandy("status", *ids, "--wait", "--json", "--poll-interval", "0.05",
+                  tmp_path=tmp_path, sandbox=sandbox)  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "leads.csv" in done.stderr and "written from Saleshandy's report" in done.stderr
+    failures = _rows(json.loads(done.stdout)[0]["failures_file"])
+    assert sorted(r["Email"] for r in failures) == ["person1@example.com", "person3@example.com"]
+    assert sorted(r["_row"] for r in failures) == ["1", "3"]  # where they were when read
+    assert all(r["_file"].endswith("leads.csv") for r in failures)

@@ -54,7 +54,13 @@ from shandy_cli.pipeline.outcome import (
     was_resent,
 )
 from shandy_cli.pipeline.polling import Poller
-from shandy_cli.pipeline.prepare import PrepareContext, Prepared, fetch_rows, prepare
+from shandy_cli.pipeline.prepare import (
+    PrepareContext,
+    Prepared,
+    fetch_rows,
+    input_identity,
+    prepare,
+)
 from shandy_cli.pipeline.reporting import SentIndex, ServerFailure, write_failures
 from shandy_cli.pipeline.results import (
     ChunkResult,
@@ -220,6 +226,8 @@ class _Run:
         self._sending: int | None = None  # the chunk whose POST is under way
         self._uncertain: set[int] = set()  # chunks a POST may have delivered, answer unknown
         self.field_types: dict[str, str] = {}  # label -> fieldType, filled by _labels
+        # Each input as it was read: a failures file is joined only to the same file.
+        self.inputs: list[dict[str, Any] | None] = []
 
     @property
     def run_dir(self) -> Path:
@@ -431,8 +439,10 @@ class _Run:
                 with open(target, "rb") as fh:
                     while block := fh.read(1 << 20):
                         h.update(block)
+                self.inputs.append(input_identity(target))
             except OSError:
                 h.update(path.encode())  # open_source will report the problem clearly
+                self.inputs.append(None)
         return h.hexdigest()
 
     def _stored_options(self) -> dict[str, Any]:
@@ -524,6 +534,7 @@ class _Run:
                 "rows_skipped": prepared.rows_skipped,
                 "rows_submitted": prepared.rows_submitted,
                 "step_id": self.result.step_id,
+                "inputs": self.inputs,
             }
             self.journal.update_run(self.run_id, meta=meta, step_id=self.result.step_id)
 
@@ -715,7 +726,9 @@ class _Run:
         sent = prepared.sent or SentIndex.reader(self.run_dir / "sent.idx")
         path = write_failures(
             self._failures_path(), prepared.columns, rejects, failures, sent, prepared.sources,
-            lambda wanted: fetch_rows(self.paths, self.opts, self.spools, wanted),
+            lambda wanted: fetch_rows(
+                self.paths, self.opts, self.spools, wanted, self.inputs, self.notice
+            ),
         )  # fmt: skip
         self.result.failures_file = str(path) if path else None
 

@@ -209,3 +209,41 @@ def test_status_joins_failures_only_to_the_file_that_was_read(
     assert sorted(r["Email"] for r in failures) == ["person1@example.com", "person3@example.com"]
     assert sorted(r["_row"] for r in failures) == ["1", "3"]  # where they were when read
     assert all(r["_file"].endswith("leads.csv") for r in failures)
+
+
+# -- item 4: a crashed run's rows stay accounted for ----------------------------------------
+
+
+def test_a_crashed_run_is_shown_as_such_and_its_rows_are_not_sent_again(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """kill -9 after the first chunk was accepted, then a changed input (a new run):
+    the rerun names the crashed run, skips the rows it landed, and ``shandy runs`` says
+    ``crashed``. Today: ``running`` forever, and every row is sent again."""
+    write_csv(tmp_path / "leads.csv", HEADER, leads(40))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SALESHANDY_", "SHANDY_"))}
+    env.update(SHANDY_STATE_DIR=str(tmp_path / "state"), SALESHANDY_BASE_URL=sandbox.url,
+               SALESHANDY_API_KEY="test-key")  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shandy_cli", "import", "leads.csv", "--step", "StepA1",
+         "--max-rows", "10", "--poll-interval", "30"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "chunk 2: accepted" in line:  # so chunk 1 is journalled
+            break
+    proc.kill()
+    proc.wait(timeout=30)
+    runs = json.loads(shandy("runs", "--json", tmp_path=tmp_path).stdout)
+    crashed = runs[0]
+    assert crashed["outcome"] == "crashed" and crashed["chunks_accepted"] >= 1
+    write_csv(tmp_path / "leads.csv", HEADER, leads(41))  # a new export: a new fingerprint
+    again = shandy(*IMPORT, "--max-rows", "10", tmp_path=tmp_path, sandbox=sandbox)
+    assert again.returncode == 0, again.stderr
+    assert f"run {crashed['run_id']}" in again.stderr
+    data = json.loads(again.stdout)
+    landed = crashed["chunks_accepted"] * 10
+    assert data["rows_skipped"] == landed and data["rows_submitted"] == 41 - landed
+    assert data["rows_failed"] == 0
+    assert data["reasons"] == [] or all("imported by run" in r["reason"] for r in data["reasons"])

@@ -35,7 +35,7 @@ def run_record(journal: Journal, run: RunRecord) -> dict[str, Any]:
         "run_id": run.id,
         "started": _iso(run.started),
         "ended": _iso(run.ended),
-        "outcome": run.outcome,
+        "outcome": journal.live_outcome(run),
         "pid": run.pid,
         "step_id": run.step_id,
         "files": run.files,

@@ -27,7 +27,7 @@ import orjson
 from xxhash import xxh3_128
 
 from shandy_cli._files import open_private, safe_filename, writable_dir
-from shandy_cli._lock import RunLock
+from shandy_cli._lock import RunLock, lock_path
 from shandy_cli._version import __version__
 from shandy_cli.client import ImportStatus, SaleshandyClient
 from shandy_cli.config import ensure_private_dir, resolve_settings
@@ -55,6 +55,7 @@ from shandy_cli.pipeline.outcome import (
 )
 from shandy_cli.pipeline.polling import Poller
 from shandy_cli.pipeline.prepare import (
+    SKIPPED_REASON,
     PrepareContext,
     Prepared,
     fetch_rows,
@@ -228,6 +229,7 @@ class _Run:
         self.field_types: dict[str, str] = {}  # label -> fieldType, filled by _labels
         # Each input as it was read: a failures file is joined only to the same file.
         self.inputs: list[dict[str, Any] | None] = []
+        self.abandoned: RunRecord | None = None  # a crashed run of the same inputs' paths
 
     @property
     def run_dir(self) -> Path:
@@ -260,9 +262,29 @@ class _Run:
             resume = prior if prior and prior.outcome in UNFINISHED else None
             if resume:
                 self.run_id = self.result.run_id = resume.id
-            lock_path = self.state_dir / "locks" / f"{fingerprint}.lock"
-            with RunLock(lock_path, self.run_id):
+            if resume is None:
+                self._note_abandoned(journal, step_id)
+            with RunLock(lock_path(self.state_dir, fingerprint), self.run_id):
                 return self._locked_run(labels, step_id, fingerprint, resume)
+
+    def _note_abandoned(self, journal: Journal, step_id: str | None) -> None:
+        """A run of the same target and inputs stopped while sending (a crash), and the
+        inputs changed since (so this is a new run): say so, and skip what it landed."""
+        paths = self._stored_options()["paths"]
+        record = journal.abandoned(step_id, paths)
+        if record is None:
+            return
+        chunks = journal.chunks(record.id)
+        landed = [c for c in chunks if c.state in ("accepted", "completed", "failed")]
+        if not landed:
+            return  # it sent nothing: nothing of it to account for
+        self.abandoned = record
+        self.notice(
+            f"run {record.id} of the same step and file(s) did not finish "
+            f"({journal.live_outcome(record)}: {len(landed)} of {len(chunks)} chunk(s), "
+            f"{sum(c.rows for c in landed):,} row(s) accepted); the file(s) changed since, so "
+            f"this is a new run, and rows that run imported are skipped"
+        )
 
     def _locked_run(
         self, labels: list[str], step_id: str | None, fingerprint: str, resume: RunRecord | None
@@ -285,6 +307,8 @@ class _Run:
         skip = (
             journal.ledger_keys(step_id, exclude_run=self.run_id) if self.opts.only_new else set()
         )
+        if self.abandoned is not None:  # rows it landed are not sent again, nor failures
+            skip |= journal.ledger_keys(step_id, only_run=self.abandoned.id)
         try:
             prepared = self._prepare(labels, step_id, skip)
         except KeyboardInterrupt:
@@ -497,6 +521,10 @@ class _Run:
         res.rows_rejected = prepared.rows_rejected
         res.rows_skipped = prepared.rows_skipped
         res.rejects_file = str(prepared.rejects_file) if prepared.rejects_file else None
+        if prepared.rows_skipped and self.abandoned and not self.opts.only_new:
+            # every skip is one of the abandoned run's rows: the reason names it
+            count = prepared.reasons.pop(SKIPPED_REASON, 0)
+            prepared.reasons[f"imported by run {self.abandoned.id}"] += count
         if prepared.rows_skipped:
             self.notice(f"{prepared.rows_skipped:,} row(s) skipped: already imported", "info")
         return prepared

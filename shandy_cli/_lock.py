@@ -14,6 +14,26 @@ from pathlib import Path
 from shandy_cli.errors import InputError
 
 
+def lock_path(state_dir: Path, fingerprint: str) -> Path:
+    return Path(state_dir) / "locks" / f"{fingerprint}.lock"
+
+
+def is_held(path: Path) -> bool:
+    """Is a live process running the import of this lock? Asked of the kernel's flock,
+    not of a pid, which a crashed run's may have passed on to another process."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False  # never made, or gone: nobody holds it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the shared lock taken to ask
+    return False
+
+
 class RunLock:
     def __init__(self, path: Path, run_id: str) -> None:
         self.path = path

@@ -137,6 +137,20 @@ class TransportError(ApiError):
     """The request did not complete: connection refused or dropped, timeout, TLS failure."""
 
 
+class FaultError(ShandyError):
+    """The machine failed the run, not the input or the API: a full disk, a file too large,
+    a damaged journal, an unusable state dir. Exit 2 if nothing was sent, 4 once anything
+    was: never 1, which says the run finished (cron reads it as "some rows rejected")."""
+
+    def __init__(self, message: str, *, sent: bool = False) -> None:
+        super().__init__(message)
+        self.exit_code = 4 if sent else 2
+
+
+class JournalDamaged(FaultError):
+    """``journal.sqlite3`` is not a database, or a damaged one (exit 2: nothing is sent)."""
+
+
 class ImportTimeout(ShandyError):
     """``--timeout`` passed while Saleshandy was still processing (exit 5)."""
 

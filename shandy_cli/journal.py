@@ -24,7 +24,9 @@ from typing import Any
 
 import orjson
 
+from shandy_cli._lock import is_held, lock_path
 from shandy_cli.config import ensure_private_dir
+from shandy_cli.faults import journal_fault
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -125,10 +127,16 @@ class Journal:
         path.touch(mode=0o600, exist_ok=True)  # private before the first byte is written
         path.chmod(0o600)
         self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")  # each state change survives a power cut
-        self.db.executescript(SCHEMA)
-        self._migrate()
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")  # each state change survives a power cut
+            self.db.executescript(SCHEMA)
+            self._migrate()
+        except sqlite3.Error as exc:
+            # A damaged journal stops the run (exit 2) rather than being replaced: it holds
+            # which chunks were accepted, and another shandy may have it open right now.
+            self.db.close()
+            raise journal_fault(exc, path) from None
 
     def _migrate(self) -> None:
         """Bring a journal an older shandy wrote up to ``JOURNAL_VERSION``, keeping its runs.
@@ -194,6 +202,28 @@ class Journal:
     def last(self) -> RunRecord | None:
         row = self.db.execute("SELECT * FROM runs ORDER BY started DESC LIMIT 1").fetchone()
         return _run(row) if row else None
+
+    def live_outcome(self, record: RunRecord) -> str:
+        """``running`` only while a process holds the run's lock: else ``crashed`` (killed,
+        the machine rebooted), whatever the journal last said."""
+        if record.outcome == "running" and not is_held(
+            lock_path(self.state_dir, record.fingerprint)
+        ):
+            return "crashed"
+        return record.outcome
+
+    def abandoned(self, step_id: str | None, paths: list[str]) -> RunRecord | None:
+        """The latest run of the same target and inputs that stopped while sending (crashed,
+        interrupted, failed): its accepted rows are at Saleshandy."""
+        for row in self.db.execute(
+            "SELECT * FROM runs WHERE outcome IN ('running', 'interrupted', 'failed')"
+            " ORDER BY started DESC"
+        ):
+            record = _run(row)
+            same = record.step_id == step_id and record.options.get("paths") == paths
+            if same and self.live_outcome(record) != "running":
+                return record
+        return None
 
     def runs(self, limit: int = 50) -> list[RunRecord]:
         rows = self.db.execute("SELECT * FROM runs ORDER BY started DESC LIMIT ?", (limit,))
@@ -306,8 +336,10 @@ class Journal:
 
     # -- the ledger for --only-new -----------------------------------------------------------
 
-    def ledger_keys(self, step: str | None, exclude_run: str | None = None) -> set[int]:
-        """Email keys Saleshandy accepted into ``step`` in earlier runs."""
+    def ledger_keys(
+        self, step: str | None, exclude_run: str | None = None, only_run: str | None = None
+    ) -> set[int]:
+        """Email keys Saleshandy accepted into ``step`` in earlier runs (or in ``only_run``)."""
         refused: dict[str, set[int]] = {}
         for run_id, key in self.db.execute("SELECT run_id, email_key FROM ledger_refused"):
             refused.setdefault(run_id, set()).add(key + (1 << 64) if key < 0 else key)
@@ -317,6 +349,8 @@ class Journal:
             (step or "", exclude_run or ""),
         )
         for run_id, blob in rows:
+            if only_run is not None and run_id != only_run:
+                continue
             packed = array("Q")
             packed.frombytes(blob)
             keys.update(packed)

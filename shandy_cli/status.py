@@ -22,7 +22,7 @@ from shandy_cli.client import ImportStatus, SaleshandyClient
 from shandy_cli.config import ensure_private_dir, resolve_settings
 from shandy_cli.errors import InputError
 from shandy_cli.journal import ChunkRecord, Journal, RunRecord
-from shandy_cli.pipeline.events import ChunkEvent, Listener, ignore
+from shandy_cli.pipeline.events import ChunkEvent, Listener, Notice, ignore
 from shandy_cli.pipeline.outcome import (
     NO_UPDATE,
     ChunkOutcome,
@@ -98,7 +98,7 @@ def check_status(
         statuses = _statuses(client, request_ids, wait, timeout, poll_interval, listener, sizes)
         folder = ensure_private_dir(Path(report_dir or settings.state_dir / "reports"))
         results = [_download(client, statuses[rid], folder) for rid in request_ids]
-        _account(settings.state_dir, results)
+        _account(settings.state_dir, results, listener)
         return results
     finally:
         if own:
@@ -146,7 +146,7 @@ def _download(client: SaleshandyClient, status: ImportStatus, folder: Path) -> R
     return result
 
 
-def _account(state_dir: Path, results: list[RequestStatus]) -> None:
+def _account(state_dir: Path, results: list[RequestStatus], listener: Listener) -> None:
     """Count each request; record the journalled ones and join their runs once all are done."""
     if not (Path(state_dir) / "journal.sqlite3").exists():
         for result in results:
@@ -166,7 +166,7 @@ def _account(state_dir: Path, results: list[RequestStatus]) -> None:
                 record_chunk(journal, chunk, outcome, report=report, report_url=result.report_url)
         by_id = {r.request_id: r for r in results}
         for record in runs.values():
-            _join_run(journal, record, by_id)
+            _join_run(journal, record, by_id, listener)
 
 
 def _count(result: RequestStatus, chunk: ChunkRecord | None) -> ChunkOutcome | None:
@@ -180,14 +180,16 @@ def _count(result: RequestStatus, chunk: ChunkRecord | None) -> ChunkOutcome | N
     return outcome
 
 
-def _join_run(journal: Journal, record: RunRecord, by_id: dict[str, RequestStatus]) -> None:
+def _join_run(
+    journal: Journal, record: RunRecord, by_id: dict[str, RequestStatus], listener: Listener
+) -> None:
     chunks = journal.chunks(record.id)
     if not all_done(chunks):
         return
     if record.outcome == "completed":
         path = _written_failures(record)  # joined already, and its sent index is gone
     else:
-        path = _write_failures(journal, record)
+        path = _write_failures(journal, record, listener)
     for chunk in chunks:
         if chunk.request_id in by_id:
             by_id[chunk.request_id].failures_file = str(path) if path else None
@@ -196,7 +198,7 @@ def _join_run(journal: Journal, record: RunRecord, by_id: dict[str, RequestStatu
         clean_completed(journal_run_dir(journal, record.id), stored_spools(record.options).values())
 
 
-def _write_failures(journal: Journal, record: RunRecord) -> Path | None:
+def _write_failures(journal: Journal, record: RunRecord, listener: Listener) -> Path | None:
     """The run's failures file, as ``import`` writes it once its last chunk is done."""
     stored, meta = record.options, record.meta
     opts = _options(record)
@@ -207,7 +209,10 @@ def _write_failures(journal: Journal, record: RunRecord) -> Path | None:
         Path(meta["failures_file"]), meta["columns"], rejects, outcome.listed,
         SentIndex.reader(journal_run_dir(journal, record.id) / "sent.idx"),
         [tuple(s) for s in meta["sources"]],
-        lambda wanted: fetch_rows(stored["paths"], opts, spools, wanted),
+        lambda wanted: fetch_rows(
+            stored["paths"], opts, spools, wanted, meta.get("inputs"),
+            lambda text: listener(Notice("warning", text)),
+        ),
     )  # fmt: skip
 
 

@@ -333,8 +333,6 @@ def test_status_refuses_a_timeout_import_refuses(hostile, tmp_path: Path, timeou
     assert server.calls(STATUS) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="contract: one JSON document on every exit; a run that "
-                   "fails before sending prints none (pre-existing, not issue 11)")  # fmt: skip
 def test_import_json_prints_a_document_when_nothing_was_sent(hostile, tmp_path: Path) -> None:
     server = hostile(lambda m, p, h: (400, {}, {"code": 1001, "message": "1001: Invalid token"}))
     write_csv(tmp_path / "leads.csv", HEADER, leads(3))

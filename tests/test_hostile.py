@@ -354,7 +354,8 @@ def test_hostile_input(name: str, sandbox: Sandbox, tmp_path: Path) -> None:
         assert len(errors) == 1, err
         assert case.needle.lower() in errors[0].lower(), errors[0]
         assert len(err) < 4000, f"stderr is {len(err)} characters"
-        assert not out.strip()
+        doc = json.loads(out)  # the contract: --json prints one document on every exit
+        assert doc["error"] and doc["exit_code"] == case.code
         assert accepted(sandbox) == 0, "a refused input must send nothing"
         return
     assert result.returncode in (0, 1), err

@@ -149,7 +149,7 @@ def test_verbose_traceback_of_an_internal_error_hides_the_key(
     )
     env = clean_env(SALESHANDY_BASE_URL=sandbox.url, SALESHANDY_API_KEY=SECRET)
     result = shandy("-v", "fields", cwd=tmp_path, env=env, code=prelude)
-    assert result.returncode == 1
+    assert result.returncode == 2  # the contract: never 1, which says "finished, rows rejected"
     assert "Traceback" in result.stderr and "internal error: RuntimeError" in result.stderr
     assert SECRET not in result.stderr + result.stdout
     assert f"key={MASKED}" in result.stderr

@@ -33,6 +33,7 @@ from shandy_cli.config import (
     resolve_settings,
 )
 from shandy_cli.errors import ShandyError, Terminated
+from shandy_cli.faults import fault_message, stop_code
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -127,12 +128,12 @@ def handle_errors(func: F) -> F:
             raise fail("interrupted; nothing more was sent", code) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
-        except Exception as exc:  # a bug of ours: say so in one line, details with -v
+        except Exception as exc:  # a fault of the machine or a bug of ours: one line, -v more
             if GLOBALS.verbose:
                 print_traceback()
-            raise fail(
-                f"internal error: {type(exc).__name__}: {exc} (run with -v for details)", 1
-            ) from None
+            # Never 1 ("finished, some rows rejected"): an import that sent anything turned
+            # its own faults into a ShandyError above, so here nothing was sent.
+            raise fail(fault_message(exc), stop_code(exc, sent=False)) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -32,7 +33,7 @@ from shandy_cli.pipeline.chunking import API_MAX_BYTES, API_MAX_ROWS
 from shandy_cli.pipeline.events import Listener
 from shandy_cli.pipeline.mapping import parse_pairs
 from shandy_cli.pipeline.polling import FIRST_INTERVAL
-from shandy_cli.pipeline.results import ImportResult
+from shandy_cli.pipeline.results import ImportResult, stopped_result
 from shandy_cli.pipeline.run import ImportOptions, import_files
 
 EPILOG = """\b
@@ -111,47 +112,64 @@ def import_(
     sequence, under a --conflict other than noUpdate), 2 bad input (nothing sent),
     3 authentication, 4 API/network failure (resumable), 5 --timeout passed.
     """
-    options = ImportOptions(
-        step_id=step,
-        sequence=sequence,
-        step_number=step_number,
-        tags=tag or [],
-        conflict=conflict,
-        verify=verify,
-        column_map=parse_pairs(map_ or [], "--map"),
-        mapping_file=mapping,
-        constants=parse_pairs(set_ or [], "--set"),
-        sheet=sheet,
-        encoding=encoding,
-        delimiter=delimiter,
-        on_unknown_column=on_unknown_column,
-        dry_run=dry_run,
-        wait=wait,
-        timeout=timeout,
-        max_rows=max_rows,
-        max_bytes=max_bytes,
-        rejects=rejects,
-        report_dir=report_dir,
-        poll_interval=poll_interval,
-        only_new=only_new,
-        force=force,
-    )
-    options.check()
-    keyless_dry_run = dry_run and not sandbox
+    with document_on_every_exit(json_out, files, dry_run):
+        options = ImportOptions(
+            step_id=step,
+            sequence=sequence,
+            step_number=step_number,
+            tags=tag or [],
+            conflict=conflict,
+            verify=verify,
+            column_map=parse_pairs(map_ or [], "--map"),
+            mapping_file=mapping,
+            constants=parse_pairs(set_ or [], "--set"),
+            sheet=sheet,
+            encoding=encoding,
+            delimiter=delimiter,
+            on_unknown_column=on_unknown_column,
+            dry_run=dry_run,
+            wait=wait,
+            timeout=timeout,
+            max_rows=max_rows,
+            max_bytes=max_bytes,
+            rejects=rejects,
+            report_dir=report_dir,
+            poll_interval=poll_interval,
+            only_new=only_new,
+            force=force,
+        )
+        options.check()
+        keyless_dry_run = dry_run and not sandbox
 
-    def call(listener: Listener) -> ImportResult:
-        if keyless_dry_run:
-            return import_files(
-                files, options, api_key=api_key, base_url=base_url, state_dir=state_dir,
-                listener=listener,
-            )  # fmt: skip
-        with api_session(api_key, base_url, state_dir, sandbox) as (client, conn):
-            return import_files(
-                files, options, client=client, state_dir=conn.settings.state_dir,
-                listener=listener,
-            )  # fmt: skip
+        def call(listener: Listener) -> ImportResult:
+            if keyless_dry_run:
+                return import_files(
+                    files, options, api_key=api_key, base_url=base_url, state_dir=state_dir,
+                    listener=listener,
+                )  # fmt: skip
+            with api_session(api_key, base_url, state_dir, sandbox) as (client, conn):
+                return import_files(
+                    files, options, client=client, state_dir=conn.settings.state_dir,
+                    listener=listener,
+                )  # fmt: skip
 
-    run_and_render(call, json_out)
+        run_and_render(call, json_out)
+
+
+@contextmanager
+def document_on_every_exit(
+    json_out: bool, files: Sequence[str], dry_run: bool = False
+) -> Iterator[None]:
+    """With --json, one document on every exit: a run that stopped early (a flag, the key,
+    a full disk, a signal while reading) prints what it had done, with ``error`` set."""
+    try:
+        yield
+    except (typer.Exit, typer.Abort):
+        raise  # the document of a finished run is printed already
+    except (Exception, KeyboardInterrupt) as exc:
+        if json_out:
+            print_json(stopped_result(exc, files, dry_run=dry_run).to_dict())
+        raise
 
 
 def run_and_render(call: Callable[[Listener], ImportResult], json_out: bool) -> None:

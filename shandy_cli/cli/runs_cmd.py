@@ -22,7 +22,7 @@ from shandy_cli.cli.common import (
     settings_from,
     stdout_console,
 )
-from shandy_cli.cli.import_cmd import run_and_render
+from shandy_cli.cli.import_cmd import document_on_every_exit, run_and_render
 from shandy_cli.cli.render import cell
 from shandy_cli.config import one_line
 from shandy_cli.journal import Journal, RunRecord
@@ -38,7 +38,7 @@ def run_record(journal: Journal, run: RunRecord) -> dict[str, Any]:
         "run_id": run.id,
         "started": _iso(run.started),
         "ended": _iso(run.ended),
-        "outcome": run.outcome,
+        "outcome": journal.live_outcome(run),
         "pid": run.pid,
         "step_id": run.step_id,
         "files": run.files,
@@ -129,4 +129,5 @@ def resume(
                 listener=listener, wait=wait, timeout=timeout, poll_interval=poll_interval,
             )  # fmt: skip
 
-    run_and_render(call, json_out)
+    with document_on_every_exit(json_out, []):
+        run_and_render(call, json_out)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from xxhash import xxh3_128
 
@@ -443,14 +443,29 @@ def fetch_rows(
     opts: ImportOptions,
     spools: dict[int, Path],
     wanted: dict[int, set[int]],
+    read: list[dict[str, Any] | None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> dict[tuple[int, int], list[str]]:
     """Read the values of the wanted (file index, row number) pairs again from the inputs.
 
-    An input that changed or vanished since simply yields nothing: the caller
-    falls back to what Saleshandy's report said about those rows.
+    ``read`` is what each input was when the run read it (``input_identity``): one
+    that changed or vanished since yields nothing, and ``warn`` says so, for row N of
+    a new export is another person. The caller falls back to what Saleshandy's report
+    said about those rows.
     """
     found: dict[tuple[int, int], list[str]] = {}
     for file_index, rows in wanted.items():
+        target = spools.get(file_index) or Path(paths[file_index])
+        identity = read[file_index] if read and file_index < len(read) else None
+        if identity:
+            change = input_change(target, identity)
+            if change:
+                if warn:
+                    warn(
+                        f"{paths[file_index]} {change} since the run read it: its failed rows "
+                        "are written from Saleshandy's report, not from the file"
+                    )
+                continue
         try:
             with open_input(paths[file_index], opts, spools.get(file_index)) as src:
                 left = set(rows)
@@ -463,6 +478,27 @@ def fetch_rows(
         except (ShandyError, OSError):
             continue
     return found
+
+
+def input_identity(path: Path) -> dict[str, Any]:
+    """What an input is, journalled when it is read: size and mtime (the cheap test) and
+    its content's digest (the truth, for a copy made with ``cp -p``)."""
+    info = path.stat()
+    return {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "digest": _digest(path)}
+
+
+def input_change(path: Path, identity: dict[str, Any]) -> str | None:
+    """How ``path`` differs from the input a run read (``input_identity``), or None."""
+    try:
+        info = path.stat()
+    except OSError:
+        return "is gone"
+    if (info.st_size, info.st_mtime_ns) != (identity.get("size"), identity.get("mtime_ns")):
+        return "changed"
+    try:
+        return None if _digest(path) == identity.get("digest") else "changed"
+    except OSError:
+        return "is unreadable"
 
 
 def _digest(path: Path) -> str:

@@ -433,19 +433,43 @@ def write_failures(
     for file_index, row in where.values():
         wanted.setdefault(file_index, set()).add(row)
     values = fetch(wanted) if wanted else {}
-    writer = RowsWriter(path, columns)
+    hits = [where.get(email_key(f.email)) if f.email else None for f in failures]
+    # Rows of ours whose input changed since it was read: the report's own values.
+    stale = [f for f, hit in zip(failures, hits, strict=True) if hit and hit not in values]
+    writer = RowsWriter(path, _with_report_columns(columns, stale))
     if rejects_path is not None:
         _copy_rejects(rejects_path, writer)
-    for failure in failures:
+    for failure, hit in zip(failures, hits, strict=True):
         reason = f"Saleshandy: {failure.reason}"
-        hit = where.get(email_key(failure.email)) if failure.email else None
         if hit and hit in values:
             name, cols = sources[hit[0]]
             writer.add(name, hit[1], cols, values[hit], reason)
+        elif hit:  # sent from that file and row, which now holds something else (or nothing)
+            names = [_report_column(c, writer.columns) for c in failure.values]
+            writer.add(sources[hit[0]][0], hit[1], names, list(failure.values.values()), reason)
         else:  # not one of ours (or no email): keep what the report said
             names = [c for c in failure.values if c in writer._position]
             writer.add("", None, names, [failure.values[c] for c in names], reason)
     return writer.close()
+
+
+def _report_column(header: str, columns: Sequence[str]) -> str:
+    """The failures file's column for a report header: the input's own column of that
+    name (``first_name`` for "First Name"), else the header itself."""
+    if header in columns:
+        return header
+    norm = normalize_header(header)
+    return next((c for c in columns if normalize_header(c) == norm), header)
+
+
+def _with_report_columns(columns: list[str], failures: list[ServerFailure]) -> list[str]:
+    """``columns`` plus the report headers of ``failures`` that match none of them."""
+    out = list(columns)
+    for failure in failures:
+        for header in failure.values:
+            if _report_column(header, out) not in out:
+                out.append(header)
+    return out
 
 
 def _copy_rejects(rejects_path: Path, writer: RowsWriter) -> None:

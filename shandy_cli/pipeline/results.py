@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from shandy_cli.errors import InputError
+from shandy_cli.faults import fault_message, stop_code
 from shandy_cli.pipeline.chunking import API_MAX_BYTES, API_MAX_ROWS
 from shandy_cli.pipeline.polling import FIRST_INTERVAL
 
@@ -124,7 +125,7 @@ class ChunkResult:
 class ImportResult:
     """What happened to every row. ``to_dict()`` is the contract's ``--json`` document."""
 
-    run_id: str
+    run_id: str | None  # None: stopped before a run began
     dry_run: bool
     step_id: str | None
     files: list[str]
@@ -155,7 +156,33 @@ class ImportResult:
     def request_ids(self) -> list[str]:
         return [c.request_id for c in self.chunks if c.request_id]
 
+    def stop(self, exc: BaseException, *, sent: bool, state_dir: Path | None = None) -> None:
+        """The run stopped early on ``exc``: its error and exit code, by the contract's rule."""
+        self.error = fault_message(exc, state_dir)
+        self.exit_code = stop_code(exc, sent)
+        self.completed = False
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["reasons"] = [{"reason": r, "count": n} for r, n in self.reasons]
         return data
+
+
+def stopped_result(
+    exc: BaseException, files: Sequence[str], *, dry_run: bool = False, step_id: str | None = None
+) -> ImportResult:
+    """The ``ImportResult`` of an import that stopped on ``exc``: the one ``import_files``
+    attached to it (what the run had done so far), or, for an error before any run began
+    (a flag, the key), an empty one. ``--json`` prints it on every exit."""
+    attached = getattr(exc, "import_result", None)
+    if isinstance(attached, ImportResult):
+        return attached
+    names = ["<stdin>" if f == "-" else str(f) for f in files]
+    result = ImportResult(None, dry_run, step_id, names)
+    result.stop(exc, sent=False)
+    return result
+
+
+def attach_result(exc: BaseException, result: ImportResult) -> None:
+    """Hand what a stopped run had done to whoever catches ``exc`` (``stopped_result``)."""
+    exc.import_result = result  # type: ignore[attr-defined]

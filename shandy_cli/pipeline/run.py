@@ -27,7 +27,7 @@ import orjson
 from xxhash import xxh3_128
 
 from shandy_cli._files import open_private
-from shandy_cli._lock import RunLock
+from shandy_cli._lock import RunLock, lock_path
 from shandy_cli._version import __version__
 from shandy_cli.client import ImportStatus, SaleshandyClient
 from shandy_cli.config import ensure_private_dir, resolve_settings
@@ -38,10 +38,10 @@ from shandy_cli.errors import (
     InputError,
     RateLimitError,
     ServerError,
-    ShandyError,
     Terminated,
     TransportError,
 )
+from shandy_cli.faults import as_fault, fault_message
 from shandy_cli.journal import UNFINISHED, Journal, RunRecord
 from shandy_cli.pipeline.events import ChunkEvent, Listener, Notice, Phase, ignore
 from shandy_cli.pipeline.outcome import (
@@ -54,7 +54,14 @@ from shandy_cli.pipeline.outcome import (
     was_resent,
 )
 from shandy_cli.pipeline.polling import Poller
-from shandy_cli.pipeline.prepare import PrepareContext, Prepared, fetch_rows, prepare
+from shandy_cli.pipeline.prepare import (
+    SKIPPED_REASON,
+    PrepareContext,
+    Prepared,
+    fetch_rows,
+    input_identity,
+    prepare,
+)
 from shandy_cli.pipeline.reporting import (
     OutputPaths,
     SentIndex,
@@ -62,7 +69,13 @@ from shandy_cli.pipeline.reporting import (
     report_path,
     write_failures,
 )
-from shandy_cli.pipeline.results import ChunkResult, ImportOptions, ImportResult
+from shandy_cli.pipeline.results import (
+    ChunkResult,
+    ImportOptions,
+    ImportResult,
+    attach_result,
+    stopped_result,
+)
 from shandy_cli.pipeline.submission import import_endpoint, resolve_step, submit_chunks
 
 # A POST answered with one of these was refused outright: nothing of it was imported.
@@ -111,20 +124,44 @@ def import_files(
     ``exit_code`` follows the contract.
     """
     opts = options or ImportOptions(**option_kwargs)
-    opts.check()
-    settings = resolve_settings(api_key=api_key, base_url=base_url, state_dir=state_dir)
+    names = [str(p) for p in paths]
+    runner: _Run | None = None
     own_client = client is None
-    if client is None and (settings.api_key or not opts.dry_run):
-        client = SaleshandyClient(
-            settings.base_url, settings.api_key, rate_limits=settings.rate_limits
-        )
     try:
-        runner = _Run([str(p) for p in paths], opts, client, settings.state_dir, listener, stdin)
+        opts.check()
+        settings = resolve_settings(api_key=api_key, base_url=base_url, state_dir=state_dir)
+        if client is None and (settings.api_key or not opts.dry_run):
+            client = SaleshandyClient(
+                settings.base_url, settings.api_key, rate_limits=settings.rate_limits
+            )
+        runner = _Run(names, opts, client, settings.state_dir, listener, stdin)
         runner.spools = dict(spools or {})
         return runner.run(resume_run)
+    except (Exception, KeyboardInterrupt) as exc:
+        raise _stopped(exc, runner, names, opts) from exc
     finally:
         if own_client and client is not None:
             client.close()
+
+
+def _stopped(
+    exc: Exception | KeyboardInterrupt, runner: _Run | None, names: list[str], opts: ImportOptions
+) -> BaseException:
+    """What a run that stopped early raises: ``exc`` itself when its exit code stands, else a
+    ``FaultError`` (2 if nothing was sent, 4 once anything was), with the run's
+    ``ImportResult`` attached either way (``stopped_result``) so ``--json`` can print it."""
+    sent = runner is not None and runner._anything_sent()
+    state_dir = runner.state_dir if runner else None
+    raised: BaseException = exc
+    if not isinstance(exc, KeyboardInterrupt):
+        raised = as_fault(exc, sent=sent, state_dir=state_dir)
+    if runner is not None:
+        result = runner.result
+    else:
+        result = stopped_result(exc, names, dry_run=opts.dry_run, step_id=opts.step_id)
+    result.stop(exc, sent=sent, state_dir=state_dir)
+    attach_result(raised, result)
+    return raised
 
 
 def resume_import(
@@ -196,6 +233,9 @@ class _Run:
         self._sending: int | None = None  # the chunk whose POST is under way
         self._uncertain: set[int] = set()  # chunks a POST may have delivered, answer unknown
         self.field_types: dict[str, str] = {}  # label -> fieldType, filled by _labels
+        # Each input as it was read: a failures file is joined only to the same file.
+        self.inputs: list[dict[str, Any] | None] = []
+        self.abandoned: RunRecord | None = None  # a crashed run of the same inputs' paths
 
     @property
     def run_dir(self) -> Path:
@@ -229,9 +269,29 @@ class _Run:
             resume = prior if prior and prior.outcome in UNFINISHED else None
             if resume:
                 self.run_id = self.result.run_id = resume.id
-            lock_path = self.state_dir / "locks" / f"{fingerprint}.lock"
-            with RunLock(lock_path, self.run_id):
+            if resume is None:
+                self._note_abandoned(journal, step_id)
+            with RunLock(lock_path(self.state_dir, fingerprint), self.run_id):
                 return self._locked_run(labels, step_id, fingerprint, resume)
+
+    def _note_abandoned(self, journal: Journal, step_id: str | None) -> None:
+        """A run of the same target and inputs stopped while sending (a crash), and the
+        inputs changed since (so this is a new run): say so, and skip what it landed."""
+        paths = self._stored_options()["paths"]
+        record = journal.abandoned(step_id, paths)
+        if record is None:
+            return
+        chunks = journal.chunks(record.id)
+        landed = [c for c in chunks if c.state in ("accepted", "completed", "failed")]
+        if not landed:
+            return  # it sent nothing: nothing of it to account for
+        self.abandoned = record
+        self.notice(
+            f"run {record.id} of the same step and file(s) did not finish "
+            f"({journal.live_outcome(record)}: {len(landed)} of {len(chunks)} chunk(s), "
+            f"{sum(c.rows for c in landed):,} row(s) accepted); the file(s) changed since, so "
+            f"this is a new run, and rows that run imported are skipped"
+        )
 
     def _locked_run(
         self, labels: list[str], step_id: str | None, fingerprint: str, resume: RunRecord | None
@@ -254,13 +314,15 @@ class _Run:
         skip = (
             journal.ledger_keys(step_id, exclude_run=self.run_id) if self.opts.only_new else set()
         )
+        if self.abandoned is not None:  # rows it landed are not sent again, nor failures
+            skip |= journal.ledger_keys(step_id, only_run=self.abandoned.id)
         try:
             prepared = self._prepare(labels, step_id, skip)
         except KeyboardInterrupt:
-            journal.update_run(self.run_id, outcome="interrupted", ended=time.time())
+            self._record_end("interrupted")
             raise
         except BaseException:
-            journal.update_run(self.run_id, outcome="failed", ended=time.time())
+            self._record_end("failed")
             raise
         self._plan(prepared)
         try:
@@ -268,8 +330,11 @@ class _Run:
         except KeyboardInterrupt as exc:
             self._interrupted(exc)
         except Exception as exc:
+            if self._sending is not None and not isinstance(exc, ApiError):
+                self._uncertain.add(self._sending)  # a fault just after a POST: it may have landed
             if not self._anything_sent():
-                raise  # nothing left this machine: the error's own exit code stands
+                self._record_end("failed")
+                raise  # nothing left this machine: import_files gives the exit code (2, 3)
             self._failed_after_sending(exc)
         self._finish(prepared)
         return self.result
@@ -296,10 +361,23 @@ class _Run:
         if self._sending is not None and isinstance(exc, ServerError | TransportError):
             self._uncertain.add(self._sending)
 
+    def _record_end(self, outcome: str) -> None:
+        """Journal how a run that is failing ended. Recording it may fail too (the same full
+        disk, most likely): that is a warning, and the error that ended the run is the one
+        reported, not the later one raised while writing it down."""
+        if self.journal is None:
+            return
+        try:
+            self.journal.update_run(self.run_id, outcome=outcome, ended=time.time())
+        except Exception as exc:
+            self.notice(
+                f"the journal could not record the run's end: {fault_message(exc, self.state_dir)}"
+            )
+
     def _failed_after_sending(self, exc: Exception) -> None:
         """Anything that ends a run after the first POST is exit 4 (3: the key): resumable,
         never 2, which says nothing was sent, and never 1, which says it finished."""
-        detail = exc.message if isinstance(exc, ShandyError) else f"{type(exc).__name__}: {exc}"
+        detail = fault_message(exc, self.state_dir)
         self.result.error = (
             f"{detail}; the journal is saved: `shandy resume {self.run_id}` (or the same "
             "command) continues without sending accepted chunks again"
@@ -392,8 +470,10 @@ class _Run:
                 with open(target, "rb") as fh:
                     while block := fh.read(1 << 20):
                         h.update(block)
+                self.inputs.append(input_identity(target))
             except OSError:
                 h.update(path.encode())  # open_source will report the problem clearly
+                self.inputs.append(None)
         return h.hexdigest()
 
     def _stored_options(self) -> dict[str, Any]:
@@ -441,6 +521,10 @@ class _Run:
         res.rows_rejected = prepared.rows_rejected
         res.rows_skipped = prepared.rows_skipped
         res.rejects_file = str(prepared.rejects_file) if prepared.rejects_file else None
+        if prepared.rows_skipped and self.abandoned and not self.opts.only_new:
+            # every skip is one of the abandoned run's rows: the reason names it
+            count = prepared.reasons.pop(SKIPPED_REASON, 0)
+            prepared.reasons[f"imported by run {self.abandoned.id}"] += count
         if prepared.rows_skipped:
             self.notice(f"{prepared.rows_skipped:,} row(s) skipped: already imported", "info")
         return prepared
@@ -478,6 +562,7 @@ class _Run:
                 "rows_skipped": prepared.rows_skipped,
                 "rows_submitted": prepared.rows_submitted,
                 "step_id": self.result.step_id,
+                "inputs": self.inputs,
             }
             self.journal.update_run(self.run_id, meta=meta, step_id=self.result.step_id)
 
@@ -536,7 +621,7 @@ class _Run:
             if isinstance(exc, REFUSED):
                 self._unsend()
             if not self._anything_sent():
-                journal.update_run(self.run_id, outcome="failed", ended=time.time())
+                self._record_end("failed")
                 raise  # nothing was sent: the error's own exit code (2, 3 or 4)
             unsent = sum(c.rows for c in self.result.chunks if c.state == "planned")
             self.result.error = (
@@ -555,8 +640,8 @@ class _Run:
     def _begin_attempt(self, index: int) -> None:
         """Journal a POST attempt, durably, before it is made."""
         assert self.journal is not None
-        self._sending = index
         self.journal.mark(self.run_id, index, "sending")
+        self._sending = index  # only once journalled: a POST is never made unrecorded
         self._attempted[index] += 1
         if self._attempted[index] == 2 and index not in self.result.chunks_resent:
             self.result.chunks_resent.append(index)  # the first may have landed
@@ -672,7 +757,9 @@ class _Run:
         sent = prepared.sent or SentIndex.reader(self.run_dir / "sent.idx")
         path = write_failures(
             self._failures_path(), prepared.columns, rejects, failures, sent, prepared.sources,
-            lambda wanted: fetch_rows(self.paths, self.opts, self.spools, wanted),
+            lambda wanted: fetch_rows(
+                self.paths, self.opts, self.spools, wanted, self.inputs, self.notice
+            ),
         )  # fmt: skip
         self.result.failures_file = str(path) if path else None
 
@@ -751,6 +838,9 @@ class _Run:
             outcome = "completed"
         else:
             outcome = "processing"  # accepted, not yet known to be done (--no-wait, --timeout)
+        if res.error:
+            self._record_end(outcome)  # the run's own error is the one to report
+            return
         self.journal.update_run(self.run_id, outcome=outcome, ended=time.time())
         if outcome == "completed":
             clean_completed(self.run_dir, self.spools.values())

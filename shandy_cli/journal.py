@@ -357,6 +357,24 @@ class Journal:
             keys.difference_update(refused.get(run_id, ()))
         return keys
 
+    def accept(
+        self, run_id: str, idx: int, request_id: str, step: str | None, keys: array
+    ) -> None:
+        """A chunk was accepted: its request id and its email keys, in one transaction, so
+        a crash between the two cannot leave an accepted chunk whose rows the ledger lacks
+        (they would be sent again by --only-new, or by a rerun after a crash)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE chunks SET state = 'accepted', updated = ?, request_id = ?"
+                " WHERE run_id = ? AND idx = ?",
+                (time.time(), request_id, run_id, idx),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO ledger_chunks (step, run_id, idx, keys)"
+                " VALUES (?, ?, ?, ?)",
+                (step or "", run_id, idx, keys.tobytes()),
+            )
+
     def ledger_add(self, step: str | None, keys: array, run_id: str, idx: int) -> None:
         """Record an accepted chunk's email keys: one row a chunk, not one a prospect."""
         with self._tx() as db:

@@ -605,13 +605,11 @@ class _Run:
         try:
             for sub in submit_chunks(self.client, chunks, to_step=step_id is not None,
                                      listener=self._send_event, idle=self._idle):  # fmt: skip
-                journal.mark(self.run_id, sub.chunk.index, "accepted", request_id=sub.request_id)
+                keys = prepared.chunk_keys(sub.chunk)
+                journal.accept(self.run_id, sub.chunk.index, sub.request_id, step_id, keys)
                 chunk = results[sub.chunk.index]
                 chunk.request_id, chunk.state = sub.request_id, "accepted"
                 self.result.chunks_sent += 1
-                journal.ledger_add(
-                    step_id, prepared.chunk_keys(sub.chunk), self.run_id, sub.chunk.index
-                )
                 if sub.chunk.path is not None:
                     sub.chunk.path.unlink(missing_ok=True)  # accepted: never needed again
                 poller.add(sub.request_id)

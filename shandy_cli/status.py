@@ -38,7 +38,7 @@ from shandy_cli.pipeline.polling import FIRST_INTERVAL, poll_until_done
 from shandy_cli.pipeline.prepare import fetch_rows
 from shandy_cli.pipeline.reporting import SentIndex, write_failures
 from shandy_cli.pipeline.results import ImportOptions
-from shandy_cli.pipeline.run import stored_spools
+from shandy_cli.pipeline.spool import releasable, stored_spools
 
 
 @dataclass
@@ -181,7 +181,8 @@ def _join_run(journal: Journal, record: RunRecord, by_id: dict[str, RequestStatu
             by_id[chunk.request_id].failures_file = str(path) if path else None
     if record.outcome == "processing":
         journal.update_run(record.id, outcome="completed", ended=time.time())
-        clean_completed(journal_run_dir(journal, record.id), stored_spools(record.options).values())
+        spools = releasable(journal, stored_spools(record.options).values())
+        clean_completed(journal_run_dir(journal, record.id), spools)
 
 
 def _write_failures(journal: Journal, record: RunRecord) -> Path | None:

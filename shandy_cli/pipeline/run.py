@@ -15,22 +15,17 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import stat
-import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import orjson
-from xxhash import xxh3_128
-
-from shandy_cli._files import open_private, safe_filename, writable_dir
+from shandy_cli._files import safe_filename, writable_dir
 from shandy_cli._lock import RunLock
 from shandy_cli._version import __version__
 from shandy_cli.client import ImportStatus, SaleshandyClient
-from shandy_cli.config import ensure_private_dir, resolve_settings
+from shandy_cli.config import DEFAULT_MAX_STREAM_BYTES, ensure_private_dir, resolve_settings
 from shandy_cli.errors import (
     ApiError,
     ApiValidationError,
@@ -57,6 +52,13 @@ from shandy_cli.pipeline.polling import Poller
 from shandy_cli.pipeline.prepare import PrepareContext, Prepared, fetch_rows, prepare
 from shandy_cli.pipeline.reporting import SentIndex, ServerFailure, write_failures
 from shandy_cli.pipeline.results import ChunkResult, ImportOptions, ImportResult
+from shandy_cli.pipeline.spool import (
+    fingerprint,
+    releasable,
+    remove_spools,
+    spool_streams,
+    stored_spools,
+)
 from shandy_cli.pipeline.submission import import_endpoint, resolve_step, submit_chunks
 
 # A POST answered with one of these was refused outright: nothing of it was imported.
@@ -115,6 +117,7 @@ def import_files(
     try:
         runner = _Run([str(p) for p in paths], opts, client, settings.state_dir, listener, stdin)
         runner.spools = dict(spools or {})
+        runner.max_stream_bytes = settings.max_stream_bytes
         return runner.run(resume_run)
     finally:
         if own_client and client is not None:
@@ -152,11 +155,6 @@ def resume_import(
     )  # fmt: skip
 
 
-def stored_spools(stored: dict[str, Any]) -> dict[int, Path]:
-    """The private copies of stdin and pipes a journalled run read, by input index."""
-    return {int(i): Path(p) for i, p in (stored.get("spools") or {}).items()}
-
-
 class _Run:
     def __init__(
         self,
@@ -178,6 +176,7 @@ class _Run:
         self.listener = listener
         self.stdin = stdin
         self.spools: dict[int, Path] = {}
+        self.max_stream_bytes = DEFAULT_MAX_STREAM_BYTES
         self.run_id = new_run_id()
         names = ["<stdin>" if p == "-" else p for p in paths]
         self.result = ImportResult(
@@ -349,45 +348,11 @@ class _Run:
         return self.opts.step_id
 
     def _spool_streams(self) -> None:
-        """Keep private copies of stdin and pipes (``<(zcat leads.gz)``): they can be read
-        only once, and the run must be fingerprinted, read, and perhaps resumed."""
-        for index, path in enumerate(self.paths):
-            if index in self.spools:
-                continue  # resuming: the copy made by the first attempt
-            if path == "-":
-                self.spools[index] = self._spool(self.stdin or sys.stdin.buffer)
-            elif _is_stream(path):
-                with open(path, "rb") as fh:
-                    self.spools[index] = self._spool(fh)
-
-    def _spool(self, source: BinaryIO) -> Path:
-        folder = ensure_private_dir(self.state_dir / "stdin")
-        tmp = folder / f".{secrets.token_hex(8)}.part"
-        digest = xxh3_128()
-        with open_private(tmp, "wb") as out:
-            while block := source.read(1 << 20):
-                digest.update(block)
-                out.write(block)
-        spool = folder / f"{digest.hexdigest()}.bin"
-        os.replace(tmp, spool)
-        return spool
+        spool_streams(self.paths, self.spools, self.state_dir, self.max_stream_bytes, self.stdin)
 
     def _fingerprint(self, step_id: str | None) -> str:
-        # XXH3-128: ~10 GB/s, so hashing a large export costs next to nothing; it
-        # tells runs apart, it does not defend against a forger (who owns the files).
-        h = xxh3_128()
         part = {"v": 2, "step": step_id, "options": self.opts.fingerprint_part()}
-        h.update(orjson.dumps(part, option=orjson.OPT_SORT_KEYS, default=str))
-        for index, path in enumerate(self.paths):
-            h.update(b"\0file\0")
-            target = self.spools.get(index, Path(path))
-            try:
-                with open(target, "rb") as fh:
-                    while block := fh.read(1 << 20):
-                        h.update(block)
-            except OSError:
-                h.update(path.encode())  # open_source will report the problem clearly
-        return h.hexdigest()
+        return fingerprint(self.paths, self.spools, part)
 
     def _stored_options(self) -> dict[str, Any]:
         paths = [p if p == "-" else str(Path(p).resolve()) for p in self.paths]
@@ -707,6 +672,8 @@ class _Run:
             "(--force imports it again)"
         )
         res.exit_code = 0
+        if self.journal:  # the copy just made to fingerprint stdin has served
+            remove_spools(releasable(self.journal, self.spools.values()))
         return res
 
     def _finish(self, prepared: Prepared) -> None:
@@ -750,21 +717,12 @@ class _Run:
             outcome = "processing"  # accepted, not yet known to be done (--no-wait, --timeout)
         self.journal.update_run(self.run_id, outcome=outcome, ended=time.time())
         if outcome == "completed":
-            clean_completed(self.run_dir, self.spools.values())
+            clean_completed(self.run_dir, releasable(self.journal, self.spools.values()))
 
 
 def field_type(field: dict[str, Any]) -> str:
     """A field's type as ``GET /v1/fields`` gives it (``fieldType``; ``type`` tolerated)."""
     return str(field.get("fieldType") or field.get("type") or "").strip().lower()
-
-
-def _is_stream(path: str) -> bool:
-    """A pipe, FIFO or /dev/fd entry: readable once, so it is copied aside first."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return False  # open_source will say what is wrong with it
-    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
 __all__ = ["ChunkResult", "ImportOptions", "ImportResult", "import_files", "resume_import"]

@@ -1,0 +1,222 @@
+"""Issue 12, item 6: stream inputs are copied aside within a cap, devices are refused, and
+no copy (partial or whole) or chunk body outlives its use.
+
+Every test runs the real `shandy` subprocess against the sandbox over real HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from shandy_cli.sandbox import Sandbox
+
+IMPORT_PATH = "/v1/sequences/prospects/import-with-field-name"
+KEY = "spool-test-key-123456"
+
+
+def env_for(sandbox: Sandbox, tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SALESHANDY_", "SHANDY_"))}
+    env.update(
+        SALESHANDY_BASE_URL=sandbox.url,
+        SALESHANDY_API_KEY=KEY,
+        SHANDY_STATE_DIR=str(tmp_path / "state"),
+        **extra,
+    )
+    return env
+
+
+def popen(
+    sandbox: Sandbox, tmp_path: Path, *args: str, env: dict[str, str] | None = None, **kw: object
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "shandy_cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env or env_for(sandbox, tmp_path),
+        cwd=tmp_path,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def run(
+    sandbox: Sandbox, tmp_path: Path, *args: str, stdin: object = None, **extra: str
+) -> tuple[int, str, str]:
+    """`shandy import ARGS --step StepA1 --json`; ``stdin`` bytes or an open file."""
+    argv = ["import", *args, "--step", "StepA1", "--json", "--poll-interval", "0.05"]
+    feed = stdin if isinstance(stdin, bytes) else None
+    proc = popen(sandbox, tmp_path, *argv, env=env_for(sandbox, tmp_path, **extra),
+                 stdin=subprocess.PIPE if feed is not None else stdin)  # fmt: skip
+    out, err = proc.communicate(feed, timeout=60)
+    return proc.returncode, out.decode(), err.decode()
+
+
+def leads(n: int, start: int = 0) -> bytes:
+    rows = "".join(f"P{i},p{i}@example.com\n" for i in range(start, start + n))
+    return ("First Name,Email\n" + rows).encode()
+
+
+def posts(sandbox: Sandbox) -> list[dict]:
+    return [r for r in sandbox.requests() if r["path"] == IMPORT_PATH]
+
+
+def leftovers(tmp_path: Path, pattern: str) -> list[Path]:
+    """Stream copies (``STATE_DIR/stdin``) matching ``pattern``."""
+    return sorted((tmp_path / "state" / "stdin").glob(pattern))
+
+
+# -- (b) devices are refused, at once -------------------------------------------------------
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
+def test_a_character_device_is_refused_at_once(
+    sandbox: Sandbox, tmp_path: Path, device: str
+) -> None:
+    started = time.monotonic()
+    code, _out, err = run(sandbox, tmp_path, device)
+    assert code == 2, err
+    assert time.monotonic() - started < 20  # today: copies until the disk is full
+    assert device in err and "not a file or a pipe" in err and "Traceback" not in err
+    assert posts(sandbox) == [] and leftovers(tmp_path, "*.part") == []
+
+
+def test_stdin_from_a_device_is_refused(sandbox: Sandbox, tmp_path: Path) -> None:
+    with open("/dev/zero", "rb") as zero:
+        code, _out, err = run(sandbox, tmp_path, "-", stdin=zero)
+    assert code == 2, err
+    assert "<stdin>" in err and "not a file or a pipe" in err
+    assert leftovers(tmp_path, "*.part") == []
+
+
+# -- (a) the cap --------------------------------------------------------------------------
+
+
+def test_stdin_past_the_cap_stops_naming_input_and_setting(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    data = leads(200)
+    code, _out, err = run(sandbox, tmp_path, "-", stdin=data, SHANDY_MAX_STREAM_BYTES="1KB")
+    assert code == 2, err
+    assert "<stdin>" in err and "SHANDY_MAX_STREAM_BYTES" in err and "1,000 bytes" in err
+    assert posts(sandbox) == []
+    assert leftovers(tmp_path, "*.part") == [] and leftovers(tmp_path, "*.bin") == []
+
+
+def test_a_stream_of_exactly_the_cap_is_imported(sandbox: Sandbox, tmp_path: Path) -> None:
+    data = leads(20)
+    code, out, err = run(sandbox, tmp_path, "-", stdin=data,
+                         SHANDY_MAX_STREAM_BYTES=str(len(data)))  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["rows_submitted"] == 20
+    code, _out, err = run(sandbox, tmp_path, "-", stdin=data + b"P,x@example.com\n",
+                          SHANDY_MAX_STREAM_BYTES=str(len(data)))  # fmt: skip
+    assert code == 2 and "SHANDY_MAX_STREAM_BYTES" in err
+
+
+def test_a_fifo_past_the_cap_is_refused(sandbox: Sandbox, tmp_path: Path) -> None:
+    fifo = tmp_path / "leads.fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: _write_and_close(fifo, leads(500)), daemon=True)
+    writer.start()
+    code, _out, err = run(sandbox, tmp_path, str(fifo), SHANDY_MAX_STREAM_BYTES="2kb")
+    assert code == 2, err
+    assert str(fifo) in err and "SHANDY_MAX_STREAM_BYTES" in err
+    assert posts(sandbox) == [] and leftovers(tmp_path, "*.part") == []
+
+
+def _write_and_close(fifo: Path, data: bytes) -> None:
+    try:
+        with open(fifo, "wb") as fh:
+            fh.write(data)
+    except BrokenPipeError:
+        pass  # the reader stopped at the cap, as it should
+
+
+def test_a_bad_cap_is_a_usage_error(sandbox: Sandbox, tmp_path: Path) -> None:
+    code, _out, err = run(sandbox, tmp_path, "-", stdin=leads(2), SHANDY_MAX_STREAM_BYTES="lots")
+    assert code == 2 and "SHANDY_MAX_STREAM_BYTES" in err and "lots" in err
+
+
+def test_the_cap_is_read_from_dotenv(sandbox: Sandbox, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("SHANDY_MAX_STREAM_BYTES=100\n")
+    (tmp_path / ".env").chmod(0o600)
+    code, _out, err = run(sandbox, tmp_path, "-", stdin=leads(20))
+    assert code == 2 and "SHANDY_MAX_STREAM_BYTES" in err
+
+
+# -- (c) a partial copy never outlives a signal ---------------------------------------------
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_during_a_long_stdin_copy_leaves_no_part(
+    sandbox: Sandbox, tmp_path: Path, sig: int, code: int
+) -> None:
+    proc = popen(sandbox, tmp_path, "import", "-", "--step", "StepA1", stdin=subprocess.PIPE)
+    assert proc.stdin is not None
+    stop = threading.Event()
+
+    def keep_writing() -> None:
+        block = leads(2000)
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(block[: block.index(b"\n") + 1])  # the header once
+            while not stop.is_set():
+                proc.stdin.write(block[block.index(b"\n") + 1 :])
+        except (BrokenPipeError, ValueError, OSError):
+            pass  # the process is gone
+
+    writer = threading.Thread(target=keep_writing, daemon=True)
+    writer.start()
+    deadline = time.monotonic() + 30
+    while not any(p.stat().st_size > 1 << 20 for p in leftovers(tmp_path, "*.part")):
+        assert time.monotonic() < deadline, "no spool was being written"
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    try:
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        stop.set()
+    assert proc.returncode == code, err
+    assert leftovers(tmp_path, "*.part") == [] and leftovers(tmp_path, "*.bin") == []
+    assert posts(sandbox) == [] and b"Traceback" not in err
+
+
+# -- (d) an input found already imported leaves no copy ---------------------------------------
+
+
+def test_stdin_already_imported_leaves_no_copy(sandbox: Sandbox, tmp_path: Path) -> None:
+    data = leads(5)
+    code, _first, err = run(sandbox, tmp_path, "-", stdin=data)
+    assert code == 0, err
+    assert leftovers(tmp_path, "*.bin") == []  # a completed run's copy has served
+    code, again, err = run(sandbox, tmp_path, "-", stdin=data)
+    assert code == 0 and json.loads(again)["already_imported"] is True, err
+    assert leftovers(tmp_path, "*.bin") == []  # today: a fresh copy is left each time
+    assert len(posts(sandbox)) == 1
+
+
+def test_a_copy_shared_with_an_unfinished_run_is_kept(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Copies are named by content: the same stdin sent to two imports is one file, and the
+    one that finishes first must not take it from the other (which still joins failures)."""
+    data = leads(5) + b"Bad,not-an-email\n"
+    code, out, err = run(sandbox, tmp_path, "-", "--no-wait", stdin=data)
+    assert code == 1, err  # accepted (one row rejected), still processing: its copy is kept
+    first = json.loads(out)
+    [copy] = leftovers(tmp_path, "*.bin")
+    code, _out, err = run(sandbox, tmp_path, "-", "--tag", "again", stdin=data)
+    assert code == 1, err  # the other import (a tag makes it another) completed
+    assert copy.exists()  # today: removed under the first run's feet
+    request_id = first["chunks"][0]["request_id"]
+    proc = popen(sandbox, tmp_path, "status", request_id, "--wait", "--json")
+    out_b, err_b = proc.communicate(timeout=60)
+    assert proc.returncode in (0, 1), err_b
+    assert json.loads(out_b)[0]["completed"] is True
+    assert not copy.exists()  # now every run that read it is done

@@ -155,7 +155,9 @@ def test_the_cap_is_read_from_dotenv(sandbox: Sandbox, tmp_path: Path) -> None:
 # -- (c) a partial copy never outlives a signal ---------------------------------------------
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize(
+    ("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)]
+)
 def test_signal_during_a_long_stdin_copy_leaves_no_part(
     sandbox: Sandbox, tmp_path: Path, sig: int, code: int
 ) -> None:

@@ -27,6 +27,7 @@ from shandy_cli._version import __version__
 from shandy_cli.client import ImportStatus, SaleshandyClient
 from shandy_cli.config import DEFAULT_MAX_STREAM_BYTES, ensure_private_dir, resolve_settings
 from shandy_cli.errors import (
+    INTERRUPT_CODES,
     ApiError,
     ApiValidationError,
     AuthenticationError,
@@ -34,8 +35,8 @@ from shandy_cli.errors import (
     RateLimitError,
     ServerError,
     ShandyError,
-    Terminated,
     TransportError,
+    interrupt_exit_code,
 )
 from shandy_cli.journal import UNFINISHED, Journal, RunRecord
 from shandy_cli.pipeline.events import ChunkEvent, Listener, Notice, Phase, ignore
@@ -639,7 +640,7 @@ class _Run:
         self.result.failures_file = str(path) if path else None
 
     def _interrupted(self, exc: KeyboardInterrupt) -> None:
-        code = 143 if isinstance(exc, Terminated) else 130
+        code = interrupt_exit_code(exc)
         sent = len(self.result.request_ids)
         self.result.exit_code = code
         self.result.error = (
@@ -707,7 +708,7 @@ class _Run:
         if self.journal is None:
             return
         res = self.result
-        if res.exit_code in (130, 143):
+        if res.exit_code in INTERRUPT_CODES:
             outcome = "interrupted"
         elif res.error:
             outcome = "failed"

@@ -23,6 +23,7 @@ from shandy_cli.config import ensure_private_dir, resolve_settings
 from shandy_cli.errors import InputError
 from shandy_cli.journal import ChunkRecord, Journal, RunRecord
 from shandy_cli.pipeline.events import ChunkEvent, Listener, ignore
+from shandy_cli.pipeline.housekeeping import drop_superseded
 from shandy_cli.pipeline.outcome import (
     NO_UPDATE,
     ChunkOutcome,
@@ -183,6 +184,7 @@ def _join_run(journal: Journal, record: RunRecord, by_id: dict[str, RequestStatu
         journal.update_run(record.id, outcome="completed", ended=time.time())
         spools = releasable(journal, stored_spools(record.options).values())
         clean_completed(journal_run_dir(journal, record.id), spools)
+        drop_superseded(journal, record)
 
 
 def _write_failures(journal: Journal, record: RunRecord) -> Path | None:

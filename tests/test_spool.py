@@ -222,3 +222,98 @@ def test_a_copy_shared_with_an_unfinished_run_is_kept(sandbox: Sandbox, tmp_path
     assert proc.returncode in (0, 1), err_b
     assert json.loads(out_b)[0]["completed"] is True
     assert not copy.exists()  # now every run that read it is done
+
+
+# -- (e) chunk bodies of abandoned runs -----------------------------------------------------
+
+
+def slow_import(sandbox: Sandbox, tmp_path: Path, src: str, **kw: object) -> subprocess.Popen:
+    sandbox.set_faults(["slow:0.3"] * 30, match=IMPORT_PATH)
+    return popen(sandbox, tmp_path, "import", src, "--step", "StepA1", "--max-rows", "10",
+                 "--json", "--poll-interval", "0.05", **kw)  # fmt: skip
+
+
+def kill_after(sandbox: Sandbox, proc: subprocess.Popen, accepted: int, sig: int) -> None:
+    deadline = time.monotonic() + 30
+    while len([r for r in posts(sandbox) if r["status"] == 201]) < accepted:
+        assert time.monotonic() < deadline and proc.poll() is None, "the import did not start"
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    proc.communicate(timeout=30)
+
+
+def bodies(tmp_path: Path) -> dict[str, set[str]]:
+    """Chunk body file names (mkstemp's: unique to each attempt), by run id."""
+    runs = tmp_path / "state" / "runs"
+    return {d.name: {p.name for p in (d / "chunks").glob("chunk-*")} for d in runs.iterdir()
+            if (d / "chunks").is_dir()}  # fmt: skip
+
+
+def test_an_attempt_again_drops_the_bodies_of_the_last(sandbox: Sandbox, tmp_path: Path) -> None:
+    src = tmp_path / "l.csv"
+    src.write_bytes(leads(100))
+    kill_after(sandbox, slow_import(sandbox, tmp_path, str(src)), 2, signal.SIGKILL)
+    [(run_id, first)] = bodies(tmp_path).items()
+    assert first  # kill -9 left the unsent chunks' bodies
+    again = slow_import(sandbox, tmp_path, str(src))
+    deadline = time.monotonic() + 30
+    while len(bodies(tmp_path).get(run_id, set()) - first) < 10:  # all ten bodies rebuilt
+        assert time.monotonic() < deadline and again.poll() is None, "no second attempt"
+        time.sleep(0.01)
+    again.send_signal(signal.SIGKILL)
+    again.communicate(timeout=30)
+    second = bodies(tmp_path)[run_id]
+    assert second and not (first & second)  # today: both attempts' bodies pile up
+    assert len(second) <= 10
+
+
+def test_a_superseded_run_loses_its_bodies(sandbox: Sandbox, tmp_path: Path) -> None:
+    src = tmp_path / "export.csv"
+    src.write_bytes(leads(100))
+    kill_after(sandbox, slow_import(sandbox, tmp_path, str(src)), 2, signal.SIGKILL)
+    [old] = bodies(tmp_path)
+    src.write_bytes(leads(30, start=1000))  # tomorrow's export over the same path
+    sandbox.set_faults()
+    code, out, err = run(sandbox, tmp_path, str(src))
+    assert code == 0, err
+    assert json.loads(out)["run_id"] != old
+    assert old not in bodies(tmp_path)  # today: the abandoned run's bodies stay for ever
+
+
+def test_prune_takes_old_leftovers_and_nothing_else(sandbox: Sandbox, tmp_path: Path) -> None:
+    proc = slow_import(sandbox, tmp_path, "-", stdin=subprocess.PIPE)
+    assert proc.stdin is not None
+    proc.stdin.write(leads(100))
+    proc.stdin.close()
+    proc.stdin = None  # written and closed: communicate() has nothing more to send
+    kill_after(sandbox, proc, 2, signal.SIGTERM)
+    assert proc.returncode == 143
+    [interrupted] = bodies(tmp_path)
+    [copy] = leftovers(tmp_path, "*.bin")
+    sandbox.set_faults()
+    code, _out, err = run(sandbox, tmp_path, "-", "--no-wait", stdin=leads(5, start=500))
+    assert code == 0, err
+    waiting = [p for p in leftovers(tmp_path, "*.bin") if p != copy]
+    spools = tmp_path / "state" / "stdin"
+    stale, fresh = spools / ".0123456789abcdef.part", spools / ".fedcba9876543210.part"
+    stale.write_bytes(b"x" * 10)
+    fresh.write_bytes(b"y" * 10)
+    os.utime(stale, (time.time() - 10 * 86400,) * 2)
+
+    def prune(*args: str) -> dict:
+        proc = popen(sandbox, tmp_path, "runs", "--prune", "--json", *args)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        return json.loads(out)
+
+    week = prune()  # default: a week; only the kill -9 leftover is that old
+    assert week["pruned_runs"] == [] and week["files_removed"] == 1
+    assert not stale.exists() and fresh.exists() and copy.exists()
+    now = prune("--older-than", "0")
+    assert now["pruned_runs"] == [interrupted] and now["bytes_freed"] > 0
+    assert not copy.exists() and interrupted not in bodies(tmp_path)
+    assert not (tmp_path / "state" / "runs" / interrupted / "sent.idx").exists()
+    assert all(p.exists() for p in waiting)  # --no-wait's run awaits `shandy status`
+    proc = popen(sandbox, tmp_path, "resume", interrupted)
+    _out, err_b = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and b"saved copy is gone" in err_b

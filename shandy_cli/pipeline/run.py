@@ -40,6 +40,7 @@ from shandy_cli.errors import (
 )
 from shandy_cli.journal import UNFINISHED, Journal, RunRecord
 from shandy_cli.pipeline.events import ChunkEvent, Listener, Notice, Phase, ignore
+from shandy_cli.pipeline.housekeeping import drop_bodies, drop_superseded
 from shandy_cli.pipeline.outcome import (
     clean_completed,
     finished_exit_code,
@@ -236,6 +237,7 @@ class _Run:
             if current and current.outcome == "completed" and not self.opts.force:
                 return self._already_imported(current)
             self.result.resumed = True
+            drop_bodies(self.state_dir, self.run_id)  # an earlier attempt's: rebuilt below
             journal.update_run(self.run_id, outcome="running", pid=os.getpid(), ended=None)
             self.notice(f"resuming unfinished run {self.run_id}", "info")
         else:
@@ -719,6 +721,9 @@ class _Run:
         self.journal.update_run(self.run_id, outcome=outcome, ended=time.time())
         if outcome == "completed":
             clean_completed(self.run_dir, releasable(self.journal, self.spools.values()))
+            record = self.journal.get(self.run_id)
+            if record is not None:
+                drop_superseded(self.journal, record)
 
 
 def field_type(field: dict[str, Any]) -> str:

@@ -317,3 +317,16 @@ def test_prune_takes_old_leftovers_and_nothing_else(sandbox: Sandbox, tmp_path: 
     proc = popen(sandbox, tmp_path, "resume", interrupted)
     _out, err_b = proc.communicate(timeout=60)
     assert proc.returncode == 2 and b"saved copy is gone" in err_b
+
+
+def test_the_library_caps_an_in_memory_stdin(sandbox: Sandbox, tmp_path: Path) -> None:
+    import io
+
+    from shandy_cli import SaleshandyClient, import_files
+    from shandy_cli.errors import InputError
+
+    with SaleshandyClient(sandbox.url, KEY) as client, pytest.raises(InputError) as caught:
+        import_files(["-"], client=client, stdin=io.BytesIO(leads(100)), step_id="StepA1",
+                     state_dir=tmp_path / "state", max_stream_bytes="1KB")  # fmt: skip
+    assert caught.value.exit_code == 2 and "<stdin>" in caught.value.message
+    assert posts(sandbox) == [] and leftovers(tmp_path, "*") == []

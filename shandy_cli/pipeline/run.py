@@ -97,6 +97,7 @@ def import_files(
     stdin: BinaryIO | None = None,
     resume_run: str | None = None,
     spools: dict[int, Path] | None = None,
+    max_stream_bytes: int | str | None = None,
     **option_kwargs: Any,
 ) -> ImportResult:
     """Import lead files into a Saleshandy step (or the prospect list) and account for every row.
@@ -106,11 +107,14 @@ def import_files(
     ``client`` one is made from ``api_key``/``base_url`` or the environment.
     Raises ``ShandyError`` subclasses for problems that stop the run before
     anything is sent; otherwise returns an ``ImportResult`` whose
-    ``exit_code`` follows the contract.
+    ``exit_code`` follows the contract. ``max_stream_bytes`` (an int or ``"4GB"``)
+    caps the copy of a stream input, as ``SHANDY_MAX_STREAM_BYTES`` does.
     """
     opts = options or ImportOptions(**option_kwargs)
     opts.check()
-    settings = resolve_settings(api_key=api_key, base_url=base_url, state_dir=state_dir)
+    settings = resolve_settings(
+        api_key=api_key, base_url=base_url, state_dir=state_dir, max_stream_bytes=max_stream_bytes
+    )
     own_client = client is None
     if client is None and (settings.api_key or not opts.dry_run):
         client = SaleshandyClient(

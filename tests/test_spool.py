@@ -76,12 +76,14 @@ def leftovers(tmp_path: Path, pattern: str) -> list[Path]:
 # -- (b) devices are refused, at once -------------------------------------------------------
 
 
-@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
+@pytest.mark.parametrize(
+    ("device", "extra"), [("/dev/zero", ()), ("/dev/urandom", ()), ("/dev/urandom", ("--dry-run",))]
+)
 def test_a_character_device_is_refused_at_once(
-    sandbox: Sandbox, tmp_path: Path, device: str
+    sandbox: Sandbox, tmp_path: Path, device: str, extra: tuple[str, ...]
 ) -> None:
     started = time.monotonic()
-    code, _out, err = run(sandbox, tmp_path, device)
+    code, _out, err = run(sandbox, tmp_path, device, *extra)
     assert code == 2, err
     assert time.monotonic() - started < 20  # today: copies until the disk is full
     assert device in err and "not a file or a pipe" in err and "Traceback" not in err

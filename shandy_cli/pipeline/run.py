@@ -56,6 +56,7 @@ from shandy_cli.pipeline.reporting import SentIndex, ServerFailure, write_failur
 from shandy_cli.pipeline.results import ChunkResult, ImportOptions, ImportResult
 from shandy_cli.pipeline.spool import (
     fingerprint,
+    refuse_devices,
     releasable,
     remove_spools,
     spool_streams,
@@ -208,6 +209,7 @@ class _Run:
     # -- the run ---------------------------------------------------------------------------
 
     def run(self, resume_run: str | None = None) -> ImportResult:
+        refuse_devices(self.paths, self.stdin)
         labels = self._labels()
         step_id = self._target()
         if self.opts.dry_run:

@@ -69,6 +69,16 @@ def _device_text(mode: int) -> str:
     )
 
 
+def refuse_devices(paths: Sequence[str], stdin: IO[bytes] | None = None) -> None:
+    """Refuse device inputs before anything else, a dry run's included (which reads
+    streams in place: ``/dev/urandom`` would be read for ever)."""
+    for path in paths:
+        if path == "-":
+            check_stdin(stdin or sys.stdin.buffer)
+        else:
+            is_stream(path)
+
+
 def spool_streams(
     paths: Sequence[str],
     spools: dict[int, Path],

@@ -282,6 +282,34 @@ def test_a_superseded_run_loses_its_bodies(sandbox: Sandbox, tmp_path: Path) -> 
     assert old not in bodies(tmp_path)  # today: the abandoned run's bodies stay for ever
 
 
+def test_a_stdin_run_resumes_from_its_copy_with_a_terminal_on_stdin(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """`shandy resume` is typed at a terminal: stdin is a device then, and is not read."""
+    proc = slow_import(sandbox, tmp_path, "-", stdin=subprocess.PIPE)
+    assert proc.stdin is not None
+    proc.stdin.write(leads(100))
+    proc.stdin.close()
+    proc.stdin = None
+    kill_after(sandbox, proc, 2, signal.SIGHUP)
+    assert proc.returncode == 129
+    sandbox.set_faults()
+    again = popen(
+        sandbox,
+        tmp_path,
+        "resume",
+        "--last",
+        "--json",
+        "--poll-interval",
+        "0.05",
+        stdin=subprocess.DEVNULL,
+    )  # /dev/null: a character device, as a tty is
+    out, err = again.communicate(timeout=60)
+    assert again.returncode == 0, err
+    assert json.loads(out)["completed"] is True
+    assert leftovers(tmp_path, "*") == []  # the copy has served
+
+
 def test_prune_takes_old_leftovers_and_nothing_else(sandbox: Sandbox, tmp_path: Path) -> None:
     proc = slow_import(sandbox, tmp_path, "-", stdin=subprocess.PIPE)
     assert proc.stdin is not None

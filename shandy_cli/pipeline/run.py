@@ -209,7 +209,7 @@ class _Run:
     # -- the run ---------------------------------------------------------------------------
 
     def run(self, resume_run: str | None = None) -> ImportResult:
-        refuse_devices(self.paths, self.stdin)
+        refuse_devices(self.paths, self.spools, self.stdin)
         labels = self._labels()
         step_id = self._target()
         if self.opts.dry_run:

@@ -69,10 +69,15 @@ def _device_text(mode: int) -> str:
     )
 
 
-def refuse_devices(paths: Sequence[str], stdin: IO[bytes] | None = None) -> None:
+def refuse_devices(
+    paths: Sequence[str], spools: dict[int, Path], stdin: IO[bytes] | None = None
+) -> None:
     """Refuse device inputs before anything else, a dry run's included (which reads
-    streams in place: ``/dev/urandom`` would be read for ever)."""
-    for path in paths:
+    streams in place: ``/dev/urandom`` would be read for ever). An input a resume reads
+    from its saved copy is not looked at: stdin is then the user's terminal."""
+    for index, path in enumerate(paths):
+        if index in spools:
+            continue
         if path == "-":
             check_stdin(stdin or sys.stdin.buffer)
         else:

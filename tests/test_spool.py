@@ -288,7 +288,7 @@ def test_a_stdin_run_resumes_from_its_copy_with_a_terminal_on_stdin(
     """`shandy resume` is typed at a terminal: stdin is a device then, and is not read."""
     proc = slow_import(sandbox, tmp_path, "-", stdin=subprocess.PIPE)
     assert proc.stdin is not None
-    proc.stdin.write(leads(100))
+    proc.stdin.write(leads(40))  # four chunks: the polls stay within the status budget
     proc.stdin.close()
     proc.stdin = None
     kill_after(sandbox, proc, 2, signal.SIGHUP)
@@ -304,7 +304,11 @@ def test_a_stdin_run_resumes_from_its_copy_with_a_terminal_on_stdin(
         "0.05",
         stdin=subprocess.DEVNULL,
     )  # /dev/null: a character device, as a tty is
-    out, err = again.communicate(timeout=60)
+    try:
+        out, err = again.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        again.kill()
+        raise AssertionError(again.communicate()[1].decode()[-3000:]) from None
     assert again.returncode == 0, err
     assert json.loads(out)["completed"] is True
     assert leftovers(tmp_path, "*") == []  # the copy has served

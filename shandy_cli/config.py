@@ -29,6 +29,10 @@ ENV_BASE_URL = "SALESHANDY_BASE_URL"
 ENV_STATE_DIR = "SHANDY_STATE_DIR"
 ENV_RATE_PER_ENDPOINT = "SHANDY_RATE_PER_ENDPOINT"
 ENV_RATE_TOTAL = "SHANDY_RATE_TOTAL"
+ENV_MAX_STREAM_BYTES = "SHANDY_MAX_STREAM_BYTES"
+# The most a stream (stdin, a pipe) is copied aside: far above any real export, far
+# below a full disk. A regular file is read in place and has no such bound.
+DEFAULT_MAX_STREAM_BYTES = 4_000_000_000
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class Settings:
     base_url: str
     state_dir: Path
     rate_limits: RateLimits = field(default_factory=RateLimits)
+    max_stream_bytes: int = DEFAULT_MAX_STREAM_BYTES
 
     def __repr__(self) -> str:  # never print the key, even in a debugger or traceback
         return (
@@ -198,6 +203,7 @@ def resolve_settings(
     state_dir: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
     dotenv_path: Path | None = None,
+    max_stream_bytes: int | str | None = None,
 ) -> Settings:
     """Merge flags, environment and ``.env`` (in the working directory) into Settings."""
     env = os.environ if environ is None else environ
@@ -220,7 +226,29 @@ def resolve_settings(
         base_url=url,
         state_dir=Path(state).expanduser() if state else default_state_dir(),
         rate_limits=limits,
-    )
+        max_stream_bytes=parse_size(
+            pick(None if max_stream_bytes is None else str(max_stream_bytes),
+                 ENV_MAX_STREAM_BYTES),
+            ENV_MAX_STREAM_BYTES, DEFAULT_MAX_STREAM_BYTES,
+        ),
+    )  # fmt: skip
+
+
+_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+_SIZE = re.compile(r"(\d+)\s*([kmgt]?)(i?)b?", re.IGNORECASE)
+
+
+def parse_size(value: str | None, name: str, default: int) -> int:
+    """A byte count: ``4000000000``, ``500MB``, ``4GB``, ``4G`` (powers of 1000) or
+    ``4GiB`` (powers of 1024); at least one byte."""
+    if value is None:
+        return default
+    match = _SIZE.fullmatch(value.strip()) if value.isascii() else None
+    if not match or (match.group(3) and not match.group(2)) or int(match.group(1)) < 1:
+        raise ConfigError(f"{name} must be a size in bytes such as 500MB or 4GB, not {value!r}")
+    number, unit, binary = match.groups()
+    scale = 1024 ** " kmgt".index(unit.lower()) if binary else _UNITS[unit.lower()]
+    return int(number) * scale
 
 
 def _rate(value: str | None, name: str, default: int) -> int:

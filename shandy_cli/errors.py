@@ -165,3 +165,20 @@ class Interrupted(ShandyError):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, delivered as an exception so the run stops at a safe point (exit 143)."""
+
+    exit_code = 143
+
+
+class Hangup(Terminated):
+    """SIGHUP (the ssh session or terminal went away): stopped like SIGTERM (exit 129)."""
+
+    exit_code = 129
+
+
+# Ctrl-C, SIGHUP, SIGTERM: 128 + the signal's number, as a shell reports a death by it.
+INTERRUPT_CODES = (130, 129, 143)
+
+
+def interrupt_exit_code(exc: KeyboardInterrupt) -> int:
+    """The exit code of a stop by signal: 130 for Ctrl-C (a bare KeyboardInterrupt)."""
+    return int(getattr(exc, "exit_code", 130))

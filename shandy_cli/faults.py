@@ -11,7 +11,7 @@ import errno
 import sqlite3
 from pathlib import Path
 
-from shandy_cli.errors import FaultError, JournalDamaged, ShandyError, Terminated
+from shandy_cli.errors import FaultError, JournalDamaged, ShandyError, interrupt_exit_code
 
 JOURNAL_NAME = "journal.sqlite3"
 
@@ -48,7 +48,7 @@ def stop_code(exc: BaseException, sent: bool) -> int:
     nothing but a signal, the key or an API failure may say less than "resumable" (4)
     once anything was sent."""
     if isinstance(exc, KeyboardInterrupt):
-        return 143 if isinstance(exc, Terminated) else 130
+        return interrupt_exit_code(exc)  # 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP
     code = exc.exit_code if isinstance(exc, ShandyError) else 2
     if code in (0, 1, 2) and sent:
         return 4

@@ -357,9 +357,7 @@ class Journal:
             keys.difference_update(refused.get(run_id, ()))
         return keys
 
-    def accept(
-        self, run_id: str, idx: int, request_id: str, step: str | None, keys: array
-    ) -> None:
+    def accept(self, run_id: str, idx: int, request_id: str, step: str | None, keys: array) -> None:
         """A chunk was accepted: its request id and its email keys, in one transaction, so
         a crash between the two cannot leave an accepted chunk whose rows the ledger lacks
         (they would be sent again by --only-new, or by a rerun after a crash)."""

@@ -23,6 +23,7 @@ from shandy_cli.config import ensure_private_dir, resolve_settings
 from shandy_cli.errors import InputError
 from shandy_cli.journal import ChunkRecord, Journal, RunRecord
 from shandy_cli.pipeline.events import ChunkEvent, Listener, Notice, ignore
+from shandy_cli.pipeline.housekeeping import drop_superseded
 from shandy_cli.pipeline.outcome import (
     NO_UPDATE,
     ChunkOutcome,
@@ -38,7 +39,7 @@ from shandy_cli.pipeline.polling import FIRST_INTERVAL, poll_until_done
 from shandy_cli.pipeline.prepare import fetch_rows
 from shandy_cli.pipeline.reporting import SentIndex, write_failures
 from shandy_cli.pipeline.results import ImportOptions
-from shandy_cli.pipeline.run import stored_spools
+from shandy_cli.pipeline.spool import releasable, stored_spools
 
 
 @dataclass
@@ -195,7 +196,9 @@ def _join_run(
             by_id[chunk.request_id].failures_file = str(path) if path else None
     if record.outcome == "processing":
         journal.update_run(record.id, outcome="completed", ended=time.time())
-        clean_completed(journal_run_dir(journal, record.id), stored_spools(record.options).values())
+        spools = releasable(journal, stored_spools(record.options).values())
+        clean_completed(journal_run_dir(journal, record.id), spools)
+        drop_superseded(journal, record)
 
 
 def _write_failures(journal: Journal, record: RunRecord, listener: Listener) -> Path | None:

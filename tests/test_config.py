@@ -92,3 +92,26 @@ def test_rate_limits_may_not_be_raised_or_garbage(tmp_path: Path, value: str) ->
     name = "SHANDY_RATE_TOTAL" if value == "301" else "SHANDY_RATE_PER_ENDPOINT"
     with pytest.raises(ConfigError, match=name):
         resolve_settings(environ={name: value}, dotenv_path=tmp_path / "missing.env")
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("123", 123), ("500MB", 500_000_000), ("4GB", 4_000_000_000), ("4g", 4_000_000_000),
+     ("2 KiB", 2048), ("1TB", 10**12), (None, 4_000_000_000)],
+)  # fmt: skip
+def test_max_stream_bytes_takes_sizes(tmp_path: Path, text: str | None, size: int) -> None:
+    environ = {} if text is None else {"SHANDY_MAX_STREAM_BYTES": text}
+    got = resolve_settings(environ=environ, dotenv_path=tmp_path / "none")
+    assert got.max_stream_bytes == size
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "1.5GB", "lots", "4iB", "GB", "\uff14GB"])
+def test_max_stream_bytes_refuses_nonsense(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError, match="SHANDY_MAX_STREAM_BYTES"):
+        resolve_settings(environ={"SHANDY_MAX_STREAM_BYTES": text}, dotenv_path=tmp_path / "n")
+
+
+def test_max_stream_bytes_flag_beats_environment(tmp_path: Path) -> None:
+    got = resolve_settings(max_stream_bytes="1KB", environ={"SHANDY_MAX_STREAM_BYTES": "9GB"},
+                           dotenv_path=tmp_path / "none")  # fmt: skip
+    assert got.max_stream_bytes == 1000

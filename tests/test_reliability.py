@@ -142,7 +142,9 @@ def test_kill_9_mid_run_then_same_command_resumes(sandbox: Sandbox, tmp_path: Pa
     assert landed(sandbox) == {f"p{i}@example.com" for i in range(100)}
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(
+    ("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+)
 def test_interrupt_saves_journal_and_resume_continues(
     sandbox: Sandbox, tmp_path: Path, sig: int, code: int
 ) -> None:
@@ -169,6 +171,19 @@ def test_interrupt_saves_journal_and_resume_continues(
     assert resumed["run_id"] == doc["run_id"] and resumed["completed"]
     assert len(accepted_posts(sandbox)) <= 7
     assert landed(sandbox) == {f"p{i}@example.com" for i in range(60)}
+
+
+def test_sighup_ignored_at_start_is_left_ignored(sandbox: Sandbox, tmp_path: Path) -> None:
+    """`nohup shandy import ...` asked to outlive the terminal: a hangup must not stop it."""
+    src = write_leads(tmp_path / "l.csv", 30)
+    sandbox.set_faults(["slow:0.3"] * 3, match=IMPORT_PATH)
+    proc = shandy_proc(sandbox, tmp_path, *import_args(src),
+                       preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))  # fmt: skip
+    wait_for(lambda: len(accepted_posts(sandbox)) >= 1)
+    proc.send_signal(signal.SIGHUP)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert json.loads(out)["completed"] is True
 
 
 def test_second_run_of_same_import_while_first_runs_exits_2(

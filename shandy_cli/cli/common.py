@@ -32,7 +32,7 @@ from shandy_cli.config import (
     register_secret,
     resolve_settings,
 )
-from shandy_cli.errors import ShandyError, Terminated
+from shandy_cli.errors import Hangup, ShandyError, Terminated, interrupt_exit_code
 from shandy_cli.faults import fault_message, stop_code
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -124,8 +124,7 @@ def handle_errors(func: F) -> F:
                 print_traceback()
             raise fail(exc.message, exc.exit_code) from None
         except KeyboardInterrupt as exc:
-            code = 143 if isinstance(exc, Terminated) else 130
-            raise fail("interrupted; nothing more was sent", code) from None
+            raise fail("interrupted; nothing more was sent", interrupt_exit_code(exc)) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:  # a fault of the machine or a bug of ours: one line, -v more
@@ -140,16 +139,24 @@ def handle_errors(func: F) -> F:
 
 @contextmanager
 def sigterm_as_exception() -> Iterator[None]:
-    """SIGTERM raises ``Terminated`` (a KeyboardInterrupt) so a run stops at a safe point."""
+    """SIGTERM raises ``Terminated`` and SIGHUP ``Hangup`` (KeyboardInterrupts both), so a
+    run stops at a safe point, journalled, instead of dying mid-write. A SIGHUP ignored
+    when we started (``nohup shandy import ...``) stays ignored: that user asked to go on."""
 
     def raise_terminated(signum: int, frame: object) -> None:
         raise Terminated()
 
-    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    def raise_hangup(signum: int, frame: object) -> None:
+        raise Hangup()
+
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, raise_terminated)}
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, raise_hangup)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 # -- connection options, shared by every command that talks to the API -----------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -27,6 +28,7 @@ from shandy_cli.cli.render import cell
 from shandy_cli.config import one_line
 from shandy_cli.journal import Journal, RunRecord
 from shandy_cli.pipeline.events import Listener
+from shandy_cli.pipeline.housekeeping import PRUNE_DAYS, prune_runs
 from shandy_cli.pipeline.polling import FIRST_INTERVAL
 from shandy_cli.pipeline.results import ImportResult
 from shandy_cli.pipeline.run import resume_import
@@ -57,17 +59,32 @@ def _iso(ts: float | None) -> str | None:
 @handle_errors
 def runs(
     limit: Annotated[int, typer.Option("--limit", help="How many runs.")] = 20,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune",
+            help="Remove chunk bodies and stdin copies of failed, interrupted and crashed "
+            "runs older than --older-than days (a pruned stdin run cannot be resumed).",
+        ),
+    ] = False,
+    older_than: Annotated[
+        float, typer.Option("--older-than", min=0, help="Days, for --prune.")
+    ] = PRUNE_DAYS,
     json_out: JsonOpt = False,
     state_dir: StateDirOpt = None,
 ) -> None:
-    """List recent import runs from the journal, newest first.
+    """List recent import runs from the journal, newest first; or prune old leftovers.
 
     \b
     Examples:
       shandy runs
       shandy runs --json | jq '.[] | select(.outcome != "completed")'
+      shandy runs --prune --older-than 3
     """
     settings = settings_from(None, None, state_dir)
+    if prune:
+        _prune(settings.state_dir, older_than, json_out)
+        return
     with Journal(settings.state_dir) as journal:
         records = [run_record(journal, r) for r in journal.runs(limit)]
     if json_out:
@@ -97,6 +114,20 @@ def _print_lines(records: list[dict[str, Any]]) -> None:
     fitted to 80 columns cut run ids to ``20261201T2…``, which ``resume`` cannot take."""
     for values in [list(RUN_COLUMNS), *map(_cells, records)]:
         print("\t".join(safe_text(one_line(v)) for v in values))
+
+
+def _prune(state_dir: Path, days: float, json_out: bool) -> None:
+    with Journal(state_dir) as journal:
+        done = prune_runs(journal, days)
+    if json_out:
+        print_json(
+            {"pruned_runs": done.runs, "files_removed": done.files, "bytes_freed": done.bytes_freed}
+        )
+        return
+    stdout_console().print(
+        f"pruned {len(done.runs)} run(s) and {done.files} stray stdin copies older than "
+        f"{days:g} day(s): {done.bytes_freed:,} bytes freed"
+    )
 
 
 @handle_errors

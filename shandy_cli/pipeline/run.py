@@ -15,35 +15,31 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import stat
-import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import orjson
-from xxhash import xxh3_128
-
-from shandy_cli._files import open_private
 from shandy_cli._lock import RunLock, lock_path
 from shandy_cli._version import __version__
 from shandy_cli.client import ImportStatus, SaleshandyClient
-from shandy_cli.config import ensure_private_dir, resolve_settings
+from shandy_cli.config import DEFAULT_MAX_STREAM_BYTES, ensure_private_dir, resolve_settings
 from shandy_cli.errors import (
+    INTERRUPT_CODES,
     ApiError,
     ApiValidationError,
     AuthenticationError,
     InputError,
     RateLimitError,
     ServerError,
-    Terminated,
     TransportError,
+    interrupt_exit_code,
 )
 from shandy_cli.faults import as_fault, fault_message
 from shandy_cli.journal import UNFINISHED, Journal, RunRecord
 from shandy_cli.pipeline.events import ChunkEvent, Listener, Notice, Phase, ignore
+from shandy_cli.pipeline.housekeeping import drop_bodies, drop_superseded
 from shandy_cli.pipeline.outcome import (
     clean_completed,
     finished_exit_code,
@@ -75,6 +71,14 @@ from shandy_cli.pipeline.results import (
     ImportResult,
     attach_result,
     stopped_result,
+)
+from shandy_cli.pipeline.spool import (
+    fingerprint,
+    refuse_devices,
+    releasable,
+    remove_spools,
+    spool_streams,
+    stored_spools,
 )
 from shandy_cli.pipeline.submission import import_endpoint, resolve_step, submit_chunks
 
@@ -112,6 +116,7 @@ def import_files(
     stdin: BinaryIO | None = None,
     resume_run: str | None = None,
     spools: dict[int, Path] | None = None,
+    max_stream_bytes: int | str | None = None,
     **option_kwargs: Any,
 ) -> ImportResult:
     """Import lead files into a Saleshandy step (or the prospect list) and account for every row.
@@ -121,7 +126,8 @@ def import_files(
     ``client`` one is made from ``api_key``/``base_url`` or the environment.
     Raises ``ShandyError`` subclasses for problems that stop the run before
     anything is sent; otherwise returns an ``ImportResult`` whose
-    ``exit_code`` follows the contract.
+    ``exit_code`` follows the contract. ``max_stream_bytes`` (an int or ``"4GB"``)
+    caps the copy of a stream input, as ``SHANDY_MAX_STREAM_BYTES`` does.
     """
     opts = options or ImportOptions(**option_kwargs)
     names = [str(p) for p in paths]
@@ -129,13 +135,17 @@ def import_files(
     own_client = client is None
     try:
         opts.check()
-        settings = resolve_settings(api_key=api_key, base_url=base_url, state_dir=state_dir)
+        settings = resolve_settings(
+            api_key=api_key, base_url=base_url, state_dir=state_dir,
+            max_stream_bytes=max_stream_bytes,
+        )  # fmt: skip
         if client is None and (settings.api_key or not opts.dry_run):
             client = SaleshandyClient(
                 settings.base_url, settings.api_key, rate_limits=settings.rate_limits
             )
         runner = _Run(names, opts, client, settings.state_dir, listener, stdin)
         runner.spools = dict(spools or {})
+        runner.max_stream_bytes = settings.max_stream_bytes
         return runner.run(resume_run)
     except (Exception, KeyboardInterrupt) as exc:
         raise _stopped(exc, runner, names, opts) from exc
@@ -195,11 +205,6 @@ def resume_import(
     )  # fmt: skip
 
 
-def stored_spools(stored: dict[str, Any]) -> dict[int, Path]:
-    """The private copies of stdin and pipes a journalled run read, by input index."""
-    return {int(i): Path(p) for i, p in (stored.get("spools") or {}).items()}
-
-
 class _Run:
     def __init__(
         self,
@@ -221,6 +226,7 @@ class _Run:
         self.listener = listener
         self.stdin = stdin
         self.spools: dict[int, Path] = {}
+        self.max_stream_bytes = DEFAULT_MAX_STREAM_BYTES
         self.run_id = new_run_id()
         names = ["<stdin>" if p == "-" else p for p in paths]
         self.result = ImportResult(
@@ -249,6 +255,7 @@ class _Run:
     # -- the run ---------------------------------------------------------------------------
 
     def run(self, resume_run: str | None = None) -> ImportResult:
+        refuse_devices(self.paths, self.spools, self.stdin)
         self._outputs()  # no input is ever overwritten: checked before anything is sent
         labels = self._labels()
         step_id = self._target()
@@ -303,6 +310,7 @@ class _Run:
             if current and current.outcome == "completed" and not self.opts.force:
                 return self._already_imported(current)
             self.result.resumed = True
+            drop_bodies(self.state_dir, self.run_id)  # an earlier attempt's: rebuilt below
             journal.update_run(self.run_id, outcome="running", pid=os.getpid(), ended=None)
             self.notice(f"resuming unfinished run {self.run_id}", "info")
         else:
@@ -434,47 +442,18 @@ class _Run:
         return self.opts.step_id
 
     def _spool_streams(self) -> None:
-        """Keep private copies of stdin and pipes (``<(zcat leads.gz)``): they can be read
-        only once, and the run must be fingerprinted, read, and perhaps resumed."""
-        for index, path in enumerate(self.paths):
-            if index in self.spools:
-                continue  # resuming: the copy made by the first attempt
-            if path == "-":
-                self.spools[index] = self._spool(self.stdin or sys.stdin.buffer)
-            elif _is_stream(path):
-                with open(path, "rb") as fh:
-                    self.spools[index] = self._spool(fh)
-
-    def _spool(self, source: BinaryIO) -> Path:
-        folder = ensure_private_dir(self.state_dir / "stdin")
-        tmp = folder / f".{secrets.token_hex(8)}.part"
-        digest = xxh3_128()
-        with open_private(tmp, "wb") as out:
-            while block := source.read(1 << 20):
-                digest.update(block)
-                out.write(block)
-        spool = folder / f"{digest.hexdigest()}.bin"
-        os.replace(tmp, spool)
-        return spool
+        spool_streams(self.paths, self.spools, self.state_dir, self.max_stream_bytes, self.stdin)
 
     def _fingerprint(self, step_id: str | None) -> str:
-        # XXH3-128: ~10 GB/s, so hashing a large export costs next to nothing; it
-        # tells runs apart, it does not defend against a forger (who owns the files).
-        h = xxh3_128()
         part = {"v": 2, "step": step_id, "options": self.opts.fingerprint_part()}
-        h.update(orjson.dumps(part, option=orjson.OPT_SORT_KEYS, default=str))
+        found = fingerprint(self.paths, self.spools, part)
         for index, path in enumerate(self.paths):
-            h.update(b"\0file\0")
             target = self.spools.get(index, Path(path))
             try:
-                with open(target, "rb") as fh:
-                    while block := fh.read(1 << 20):
-                        h.update(block)
                 self.inputs.append(input_identity(target))
             except OSError:
-                h.update(path.encode())  # open_source will report the problem clearly
-                self.inputs.append(None)
-        return h.hexdigest()
+                self.inputs.append(None)  # open_source will report the problem clearly
+        return found
 
     def _stored_options(self) -> dict[str, Any]:
         paths = [p if p == "-" else str(Path(p).resolve()) for p in self.paths]
@@ -762,7 +741,7 @@ class _Run:
         self.result.failures_file = str(path) if path else None
 
     def _interrupted(self, exc: KeyboardInterrupt) -> None:
-        code = 143 if isinstance(exc, Terminated) else 130
+        code = interrupt_exit_code(exc)
         sent = len(self.result.request_ids)
         self.result.exit_code = code
         self.result.error = (
@@ -795,6 +774,8 @@ class _Run:
             "(--force imports it again)"
         )
         res.exit_code = 0
+        if self.journal:  # the copy just made to fingerprint stdin has served
+            remove_spools(releasable(self.journal, self.spools.values()))
         return res
 
     def _finish(self, prepared: Prepared) -> None:
@@ -828,7 +809,7 @@ class _Run:
         if self.journal is None:
             return
         res = self.result
-        if res.exit_code in (130, 143):
+        if res.exit_code in INTERRUPT_CODES:
             outcome = "interrupted"
         elif res.error:
             outcome = "failed"
@@ -841,21 +822,15 @@ class _Run:
             return
         self.journal.update_run(self.run_id, outcome=outcome, ended=time.time())
         if outcome == "completed":
-            clean_completed(self.run_dir, self.spools.values())
+            clean_completed(self.run_dir, releasable(self.journal, self.spools.values()))
+            record = self.journal.get(self.run_id)
+            if record is not None:
+                drop_superseded(self.journal, record)
 
 
 def field_type(field: dict[str, Any]) -> str:
     """A field's type as ``GET /v1/fields`` gives it (``fieldType``; ``type`` tolerated)."""
     return str(field.get("fieldType") or field.get("type") or "").strip().lower()
-
-
-def _is_stream(path: str) -> bool:
-    """A pipe, FIFO or /dev/fd entry: readable once, so it is copied aside first."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return False  # open_source will say what is wrong with it
-    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
 __all__ = ["ChunkResult", "ImportOptions", "ImportResult", "import_files", "resume_import"]

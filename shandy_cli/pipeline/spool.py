@@ -1,0 +1,180 @@
+"""Private copies of stream inputs, and the fingerprint that tells imports apart.
+
+stdin, a FIFO or ``/dev/fd/N`` (``<(zcat leads.gz)``) can be read only once,
+but a run must fingerprint its input, read it, and perhaps resume it later: so
+a stream is copied to ``STATE_DIR/stdin/<content hash>.bin`` first. The copy
+is bounded (``SHANDY_MAX_STREAM_BYTES``), and a partial copy (``.part``) never
+outlives the process that wrote it, however it stops (short of ``kill -9``,
+which ``shandy runs --prune`` sweeps up). Other devices (``/dev/zero``, a tty,
+a disk) are refused at once: they never end, or are no input at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+from xxhash import xxh3_128
+
+from shandy_cli._files import open_private
+from shandy_cli.config import ENV_MAX_STREAM_BYTES, ensure_private_dir
+from shandy_cli.errors import InputError
+from shandy_cli.journal import UNFINISHED, Journal
+
+BLOCK = 1 << 20
+SPOOL_DIR = "stdin"  # under the state dir; the name predates pipes and /dev/fd
+
+
+def spool_dir(state_dir: Path) -> Path:
+    return state_dir / SPOOL_DIR
+
+
+def is_stream(path: str) -> bool:
+    """True for a pipe, FIFO or socket (``/dev/fd/N``, ``/dev/stdin`` of a pipe): readable
+    once, so copied aside first. A regular file or directory is not (``open_source`` reads
+    or refuses it). Any other device is refused here: ``/dev/zero`` would fill the disk."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False  # open_source will say what is wrong with it
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        return True
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return False
+    raise InputError(_device_text(mode), file=path)
+
+
+def check_stdin(source: IO[bytes]) -> None:
+    """``-`` read from a terminal or a device (``< /dev/zero``) is refused like the path."""
+    try:
+        mode = os.fstat(source.fileno()).st_mode
+    except (OSError, AttributeError, ValueError):
+        return  # an in-memory stream (a library caller's BytesIO): bounded by the cap
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        raise InputError(_device_text(mode), file="<stdin>")
+
+
+def _device_text(mode: int) -> str:
+    kind = "a terminal or character device" if stat.S_ISCHR(mode) else "a device"
+    return (
+        f"is {kind}, not a file or a pipe; nothing was sent "
+        "(pipe the data in, e.g. `zcat leads.csv.gz | shandy import -`)"
+    )
+
+
+def refuse_devices(
+    paths: Sequence[str], spools: dict[int, Path], stdin: IO[bytes] | None = None
+) -> None:
+    """Refuse device inputs before anything else, a dry run's included (which reads
+    streams in place: ``/dev/urandom`` would be read for ever). An input a resume reads
+    from its saved copy is not looked at: stdin is then the user's terminal."""
+    for index, path in enumerate(paths):
+        if index in spools:
+            continue
+        if path == "-":
+            check_stdin(stdin or sys.stdin.buffer)
+        else:
+            is_stream(path)
+
+
+def spool_streams(
+    paths: Sequence[str],
+    spools: dict[int, Path],
+    state_dir: Path,
+    limit: int,
+    stdin: IO[bytes] | None = None,
+) -> None:
+    """Copy every stream input not yet in ``spools`` (a resume brings the first copies)."""
+    for index, path in enumerate(paths):
+        if index in spools:
+            continue
+        if path == "-":
+            source = stdin or sys.stdin.buffer
+            check_stdin(source)
+            spools[index] = spool(source, state_dir, limit, "<stdin>")
+        elif is_stream(path):
+            with open(path, "rb") as fh:
+                spools[index] = spool(fh, state_dir, limit, path)
+
+
+def spool(source: IO[bytes], state_dir: Path, limit: int, name: str) -> Path:
+    """Copy ``source`` to a private file named by its content; at most ``limit`` bytes."""
+    folder = ensure_private_dir(spool_dir(state_dir))
+    tmp = folder / f".{secrets.token_hex(8)}.part"
+    digest = xxh3_128()
+    try:
+        with open_private(tmp, "wb") as out:
+            size = 0
+            # One byte past the cap tells "exactly the cap" from "more than the cap".
+            while block := source.read(min(BLOCK, limit + 1 - size)):
+                size += len(block)
+                if size > limit:
+                    raise InputError(_too_big_text(limit), file=name)
+                digest.update(block)
+                out.write(block)
+        target = folder / f"{digest.hexdigest()}.bin"
+        os.replace(tmp, target)
+    except BaseException:
+        # Any error, Ctrl-C, SIGTERM or SIGHUP: a partial copy is never left behind.
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return target
+
+
+def _too_big_text(limit: int) -> str:
+    return (
+        f"more than {limit:,} bytes on this stream, the most shandy copies aside "
+        f"({ENV_MAX_STREAM_BYTES}); nothing was sent. Raise {ENV_MAX_STREAM_BYTES} "
+        "(e.g. 20GB) or import the file by its path"
+    )
+
+
+def fingerprint(paths: Sequence[str], spools: dict[int, Path], part: dict[str, Any]) -> str:
+    """The import's identity: ``part`` (target and options), then every input's bytes
+    (a stream's copy in place of the stream)."""
+    # XXH3-128: ~10 GB/s, so hashing a large export costs next to nothing; it
+    # tells runs apart, it does not defend against a forger (who owns the files).
+    h = xxh3_128()
+    h.update(orjson.dumps(part, option=orjson.OPT_SORT_KEYS, default=str))
+    for index, path in enumerate(paths):
+        h.update(b"\0file\0")
+        target = spools.get(index, Path(path))
+        try:
+            with open(target, "rb") as fh:
+                while block := fh.read(BLOCK):
+                    h.update(block)
+        except OSError:
+            h.update(path.encode())  # open_source will report the problem clearly
+    return h.hexdigest()
+
+
+def stored_spools(stored: dict[str, Any]) -> dict[int, Path]:
+    """The private copies of stdin and pipes a journalled run read, by input index."""
+    return {int(i): Path(p) for i, p in (stored.get("spools") or {}).items()}
+
+
+def releasable(journal: Journal, spools: Iterable[Path]) -> list[Path]:
+    """The copies among ``spools`` no unfinished run may still read. Copies are named by
+    content, so another run that read the same bytes (to another step, say) and has yet
+    to finish holds the very same file: its resume needs it."""
+    held = {
+        path
+        for run in journal.runs(limit=-1)  # every run: SQLite reads LIMIT -1 as no limit
+        if run.outcome in UNFINISHED
+        for path in stored_spools(run.options).values()
+    }
+    return [Path(p) for p in spools if Path(p) not in held]
+
+
+def remove_spools(spools: Iterable[Path]) -> None:
+    for path in spools:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()

@@ -16,7 +16,7 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -28,6 +28,7 @@ from shandy_cli.pipeline.formulas import guard, unguard
 from shandy_cli.pipeline.reporting import RowsWriter
 from shandy_cli.pipeline.sources import open_source
 from shandy_cli.sandbox import Sandbox
+from tests import test_attack_11
 from tests.test_attack_11 import Answer, Decide, Hostile
 from tests.test_import import HEADER
 from tests.test_import import leads as rows_of
@@ -47,19 +48,7 @@ def shandy(
     )  # fmt: skip
 
 
-@pytest.fixture
-def hostile() -> Iterator[Callable[[Decide], Hostile]]:
-    """Servers whose answers a test decides (``tests/test_attack_11.Hostile``)."""
-    servers: list[Hostile] = []
-
-    def start(decide: Decide) -> Hostile:
-        servers.append(Hostile(decide))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.httpd.shutdown()
-        server.httpd.server_close()
+hostile = test_attack_11.hostile  # the same fixture: servers whose answers a test decides
 
 
 def at(sandbox: Sandbox) -> dict[str, str]:

@@ -480,11 +480,13 @@ def fetch_rows(
     return found
 
 
-def input_identity(path: Path) -> dict[str, Any]:
+def input_identity(path: Path, digest: str | None = None) -> dict[str, Any]:
     """What an input is, journalled when it is read: size and mtime (the cheap test) and
-    its content's digest (the truth, for a copy made with ``cp -p``)."""
+    its content's digest (the truth, for a copy made with ``cp -p``). ``digest``: one
+    already taken from the same bytes (the fingerprint's read), so the file is read once."""
     info = path.stat()
-    return {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "digest": _digest(path)}
+    found = digest if digest is not None else _digest(path)
+    return {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "digest": found}
 
 
 def input_change(path: Path, identity: dict[str, Any]) -> str | None:

@@ -446,11 +446,11 @@ class _Run:
 
     def _fingerprint(self, step_id: str | None) -> str:
         part = {"v": 2, "step": step_id, "options": self.opts.fingerprint_part()}
-        found = fingerprint(self.paths, self.spools, part)
-        for index, path in enumerate(self.paths):
+        found, digests = fingerprint(self.paths, self.spools, part)
+        for index, (path, digest) in enumerate(zip(self.paths, digests, strict=True)):
             target = self.spools.get(index, Path(path))
             try:
-                self.inputs.append(input_identity(target))
+                self.inputs.append(None if digest is None else input_identity(target, digest))
             except OSError:
                 self.inputs.append(None)  # open_source will report the problem clearly
         return found

@@ -137,23 +137,31 @@ def _too_big_text(limit: int) -> str:
     )
 
 
-def fingerprint(paths: Sequence[str], spools: dict[int, Path], part: dict[str, Any]) -> str:
+def fingerprint(
+    paths: Sequence[str], spools: dict[int, Path], part: dict[str, Any]
+) -> tuple[str, list[str | None]]:
     """The import's identity: ``part`` (target and options), then every input's bytes
-    (a stream's copy in place of the stream)."""
+    (a stream's copy in place of the stream); and, from the same read, each input's own
+    content digest (``None`` where it cannot be read), which the journal keeps."""
     # XXH3-128: ~10 GB/s, so hashing a large export costs next to nothing; it
     # tells runs apart, it does not defend against a forger (who owns the files).
     h = xxh3_128()
     h.update(orjson.dumps(part, option=orjson.OPT_SORT_KEYS, default=str))
+    digests: list[str | None] = []
     for index, path in enumerate(paths):
         h.update(b"\0file\0")
         target = spools.get(index, Path(path))
+        own = xxh3_128()
         try:
             with open(target, "rb") as fh:
                 while block := fh.read(BLOCK):
                     h.update(block)
+                    own.update(block)
+            digests.append(own.hexdigest())
         except OSError:
             h.update(path.encode())  # open_source will report the problem clearly
-    return h.hexdigest()
+            digests.append(None)
+    return h.hexdigest(), digests
 
 
 def stored_spools(stored: dict[str, Any]) -> dict[int, Path]:

@@ -392,13 +392,14 @@ class _Run:
         )
         self.result.exit_code = 3 if isinstance(exc, AuthenticationError) else 4
 
-    def _budget_wait(self, endpoint: str, seconds: float) -> None:
+    def _budget_wait(self, endpoint: str, seconds: float, also: str = "") -> None:
         """A wait for the rate-limit budget is said, not silent (short ones are noise)."""
         if seconds >= 1:
             assert self.client is not None
             limits = self.client.budget.limits.describe()
             self.notice(
-                f"waiting {seconds:.0f}s for the rate limit of {endpoint} (pacing at {limits})",
+                f"waiting {seconds:.0f}s for the rate limit of {endpoint} "
+                f"(pacing at {limits}){also}",
                 "info",
             )
 
@@ -650,29 +651,14 @@ class _Run:
         return self.poller
 
     def _idle(self, seconds: float) -> None:
-        """The import endpoint's budget makes the next POST wait: poll meanwhile."""
-        assert self.client is not None
+        """The import endpoint's budget makes the next POST wait: poll meanwhile. What is
+        left of the wait (all of it, with nothing to poll) the client waits out, and says."""
         poller = self._poller()
-        busy = bool(self.opts.wait and poller.pending)
-        endpoint = "the import endpoint"
-        if seconds >= 1:
-            limits = self.client.budget.limits.describe()
-            also = "; polling accepted chunks meanwhile" if busy else ""
-            self.notice(
-                f"waiting {seconds:.0f}s for the rate limit of {endpoint} "
-                f"(pacing at {limits}){also}",
-                "info",
-            )
-        if busy:
-            poller.run_until(time.monotonic() + seconds)
-        # whatever is left of the wait, the client's own pacing waits out, silently now
-        previous, self.client.on_wait = self.client.on_wait, None
-        try:
-            left = self.client.budget.delay(import_endpoint(self.result.step_id is not None))
-            if left > 0:
-                time.sleep(left)
-        finally:
-            self.client.on_wait = previous
+        if not (self.opts.wait and poller.pending):
+            return
+        endpoint = import_endpoint(self.result.step_id is not None)
+        self._budget_wait(endpoint, seconds, "; polling accepted chunks meanwhile")
+        poller.run_until(time.monotonic() + seconds)
 
     def _on_status(self, status: ImportStatus) -> None:
         chunk = next((c for c in self.result.chunks if c.request_id == status.request_id), None)

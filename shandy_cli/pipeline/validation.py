@@ -23,7 +23,7 @@ import re
 from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from xxhash import xxh3_64_intdigest
 
@@ -348,16 +348,9 @@ class Validator:
         first_file, first_row = self._files[first >> _ROW_BITS], first & _ROW_MASK
         return f"duplicate email {_shown(email)} (first seen in {first_file} row {first_row})"
 
-    def verdict(
-        self,
-        prospect: dict[str, str],
-        *,
-        file: str,
-        row: int,
-        problem: str | None = None,
-        typed: Mapping[str, str] | None = None,
-    ) -> Verdict:
-        reason = self.check(prospect, file=file, row=row, problem=problem, typed=typed)
+    def verdict(self, prospect: dict[str, str], **where: Any) -> Verdict:
+        """``check`` (same keywords) as a ``Verdict``."""
+        reason = self.check(prospect, **where)
         return Verdict(ok=reason is None, reason=reason)
 
     def seen(self) -> int:

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from shandy_cli.errors import ConfigError
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _NAME_MAX = 100  # characters kept from the text; well under every file system's limit
 
@@ -96,3 +98,24 @@ def writable_dir(folder: Path) -> bool:
     os.close(fd)
     Path(name).unlink(missing_ok=True)
     return True
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) 0700 if missing: it holds prospects' data.
+
+    An existing directory keeps its mode (see ``make_missing_dirs``).
+    """
+    try:
+        make_missing_dirs(path)
+        if not path.is_dir():
+            raise FileExistsError(path)
+    except FileExistsError:
+        raise ConfigError(f"{path} exists and is not a directory") from None
+    except PermissionError:
+        raise ConfigError(
+            f"cannot create the directory {path}: permission "
+            "denied; choose another (--state-dir, --report-dir)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot use the directory {path}: {exc.strerror or exc}") from None
+    return path

@@ -25,13 +25,7 @@ import httpx
 import orjson
 
 from shandy_cli._version import __version__
-from shandy_cli.config import (
-    check_api_key,
-    is_loopback_host,
-    mask_secret,
-    printable,
-    redact,
-)
+from shandy_cli.config import is_loopback_host
 from shandy_cli.errors import (
     ApiError,
     ApiValidationError,
@@ -45,6 +39,7 @@ from shandy_cli.errors import (
     TransportError,
 )
 from shandy_cli.ratelimit import RateBudget, RateLimits, WaitHook, parse_reset
+from shandy_cli.redaction import check_api_key, mask_secret, printable, redact
 
 USER_AGENT = (
     f"shandy/{__version__} (+https://github.com/shandy-cli/shandy) httpx/{httpx.__version__}"

@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 from platformdirs import user_state_dir
 
-from shandy_cli._files import make_missing_dirs
 from shandy_cli.errors import ConfigError
 from shandy_cli.ratelimit import DEFAULT_PER_ENDPOINT, DEFAULT_TOTAL, RateLimits
+from shandy_cli.redaction import check_api_key, mask_secret, printable
 
 DEFAULT_BASE_URL = "https://open-api.saleshandy.com"
 ENV_API_KEY = "SALESHANDY_API_KEY"
@@ -30,6 +30,21 @@ ENV_STATE_DIR = "SHANDY_STATE_DIR"
 ENV_RATE_PER_ENDPOINT = "SHANDY_RATE_PER_ENDPOINT"
 ENV_RATE_TOTAL = "SHANDY_RATE_TOTAL"
 ENV_MAX_STREAM_BYTES = "SHANDY_MAX_STREAM_BYTES"
+ENV_COLUMNAR = "SHANDY_COLUMNAR"
+ENV_FASTEXCEL = "SHANDY_FASTEXCEL"
+ENV_SANDBOX_DELAY = "SHANDY_SANDBOX_DELAY"
+# How a CSV is read: by size ("auto": the columnar reader from 2 MB up), "always" (tests,
+# benchmarks) or "never". The environment spells them "", "1" and "0".
+COLUMNAR_MODES = ("auto", "always", "never")
+_COLUMNAR_SPELLINGS = {
+    "": "auto",
+    "auto": "auto",
+    "1": "always",
+    "always": "always",
+    "0": "never",
+    "never": "never",
+}
+DEFAULT_SANDBOX_DELAY = 1.0  # seconds the built-in sandbox takes to process an import
 # The most a stream (stdin, a pipe) is copied aside: far above any real export, far
 # below a full disk. A regular file is read in place and has no such bound.
 DEFAULT_MAX_STREAM_BYTES = 4_000_000_000
@@ -42,79 +57,15 @@ class Settings:
     state_dir: Path
     rate_limits: RateLimits = field(default_factory=RateLimits)
     max_stream_bytes: int = DEFAULT_MAX_STREAM_BYTES
+    columnar: str = "auto"  # SHANDY_COLUMNAR, one of COLUMNAR_MODES
+    fastexcel: bool = True  # SHANDY_FASTEXCEL: text-only XLSX sheets loaded by fastexcel
+    sandbox_delay: float = DEFAULT_SANDBOX_DELAY  # SHANDY_SANDBOX_DELAY, for --sandbox
 
     def __repr__(self) -> str:  # never print the key, even in a debugger or traceback
         return (
             f"Settings(api_key={mask_secret(self.api_key)!r}, base_url={self.base_url!r}, "
             f"state_dir={str(self.state_dir)!r})"
         )
-
-
-def mask_secret(secret: str | None) -> str | None:
-    """Show only the last four characters of a secret, e.g. ``****abcd``."""
-    if not secret:
-        return secret
-    return "****" + secret[-4:] if len(secret) > 8 else "****"
-
-
-# Every API key this process has seen. Anything shandy prints passes through
-# ``redact`` first, so a key that slips into an exception message (httpx quotes
-# an illegal header value in full, for one) is still never shown.
-_SECRETS: set[str] = set()
-_MIN_SECRET = 8  # shorter "keys" (a sandbox "test") are common words: masking them garbles text
-
-
-def register_secret(secret: str | None) -> None:
-    """Remember ``secret`` (and its trimmed form) so ``redact`` hides it."""
-    if not secret:
-        return
-    for form in (secret, secret.strip()):
-        if len(form) >= _MIN_SECRET:
-            _SECRETS.add(form)
-
-
-def redact(text: str) -> str:
-    """``text`` with every registered secret replaced by its masked form."""
-    for secret in sorted(_SECRETS, key=len, reverse=True):  # longest first: " k" before "k"
-        if secret in text:
-            text = text.replace(secret, mask_secret(secret.strip()) or "****")
-    return text
-
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def printable(text: str) -> str:
-    """Escape control characters (ESC, BEL, CR, ...) so file names and values taken
-    from hostile input cannot drive the terminal; newlines and tabs are kept."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
-_LINE_BREAKS = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
-
-
-def one_line(text: str) -> str:
-    """A name (a file's, a column's) as it may appear inside one line of a message: like
-    ``printable``, and newlines, CRs and tabs escaped too, so a file called
-    ``x\\n2026-12-01T03:00:00 shandy: read 0 rows`` cannot forge a log line."""
-    return printable(text.translate(_LINE_BREAKS))
-
-
-def check_api_key(key: str | None) -> str | None:
-    """The key as it can be sent: surrounding whitespace (a pasted newline) dropped;
-    anything else that cannot go in an HTTP header refused without showing it."""
-    if key is None:
-        return None
-    register_secret(key)
-    stripped = key.strip()
-    if not stripped:
-        return None
-    if any(not ("\x21" <= ch <= "\x7e") for ch in stripped):
-        raise ConfigError(
-            f"the API key ({mask_secret(stripped)}) contains spaces, control or non-ASCII "
-            "characters; check SALESHANDY_API_KEY"
-        )
-    return stripped
 
 
 _WARNED: set[Path] = set()
@@ -175,27 +126,6 @@ def default_state_dir() -> Path:
     return Path(user_state_dir("shandy", appauthor=False))
 
 
-def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) 0700 if missing: it holds prospects' data.
-
-    An existing directory keeps its mode (see ``make_missing_dirs``).
-    """
-    try:
-        make_missing_dirs(path)
-        if not path.is_dir():
-            raise FileExistsError(path)
-    except FileExistsError:
-        raise ConfigError(f"{path} exists and is not a directory") from None
-    except PermissionError:
-        raise ConfigError(
-            f"cannot create the directory {path}: permission "
-            "denied; choose another (--state-dir, --report-dir)"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot use the directory {path}: {exc.strerror or exc}") from None
-    return path
-
-
 def resolve_settings(
     *,
     api_key: str | None = None,
@@ -205,33 +135,66 @@ def resolve_settings(
     dotenv_path: Path | None = None,
     max_stream_bytes: int | str | None = None,
 ) -> Settings:
-    """Merge flags, environment and ``.env`` (in the working directory) into Settings."""
+    """Merge flags, environment and ``.env`` (in the working directory) into Settings.
+
+    Every setting shandy reads is resolved here, in the contract's order: a flag (a
+    keyword argument) wins over the environment, which wins over ``.env``.
+    """
     env = os.environ if environ is None else environ
     dotenv = read_dotenv(dotenv_path if dotenv_path is not None else Path(".env"))
 
-    def pick(flag: str | os.PathLike[str] | None, name: str) -> str | None:
+    def pick(name: str, flag: object = None) -> str | None:
         if flag not in (None, ""):
             return str(flag)
         return env.get(name) or dotenv.get(name) or None
 
-    url = check_base_url(pick(base_url, ENV_BASE_URL) or DEFAULT_BASE_URL)
-    state = pick(state_dir, ENV_STATE_DIR)
-    limits = RateLimits(
-        per_endpoint=_rate(pick(None, ENV_RATE_PER_ENDPOINT), ENV_RATE_PER_ENDPOINT,
-                           DEFAULT_PER_ENDPOINT),
-        total=_rate(pick(None, ENV_RATE_TOTAL), ENV_RATE_TOTAL, DEFAULT_TOTAL),
-    )  # fmt: skip
+    state = pick(ENV_STATE_DIR, state_dir)
+    per_endpoint = _rate(pick(ENV_RATE_PER_ENDPOINT), ENV_RATE_PER_ENDPOINT, DEFAULT_PER_ENDPOINT)
+    total = _rate(pick(ENV_RATE_TOTAL), ENV_RATE_TOTAL, DEFAULT_TOTAL)
+    stream = pick(ENV_MAX_STREAM_BYTES, max_stream_bytes)
     return Settings(
-        api_key=check_api_key(pick(api_key, ENV_API_KEY)),
-        base_url=url,
+        api_key=check_api_key(pick(ENV_API_KEY, api_key)),
+        base_url=check_base_url(pick(ENV_BASE_URL, base_url) or DEFAULT_BASE_URL),
         state_dir=Path(state).expanduser() if state else default_state_dir(),
-        rate_limits=limits,
-        max_stream_bytes=parse_size(
-            pick(None if max_stream_bytes is None else str(max_stream_bytes),
-                 ENV_MAX_STREAM_BYTES),
-            ENV_MAX_STREAM_BYTES, DEFAULT_MAX_STREAM_BYTES,
-        ),
-    )  # fmt: skip
+        rate_limits=RateLimits(per_endpoint=per_endpoint, total=total),
+        max_stream_bytes=parse_size(stream, ENV_MAX_STREAM_BYTES, DEFAULT_MAX_STREAM_BYTES),
+        columnar=columnar_mode(pick(ENV_COLUMNAR), ENV_COLUMNAR),
+        fastexcel=_switch(pick(ENV_FASTEXCEL), ENV_FASTEXCEL),
+        sandbox_delay=_seconds(pick(ENV_SANDBOX_DELAY), ENV_SANDBOX_DELAY, DEFAULT_SANDBOX_DELAY),
+    )
+
+
+def columnar_mode(value: str | None, name: str = "columnar") -> str:
+    """``auto``, ``always`` or ``never`` (the environment's ``""``, ``1``, ``0`` too)."""
+    mode = _COLUMNAR_SPELLINGS.get((value or "").strip().lower())
+    if mode is None:
+        raise ConfigError(
+            f"{name} must be one of {', '.join(COLUMNAR_MODES)} (or 1, 0), not {value!r}"
+        )
+    return mode
+
+
+def _switch(value: str | None, name: str) -> bool:
+    """An on/off setting, on unless it says ``0`` (or false, no, off)."""
+    text = (value or "1").strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0, not {value!r}")
+
+
+def _seconds(value: str | None, name: str, default: float) -> float:
+    """A duration in seconds: a finite number, zero or more."""
+    if value is None:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ConfigError(f"{name} must be a number of seconds, zero or more, not {value!r}")
+    return seconds
 
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}

@@ -8,11 +8,13 @@ never contain the API key.
 
 from __future__ import annotations
 
+from shandy_cli.exits import ExitCode
+
 
 class ShandyError(Exception):
     """Base class of every error shandy raises deliberately."""
 
-    exit_code: int = 1
+    exit_code: int = ExitCode.ROWS_FAILED
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -25,7 +27,7 @@ class ShandyError(Exception):
 class InputError(ShandyError):
     """Bad input or usage: a file, a row, a column, a flag. Nothing was sent (exit 2)."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
     def __init__(
         self,
@@ -41,7 +43,7 @@ class InputError(ShandyError):
         where = []
         if file is not None:
             # config imports this module: its one_line can only be imported when called.
-            from shandy_cli.config import one_line
+            from shandy_cli.redaction import one_line
 
             where.append(one_line(str(file)))
         if row is not None:
@@ -64,7 +66,7 @@ class ApiError(ShandyError):
     the server's words as it said them.
     """
 
-    exit_code = 4
+    exit_code = ExitCode.API
 
     def __init__(
         self,
@@ -87,13 +89,13 @@ class AuthenticationError(ApiError):
     401 on some and 403 on others: all three are this.
     """
 
-    exit_code = 3
+    exit_code = ExitCode.AUTH
 
 
 class ApiValidationError(ApiError):
     """400/404/406/422: the server refused the request as invalid, with its own message."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class RequestTooLargeError(ApiValidationError):
@@ -144,7 +146,7 @@ class FaultError(ShandyError):
 
     def __init__(self, message: str, *, sent: bool = False) -> None:
         super().__init__(message)
-        self.exit_code = 4 if sent else 2
+        self.exit_code = ExitCode.API if sent else ExitCode.USAGE
 
 
 class JournalDamaged(FaultError):
@@ -154,31 +156,27 @@ class JournalDamaged(FaultError):
 class ImportTimeout(ShandyError):
     """``--timeout`` passed while Saleshandy was still processing (exit 5)."""
 
-    exit_code = 5
+    exit_code = ExitCode.TIMEOUT
 
 
 class Interrupted(ShandyError):
     """Ctrl-C or SIGTERM stopped the run; the journal is saved (exit 130)."""
 
-    exit_code = 130
+    exit_code = ExitCode.INTERRUPTED
 
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, delivered as an exception so the run stops at a safe point (exit 143)."""
 
-    exit_code = 143
+    exit_code = ExitCode.TERMINATED
 
 
 class Hangup(Terminated):
     """SIGHUP (the ssh session or terminal went away): stopped like SIGTERM (exit 129)."""
 
-    exit_code = 129
-
-
-# Ctrl-C, SIGHUP, SIGTERM: 128 + the signal's number, as a shell reports a death by it.
-INTERRUPT_CODES = (130, 129, 143)
+    exit_code = ExitCode.HANGUP
 
 
 def interrupt_exit_code(exc: KeyboardInterrupt) -> int:
     """The exit code of a stop by signal: 130 for Ctrl-C (a bare KeyboardInterrupt)."""
-    return int(getattr(exc, "exit_code", 130))
+    return int(getattr(exc, "exit_code", ExitCode.INTERRUPTED))

@@ -24,8 +24,8 @@ from typing import Any
 
 import orjson
 
+from shandy_cli._files import ensure_private_dir
 from shandy_cli._lock import is_held, lock_path
-from shandy_cli.config import ensure_private_dir
 from shandy_cli.faults import journal_fault
 
 SCHEMA = """

@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shandy_cli._files import safe_filename
+from shandy_cli._files import ensure_private_dir, safe_filename
 from shandy_cli.client import ImportStatus, SaleshandyClient
-from shandy_cli.config import ensure_private_dir, resolve_settings
+from shandy_cli.config import resolve_settings
 from shandy_cli.errors import InputError
 from shandy_cli.journal import ChunkRecord, Journal, RunRecord
 from shandy_cli.pipeline.events import ChunkEvent, Listener, Notice, ignore

@@ -7,13 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from shandy_cli.config import (
-    DEFAULT_BASE_URL,
-    check_base_url,
-    mask_secret,
-    resolve_settings,
-)
+from shandy_cli.config import DEFAULT_BASE_URL, check_base_url, resolve_settings
 from shandy_cli.errors import ConfigError
+from shandy_cli.redaction import mask_secret
 
 
 def write_env(tmp_path: Path, text: str, mode: int = 0o600) -> Path:

@@ -26,9 +26,10 @@ import httpx
 import pytest
 
 from shandy_cli import ApiError, ConfigError, SaleshandyClient, TransportError, check_status
-from shandy_cli._files import private_output, safe_filename
+from shandy_cli._files import ensure_private_dir, private_output, safe_filename
 from shandy_cli.client import NO_RETRY, check_request_id
-from shandy_cli.config import check_base_url, ensure_private_dir, mask_secret, redact
+from shandy_cli.config import check_base_url
+from shandy_cli.redaction import mask_secret, redact
 from shandy_cli.sandbox import Sandbox
 
 SECRET = "sk-live-TOPSECRET-9a8b7c6d"
@@ -245,7 +246,7 @@ def test_sandbox_flag_never_gets_the_real_key(tmp_path: Path) -> None:
 
 
 def test_redact_and_mask() -> None:
-    from shandy_cli.config import register_secret
+    from shandy_cli.redaction import register_secret
 
     register_secret(SECRET)
     assert redact(f"x {SECRET} y") == f"x {MASKED} y"

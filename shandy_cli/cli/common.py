@@ -22,18 +22,12 @@ import orjson
 import typer
 from rich.console import Console
 
+from shandy_cli._files import ensure_private_dir
 from shandy_cli.client import SaleshandyClient, retry_text
-from shandy_cli.config import (
-    Settings,
-    ensure_private_dir,
-    mask_secret,
-    printable,
-    redact,
-    register_secret,
-    resolve_settings,
-)
+from shandy_cli.config import Settings, resolve_settings
 from shandy_cli.errors import Hangup, ShandyError, Terminated, interrupt_exit_code
 from shandy_cli.faults import fault_message, stop_code
+from shandy_cli.redaction import mask_secret, printable, redact, register_secret
 
 F = TypeVar("F", bound=Callable[..., Any])
 

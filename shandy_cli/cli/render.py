@@ -25,10 +25,10 @@ from rich.table import Table
 from rich.text import Text
 
 from shandy_cli.cli.common import GLOBALS, safe_text
-from shandy_cli.config import one_line
 from shandy_cli.pipeline.events import ChunkEvent, Event, Notice, Phase, ReadProgress
 from shandy_cli.pipeline.outcome import already_present_fails
 from shandy_cli.pipeline.run import ImportResult
+from shandy_cli.redaction import one_line
 from shandy_cli.status import RequestStatus
 
 

@@ -25,13 +25,13 @@ from shandy_cli.cli.common import (
 )
 from shandy_cli.cli.import_cmd import document_on_every_exit, run_and_render
 from shandy_cli.cli.render import cell
-from shandy_cli.config import one_line
 from shandy_cli.journal import Journal, RunRecord
 from shandy_cli.pipeline.events import Listener
 from shandy_cli.pipeline.housekeeping import PRUNE_DAYS, prune_runs
 from shandy_cli.pipeline.polling import FIRST_INTERVAL
 from shandy_cli.pipeline.results import ImportResult
 from shandy_cli.pipeline.run import resume_import
+from shandy_cli.redaction import one_line
 
 
 def run_record(journal: Journal, run: RunRecord) -> dict[str, Any]:

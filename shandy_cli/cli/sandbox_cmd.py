@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
+from shandy_cli._files import ensure_private_dir
 from shandy_cli.cli.common import StateDirOpt, fail, handle_errors, say, settings_from
-from shandy_cli.config import ensure_private_dir
 
 
 @handle_errors

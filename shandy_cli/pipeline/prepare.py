@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from xxhash import xxh3_128
 
 from shandy_cli.client import SaleshandyClient
-from shandy_cli.config import one_line
 from shandy_cli.errors import InputError, ShandyError
 from shandy_cli.pipeline._readers.spreadsheet import WorkbookSource
 from shandy_cli.pipeline.chunking import Chunk, Chunker, body_suffix, encode_prospect
@@ -37,6 +36,7 @@ from shandy_cli.pipeline.reporting import RowsWriter, SentIndex, union_columns
 from shandy_cli.pipeline.results import ImportOptions
 from shandy_cli.pipeline.sources import Row, Source, SourceInfo, open_source
 from shandy_cli.pipeline.validation import Validator
+from shandy_cli.redaction import one_line
 
 if TYPE_CHECKING:
     from shandy_cli.pipeline import fastcsv

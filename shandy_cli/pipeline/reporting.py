@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from shandy_cli._files import open_private, private_output, safe_filename, same_file, writable_dir
-from shandy_cli.config import one_line
 from shandy_cli.errors import ApiError, InputError
 from shandy_cli.pipeline.formulas import META_COLUMNS, guard, unguard
 from shandy_cli.pipeline.mapping import clean_header, normalize_header
 from shandy_cli.pipeline.validation import email_key, is_plausible_email
+from shandy_cli.redaction import one_line
 
 REASON_HEADERS = (
     "reason",

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from shandy_cli.config import columnar_mode
 from shandy_cli.errors import InputError
 from shandy_cli.faults import fault_message, stop_code
 from shandy_cli.pipeline.chunking import API_MAX_BYTES, API_MAX_ROWS
@@ -19,14 +20,51 @@ CONFLICT_ACTIONS = ("noUpdate", "overwrite", "addMissingFields", "upsert")
 UNKNOWN_COLUMN_POLICIES = ("error", "ignore", "create")
 # Options that change nothing about what is sent: left out of the import's fingerprint.
 NOT_FINGERPRINTED = frozenset(
-    {"dry_run", "wait", "timeout", "rejects", "report_dir", "poll_interval", "force", "sequence",
-     "step_number"}
-)  # fmt: skip
+    (
+        *("dry_run", "wait", "timeout", "rejects", "report_dir", "poll_interval", "force"),
+        *("sequence", "step_number", "columnar", "fastexcel"),
+    )
+)
 
 
 @dataclass
 class ImportOptions:
-    """Every knob of ``shandy import``; the defaults are the contract's."""
+    """Every knob of ``shandy import``; the defaults are the contract's.
+
+    Attributes:
+        step_id: the sequence step to import into (``--step``). With neither it nor
+            ``sequence``, prospects go to the account's prospect list.
+        sequence: a sequence's name or id (``--sequence``); its ``step_number``-th step
+            is the target. A name matching several sequences is an ``InputError``.
+        step_number: which step of ``sequence``, from 1 (``--step-number``).
+        tags: tags put on every prospect (``--tag``, repeatable).
+        conflict: what Saleshandy does with a prospect it already has: ``noUpdate``,
+            ``overwrite``, ``addMissingFields`` or ``upsert`` (``--conflict``).
+        verify: ask Saleshandy to verify the addresses (``--verify``).
+        column_map: column name -> field label, winning over automatic matching (``--map``).
+        mapping_file: a JSON or ``Column=Label`` file of the same (``--mapping``).
+        constants: field label -> a value set on every prospect (``--set``).
+        sheet: the workbook sheet to read (``--sheet``); the first one by default.
+        encoding: the text encoding of CSV/TSV/JSONL inputs; detected when None.
+        delimiter: the CSV delimiter; sniffed when None.
+        on_unknown_column: a column that matches no field label: ``error`` (stop
+            before sending), ``ignore`` it, or ``create`` a text field for it.
+        dry_run: read, map, validate and chunk, and send nothing.
+        wait: poll until Saleshandy has processed every chunk (``--wait/--no-wait``).
+        timeout: seconds to wait for processing before stopping with exit 5; None waits
+            as long as it takes.
+        max_rows: prospects per request, at most the API's 100,000 (``--max-rows``).
+        max_bytes: bytes per request body, at most the API's 90 MB (``--max-bytes``).
+        rejects: where rows refused here are written; next to the first input by default.
+        report_dir: where Saleshandy's reports and the failures file go.
+        poll_interval: seconds before the first status poll; later polls slow down.
+        only_new: skip addresses earlier runs already imported into this target.
+        force: import again what an earlier run of this same import completed.
+        columnar: how CSV/TSV inputs are read: ``auto`` (the columnar reader from
+            2 MB up), ``always`` or ``never``; None takes ``SHANDY_COLUMNAR``.
+        fastexcel: load text-only XLSX sheets with fastexcel; None takes
+            ``SHANDY_FASTEXCEL``. Neither changes what is sent.
+    """
 
     step_id: str | None = None
     sequence: str | None = None
@@ -51,6 +89,8 @@ class ImportOptions:
     poll_interval: float = FIRST_INTERVAL
     only_new: bool = False
     force: bool = False
+    columnar: str | None = None
+    fastexcel: bool | None = None
 
     def check(self) -> None:
         if self.conflict not in CONFLICT_ACTIONS:
@@ -74,6 +114,8 @@ class ImportOptions:
             raise InputError(f"--max-bytes may only lower the API limit of {API_MAX_BYTES}")
         if any(not isinstance(t, str) or not t.strip() for t in self.tags):
             raise InputError("--tag must not be empty")
+        if self.columnar is not None:
+            self.columnar = columnar_mode(self.columnar)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe copy, stored in the journal so ``shandy resume`` can run it again."""

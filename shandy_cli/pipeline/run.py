@@ -21,12 +21,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from shandy_cli._files import ensure_private_dir
 from shandy_cli._lock import RunLock, lock_path
 from shandy_cli._version import __version__
 from shandy_cli.client import ImportStatus, SaleshandyClient
-from shandy_cli.config import DEFAULT_MAX_STREAM_BYTES, ensure_private_dir, resolve_settings
+from shandy_cli.config import DEFAULT_MAX_STREAM_BYTES, resolve_settings
 from shandy_cli.errors import (
-    INTERRUPT_CODES,
     ApiError,
     ApiValidationError,
     AuthenticationError,
@@ -36,6 +36,7 @@ from shandy_cli.errors import (
     TransportError,
     interrupt_exit_code,
 )
+from shandy_cli.exits import INTERRUPT_CODES
 from shandy_cli.faults import as_fault, fault_message
 from shandy_cli.journal import UNFINISHED, Journal, RunRecord
 from shandy_cli.pipeline.events import ChunkEvent, Listener, Notice, Phase, ignore

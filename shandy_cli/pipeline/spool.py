@@ -23,8 +23,8 @@ from typing import IO, Any
 import orjson
 from xxhash import xxh3_128
 
-from shandy_cli._files import open_private
-from shandy_cli.config import ENV_MAX_STREAM_BYTES, ensure_private_dir
+from shandy_cli._files import ensure_private_dir, open_private
+from shandy_cli.config import ENV_MAX_STREAM_BYTES
 from shandy_cli.errors import InputError
 from shandy_cli.journal import UNFINISHED, Journal
 

@@ -106,7 +106,7 @@ def submit_chunks(
             request_id = client.import_prospects(chunk.path, to_step=to_step, on_attempt=sending)
         except ApiError as exc:
             listener(ChunkEvent(chunk.index, "planned", chunk.rows, chunk.bytes))
-            exc.message = f"chunk {chunk.index + 1}: {exc.message}"
+            exc.chunk = chunk.index + 1  # its context: said once, by str(exc)
             raise
         listener(ChunkEvent(chunk.index, "accepted", chunk.rows, chunk.bytes, request_id))
         yield Submitted(chunk, request_id)

@@ -7,6 +7,7 @@ Every run is real: ``import_files`` against the sandbox over loopback HTTP.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from shandy_cli.exits import ExitCode
 from shandy_cli.pipeline.events import ChunkEvent
 from shandy_cli.pipeline.results import ImportResult
 from shandy_cli.sandbox import Sandbox, SandboxConfig, start_sandbox
+from shandy_cli.status import StatusResult, check_status
 from tests.test_import import HEADER, leads, write_csv
 
 IMPORT_PATH = "/v1/sequences/prospects/import-with-field-name"
@@ -215,3 +217,43 @@ def test_input_error_context_is_composed_once() -> None:
     error = InputError("bad value", file="leads.csv", row=3, column="Email")
     assert str(error) == "leads.csv, row 3, column 'Email': bad value"
     assert (error.reason, error.detail) == ("bad value", "bad value")
+
+
+# -- status: one result object, its exit code decided where import's is -------------------
+
+
+def status_of(url: str, tmp_path: Path, ids: list[str], **kwargs: Any) -> StatusResult:
+    kwargs.setdefault("poll_interval", 0.05)
+    with SaleshandyClient(url, "test-key", on_retry=None) as client:
+        return check_status(ids, client=client, state_dir=tmp_path / "state", **kwargs)
+
+
+def test_status_result_of_completed_requests(sandbox: Sandbox, tmp_path: Path) -> None:
+    result = run_import(sandbox.url, tmp_path, leads(4), wait=False, max_rows=2)
+    ids = result.request_ids
+    status = status_of(sandbox.url, tmp_path, ids, wait=True, timeout=20)
+    assert (status.exit_code, status.pending, status.error, len(status)) == (0, [], None, 2)
+    assert [r.request_id for r in status] == ids and status[0] is status.requests[0]
+    assert status.to_dict() == [r.to_dict() for r in status.requests]
+    assert [d["failed_rows"] for d in json.loads(status.to_json())] == [0, 0]
+
+
+def test_status_exit_1_when_already_present_rows_fail(sandbox: Sandbox, tmp_path: Path) -> None:
+    run_import(sandbox.url, tmp_path / "a", leads(2))
+    result = run_import(sandbox.url, tmp_path, leads(3), wait=False, conflict="overwrite")
+    status = status_of(sandbox.url, tmp_path, result.request_ids, wait=True, timeout=20)
+    assert [r.already_present_rows for r in status] == [2]
+    assert status.exit_code == ExitCode.ROWS_FAILED and status.error is None
+
+
+def test_status_exit_5_when_the_wait_runs_out(
+    sandbox_factory: Callable[..., Sandbox], tmp_path: Path
+) -> None:
+    sandbox = sandbox_factory(delay_base=30.0)
+    result = run_import(sandbox.url, tmp_path, leads(2), wait=False)
+    [rid] = result.request_ids
+    status = status_of(sandbox.url, tmp_path, [rid], wait=True, timeout=0.3)
+    assert status.pending == [rid] and status.exit_code == ExitCode.TIMEOUT
+    assert status.error == f"--timeout passed; still processing: {rid}"
+    unwaited = status_of(sandbox.url, tmp_path, [rid])  # not waiting: still processing is 0
+    assert unwaited.pending == [rid] and unwaited.exit_code == ExitCode.OK

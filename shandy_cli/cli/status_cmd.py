@@ -66,10 +66,9 @@ def status(
             listener=listener,
         )
     if json_out:
-        print_json([r.to_dict() for r in results])
+        print_json(results.to_dict())
     else:
-        stdout_console().print(status_table(results))
-    pending = [r.request_id for r in results if not r.completed]
-    if pending and wait:
-        raise fail(f"--timeout passed; still processing: {' '.join(pending)}", 5)
-    raise typer.Exit(max(r.exit_code for r in results))  # the rule import's exit code follows
+        stdout_console().print(status_table(results.requests))
+    if results.error:  # the exit code is the library's (StatusResult.exit_code)
+        raise fail(results.error, results.exit_code)
+    raise typer.Exit(results.exit_code)

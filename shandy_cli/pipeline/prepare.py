@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from xxhash import xxh3_128
-
 from shandy_cli.client import SaleshandyClient
 from shandy_cli.errors import InputError, ShandyError
 from shandy_cli.pipeline._readers.spreadsheet import WorkbookSource
@@ -35,6 +33,8 @@ from shandy_cli.pipeline.mapping import (
 from shandy_cli.pipeline.reporting import RowsWriter, SentIndex, union_columns
 from shandy_cli.pipeline.results import ImportOptions
 from shandy_cli.pipeline.sources import Row, Source, SourceInfo, open_source
+from shandy_cli.pipeline.spool import digest_file as _digest
+from shandy_cli.pipeline.spool import input_change
 from shandy_cli.pipeline.validation import Validator
 from shandy_cli.redaction import one_line
 
@@ -478,35 +478,3 @@ def fetch_rows(
         except (ShandyError, OSError):
             continue
     return found
-
-
-def input_identity(path: Path, digest: str | None = None) -> dict[str, Any]:
-    """What an input is, journalled when it is read: size and mtime (the cheap test) and
-    its content's digest (the truth, for a copy made with ``cp -p``). ``digest``: one
-    already taken from the same bytes (the fingerprint's read), so the file is read once."""
-    info = path.stat()
-    found = digest if digest is not None else _digest(path)
-    return {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "digest": found}
-
-
-def input_change(path: Path, identity: dict[str, Any]) -> str | None:
-    """How ``path`` differs from the input a run read (``input_identity``), or None."""
-    try:
-        info = path.stat()
-    except OSError:
-        return "is gone"
-    if (info.st_size, info.st_mtime_ns) != (identity.get("size"), identity.get("mtime_ns")):
-        return "changed"
-    try:
-        return None if _digest(path) == identity.get("digest") else "changed"
-    except OSError:
-        return "is unreadable"
-
-
-def _digest(path: Path) -> str:
-    # XXH3-128 (~10 GB/s): it only has to tell a re-prepared body from a different one.
-    h = xxh3_128()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shandy_cli.config import columnar_mode
 from shandy_cli.errors import (
@@ -21,9 +21,13 @@ from shandy_cli.errors import (
 )
 from shandy_cli.exits import INTERRUPT_CODES, ExitCode
 from shandy_cli.faults import fault_message, stop_code
+from shandy_cli.journal import ChunkRecord, RunRecord
 from shandy_cli.pipeline.chunking import API_MAX_BYTES, API_MAX_ROWS
 from shandy_cli.pipeline.outcome import already_present_fails
 from shandy_cli.pipeline.polling import FIRST_INTERVAL
+
+if TYPE_CHECKING:
+    from shandy_cli.pipeline.prepare import Prepared
 
 # "upsert" is in the official spec and used live; beyond "create or update" its
 # exact meaning is unknown, so it is passed on as given.
@@ -173,6 +177,20 @@ class ChunkResult:
     failed_rows: int = 0  # Saleshandy's report: not imported
     already_present_rows: int = 0  # ... already in the sequence: not added, not updated
 
+    @classmethod
+    def from_record(cls, record: ChunkRecord) -> ChunkResult:
+        """A chunk as the journal recorded it."""
+        return cls(
+            record.idx,
+            record.rows,
+            record.bytes,
+            record.request_id,
+            record.state,
+            record.report_url,
+            record.failed_rows or 0,
+            record.already_present_rows or 0,
+        )
+
 
 @dataclass
 class ImportResult:
@@ -217,6 +235,30 @@ class ImportResult:
         self.exit_code = stop_code(exc, sent)
         self.completed = False
         self.cause = exc
+
+    def take_prepared(self, prepared: Prepared) -> None:
+        """What preparing the inputs found: the files, and every row's count before sending."""
+        self.files = prepared.names
+        self.rows_read = prepared.rows_read
+        self.rows_submitted = prepared.rows_submitted
+        self.rows_rejected = prepared.rows_rejected
+        self.rows_skipped = prepared.rows_skipped
+        self.rejects_file = str(prepared.rejects_file) if prepared.rejects_file else None
+
+    def take_completed(self, prior: RunRecord, chunks: list[ChunkRecord]) -> None:
+        """This import already completed in ``prior``: its counts, as the journal kept them."""
+        meta = prior.meta
+        self.run_id, self.already_imported, self.completed = prior.id, True, True
+        self.step_id = prior.step_id
+        self.rows_read = meta.get("rows_read", 0)
+        self.rows_submitted = meta.get("rows_submitted", 0)
+        self.rows_rejected = meta.get("rows_rejected", 0)
+        self.rows_skipped = meta.get("rows_skipped", 0)
+        self.rejects_file = meta.get("rejects_file")
+        self.chunks.extend(ChunkResult.from_record(rec) for rec in chunks)
+        self.rows_failed = sum(c.failed_rows for c in self.chunks)
+        self.rows_already_present = sum(c.already_present_rows for c in self.chunks)
+        self.exit_code = ExitCode.OK
 
     def raise_for_status(self) -> ImportResult:
         """Raise the exception that matches a non-zero ``exit_code``; return ``self`` at 0.

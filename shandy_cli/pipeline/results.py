@@ -208,7 +208,7 @@ class ImportResult:
     failures_file: str | None = None
     chunks: list[ChunkResult] = field(default_factory=list)
     completed: bool = False
-    exit_code: int = 0
+    exit_code: int = ExitCode.OK
     # Of rows_submitted: failed at Saleshandy, and already in the sequence (disjoint).
     rows_failed: int = 0
     rows_already_present: int = 0
@@ -289,6 +289,8 @@ class ImportResult:
             return self
         error = status_error(self)
         error.result = self
+        if error is self.cause:
+            raise error  # the very error the run stopped on
         raise error from self.cause
 
     def to_dict(self) -> dict[str, Any]:

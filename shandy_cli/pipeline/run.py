@@ -16,8 +16,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -59,7 +58,7 @@ from shandy_cli.pipeline.reporting import (
     OutputPaths,
     SentIndex,
     ServerFailure,
-    report_path,
+    save_report,
 )
 from shandy_cli.pipeline.results import (
     ChunkResult,
@@ -390,12 +389,14 @@ class _Run:
             if earlier.state == "accepted" and earlier.request_id:
                 self._poller().add(earlier.request_id)
         chunks = [c for c in prepared.chunks if c.index in set(to_send)]
-        with self._posts_heard(client):
-            to_step = step_id is not None
+        attempts = self._attempts()
+        with attempts.retries_heard(client):
+            listener, to_step = attempts.hearing(self.listener), step_id is not None
             for sub in submit_chunks(
-                client, chunks, to_step=to_step, listener=self._send_event, idle=self._idle
+                client, chunks, to_step=to_step, listener=listener, idle=self._idle
             ):
-                self._accepted(prepared, sub, results[sub.chunk.index], step_id)
+                attempts.accepted(sub, step_id, prepared.chunk_keys(sub.chunk))
+                self._accepted(sub, results[sub.chunk.index])
 
     def _wait_and_report(self, prepared: Prepared) -> None:
         poller = self._poller()
@@ -625,39 +626,10 @@ class _Run:
 
     # -- sending, waiting, reporting ---------------------------------------------------------
 
-    @contextmanager
-    def _posts_heard(self, client: SaleshandyClient) -> Iterator[None]:
-        """A POST's failed attempt, about to be retried, is told to the attempts at once."""
-        previous = client.on_retry
-
-        def on_retry(what: str, attempt: int, delay: float, exc: ApiError) -> None:
-            if what.startswith("POST "):
-                self._attempts().failed(exc)
-            if previous:
-                previous(what, attempt, delay, exc)
-
-        client.on_retry = on_retry
-        try:
-            yield
-        finally:
-            client.on_retry = previous
-
-    def _send_event(self, event: Any) -> None:
-        if isinstance(event, ChunkEvent) and event.state == "sending":
-            self._attempts().begin(event.index)
-        self.listener(event)
-
-    def _accepted(
-        self, prepared: Prepared, sub: Submitted, chunk: ChunkResult, step_id: str | None
-    ) -> None:
-        keys = prepared.chunk_keys(sub.chunk)
-        self._journal().accept(self.run_id, sub.chunk.index, sub.request_id, step_id, keys)
+    def _accepted(self, sub: Submitted, chunk: ChunkResult) -> None:
         chunk.request_id, chunk.state = sub.request_id, "accepted"
         self.result.chunks_sent += 1
-        if sub.chunk.path is not None:
-            sub.chunk.path.unlink(missing_ok=True)  # accepted: never needed again
         self._poller().add(sub.request_id)
-        self._attempts().accepted()
 
     def _poller(self) -> Poller:
         if self.poller is None:
@@ -686,12 +658,16 @@ class _Run:
         )
 
     def _chunk_report(self, chunk: ChunkResult, status: ImportStatus, folder: Path) -> None:
-        report = None
         request_id = str(status.request_id)
-        if status.report_url:
-            report = report_path(folder, request_id, self.paths, self.run_dir / "reports")
-            ensure_private_dir(report.parent)
-            self._client().download_report(status.report_url, report)
+        spare = self.run_dir / "reports"
+        report = save_report(
+            self._client(),
+            status.report_url,
+            request_id,
+            folder=folder,
+            inputs=self.paths,
+            spare=spare,
+        )
         journal = self._journal()
         # The journal's count of POSTs, not this process's: an earlier attempt's count too.
         record = journal.chunk(self.run_id, chunk.index)

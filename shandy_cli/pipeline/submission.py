@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,8 +49,40 @@ class Attempts:
         if self.counts[index] == 2 and index not in self.resent:
             self.resent.append(index)  # the first may have landed
 
-    def accepted(self) -> None:
+    def accepted(self, sub: Submitted, step_id: str | None, keys: array) -> None:
+        """Journal an accepted chunk, its rows in the ledger; its body has served."""
+        self.journal.accept(self.run_id, sub.chunk.index, sub.request_id, step_id, keys)
         self.sending = None
+        if sub.chunk.path is not None:
+            sub.chunk.path.unlink(missing_ok=True)  # accepted: never needed again
+
+    def hearing(self, listener: Listener) -> Listener:
+        """``listener``, after each POST's attempt is journalled as it begins (``begin``)."""
+
+        def heard(event: Any) -> None:
+            if isinstance(event, ChunkEvent) and event.state == "sending":
+                self.begin(event.index)
+            listener(event)
+
+        return heard
+
+    @contextmanager
+    def retries_heard(self, client: SaleshandyClient) -> Iterator[None]:
+        """While sending, a POST's failed attempt that the client retries is told to
+        ``failed`` at once (a refusal is no attempt; a lost answer may have landed)."""
+        previous = client.on_retry
+
+        def on_retry(what: str, attempt: int, delay: float, exc: ApiError) -> None:
+            if what.startswith("POST "):
+                self.failed(exc)
+            if previous:
+                previous(what, attempt, delay, exc)
+
+        client.on_retry = on_retry
+        try:
+            yield
+        finally:
+            client.on_retry = previous
 
     def failed(self, exc: BaseException) -> None:
         """The POST under way failed: refused outright it is no attempt, in this process

@@ -31,6 +31,7 @@ from shandy_cli.errors import (
 )
 from shandy_cli.exits import ExitCode
 from shandy_cli.pipeline.events import ChunkEvent
+from shandy_cli.pipeline.outcome import ended_exit_code, journal_outcome
 from shandy_cli.pipeline.results import ImportResult
 from shandy_cli.sandbox import Sandbox, SandboxConfig, start_sandbox
 from shandy_cli.status import StatusResult, check_status
@@ -206,6 +207,21 @@ def test_a_refused_first_post_is_raised_with_its_chunk_and_request(
     )
 
 
+def test_an_error_naming_another_request_than_the_call_is_said_once() -> None:
+    """A budget refusal names the endpoint's template, not the call's path: guessing by
+    prefix (the old way) said both, ``GET .../abc: GET .../{id}: ...``."""
+    error = RateLimitError(
+        "the API's rate limit allows the next call in 900s",
+        status_code=0,
+        request="GET /v1/prospects/import-status/{id}",
+    )
+    line = retry_text("GET /v1/prospects/import-status/abc", 1, 2.0, error)
+    assert line == (
+        "GET /v1/prospects/import-status/{id}: the API's rate limit allows the next call in "
+        "900s; retry 1 in 2.0s"
+    )
+
+
 def test_an_error_without_a_request_is_prefixed_by_the_retry_line() -> None:
     error = ServerError("HTTP 503: busy")
     assert retry_text("GET /v1/x", 1, 0.5, error) == "GET /v1/x: HTTP 503: busy; retry 1 in 0.5s"
@@ -257,3 +273,41 @@ def test_status_exit_5_when_the_wait_runs_out(
     assert status.error == f"--timeout passed; still processing: {rid}"
     unwaited = status_of(sandbox.url, tmp_path, [rid])  # not waiting: still processing is 0
     assert unwaited.pending == [rid] and unwaited.exit_code == ExitCode.OK
+
+
+# -- the one rule of how a run (or status's requests) ends ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("finished", "pending", "error_code", "expected"),
+    [
+        ([], False, None, ExitCode.OK),
+        ([ExitCode.OK, ExitCode.ROWS_FAILED], False, None, ExitCode.ROWS_FAILED),
+        ([ExitCode.ROWS_FAILED], True, None, ExitCode.TIMEOUT),  # still processing wins
+        ([ExitCode.OK], True, ExitCode.AUTH, ExitCode.AUTH),  # the error that ended it wins
+        ([ExitCode.OK], False, 0, ExitCode.API),  # an error with no code: resumable
+        ([ExitCode.OK], False, ExitCode.TERMINATED, ExitCode.TERMINATED),
+    ],
+)
+def test_ended_exit_code(
+    finished: list[int], pending: bool, error_code: int | None, expected: ExitCode
+) -> None:
+    assert ended_exit_code(finished, pending=pending, error_code=error_code) is expected
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "error", "completed", "chunks", "expected"),
+    [
+        (ExitCode.INTERRUPTED, True, False, 2, "interrupted"),
+        (ExitCode.HANGUP, True, False, 2, "interrupted"),
+        (ExitCode.API, True, False, 2, "failed"),
+        (ExitCode.ROWS_FAILED, False, True, 2, "completed"),
+        (ExitCode.OK, False, False, 0, "completed"),  # nothing to send
+        (ExitCode.TIMEOUT, False, False, 2, "processing"),
+    ],
+)
+def test_journal_outcome(
+    exit_code: int, error: bool, completed: bool, chunks: int, expected: str
+) -> None:
+    got = journal_outcome(exit_code=exit_code, error=error, completed=completed, chunks=chunks)
+    assert got == expected

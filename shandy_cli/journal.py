@@ -475,6 +475,14 @@ def _dumps(value: Any) -> str:
 def _run(row: tuple[Any, ...]) -> RunRecord:
     rid, fp, options, files, step, started, ended, outcome, pid, meta = row
     return RunRecord(
-        rid, fp, orjson.loads(options), orjson.loads(files), step, started, ended, outcome, pid,
-        orjson.loads(meta),
-    )  # fmt: skip
+        id=rid,
+        fingerprint=fp,
+        options=orjson.loads(options),
+        files=orjson.loads(files),
+        step_id=step,
+        started=started,
+        ended=ended,
+        outcome=outcome,
+        pid=pid,
+        meta=orjson.loads(meta),
+    )

@@ -65,9 +65,11 @@ class RequestStatus:
         if not self.completed:
             return ExitCode.OK
         return finished_exit_code(
-            rejected=0, failed=self.failed_rows or 0,
-            already_present=self.already_present_rows or 0, conflict=self.conflict,
-        )  # fmt: skip
+            rejected=0,
+            failed=self.failed_rows or 0,
+            already_present=self.already_present_rows or 0,
+            conflict=self.conflict,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

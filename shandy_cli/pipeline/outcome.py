@@ -117,10 +117,14 @@ def record_chunk(
     """Write a completed chunk's end to the journal; returns its state."""
     state = outcome.state(chunk.rows)
     journal.mark(
-        chunk.run_id, chunk.idx, state, report=str(report) if report else None,
-        report_url=report_url, failed_rows=len(outcome.failed),
+        chunk.run_id,
+        chunk.idx,
+        state,
+        report=str(report) if report else None,
+        report_url=report_url,
+        failed_rows=len(outcome.failed),
         already_present_rows=len(outcome.already_present),
-    )  # fmt: skip
+    )
     return state
 
 

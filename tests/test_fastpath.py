@@ -268,7 +268,9 @@ def test_a_nul_byte_rejects_its_row_only(
     path.write_bytes(data)
     got = compare([path], tmp_path, monkeypatch, COLUMNAR_ROWS[name], **options)
     assert got["reasons"] == {
-        "duplicate email": 78, "invalid email": 65, "missing email": 16,
+        "duplicate email": 78,
+        "invalid email": 65,
+        "missing email": 16,
         "a NUL character in column": 1,
     }  # the same as without that row, and one more
     assert got["counts"] == (3001, 2841, 160, 0)

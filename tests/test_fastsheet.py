@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shandy_cli.pipeline import columnar
-from shandy_cli.pipeline.columnar import sheet as columnar_sheet
 from shandy_cli.pipeline._readers import spreadsheet
 from shandy_cli.pipeline._readers.spreadsheet import text_sheet
+from shandy_cli.pipeline.columnar import sheet as columnar_sheet
 from tests.test_fastpath import HEADER, rows, run, snapshot
 
 

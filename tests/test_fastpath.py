@@ -39,7 +39,7 @@ def small_blocks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-WAYS = {"0": "never", "1": "always"}
+WAYS = {"0": "never", "1": "always", "auto": "auto"}
 
 
 def run(
@@ -56,12 +56,18 @@ def run(
     run_dir = out / "run"
     run_dir.mkdir(parents=True)
     ctx = PrepareContext(
-        paths=[str(p) for p in paths], opts=ImportOptions(step_id="S1", columnar=WAYS[way], **options),
-        labels=LABELS, step_id="S1", run_dir=run_dir, rejects_path=out / "rejects.csv",
+        paths=[str(p) for p in paths],
+        opts=ImportOptions(step_id="S1", columnar=WAYS[way], **options),
+        labels=LABELS,
+        step_id="S1",
+        run_dir=run_dir,
+        rejects_path=out / "rejects.csv",
         listener=(events.append if events is not None else lambda e: None),
-        notice=lambda text, level: None, skip_keys=skip or set(), spools=spools or {},
+        notice=lambda text, level: None,
+        skip_keys=skip or set(),
+        spools=spools or {},
         field_types=field_types or {},
-    )  # fmt: skip
+    )
     return prepare(ctx), run_dir
 
 
@@ -125,9 +131,14 @@ def rows(n: int, seed: int = 1) -> list[list[str]]:
         elif roll < 0.06 and i:
             email = f"  USER{rng.randrange(i)}@Example.TEST "
         out.append(
-            [f"Ann{i}", rng.choice(["", "Lee", " Ng "]), email, rng.choice(["", "Acme, Inc."]),
-             rng.choice(notes) if rng.random() < 0.5 else ""]
-        )  # fmt: skip
+            [
+                f"Ann{i}",
+                rng.choice(["", "Lee", " Ng "]),
+                email,
+                rng.choice(["", "Acme, Inc."]),
+                rng.choice(notes) if rng.random() < 0.5 else "",
+            ]
+        )
     return out
 
 
@@ -364,9 +375,13 @@ def test_a_number_field_no_column_feeds_keeps_the_fast_path(
     path = tmp_path / "n.csv"
     path.write_bytes(numbers_csv(3000))
     got = compare(
-        [path], tmp_path, monkeypatch, 3000, constants={"Industry": "42"},
+        [path],
+        tmp_path,
+        monkeypatch,
+        3000,
+        constants={"Industry": "42"},
         field_types={"Industry": "number", "Lead Source": "text"},
-    )  # fmt: skip
+    )
     assert got["columnar"] == 3000
 
 
@@ -396,9 +411,10 @@ _TEXT = st.one_of(
 
 
 @settings(
-    max_examples=40, deadline=None,
+    max_examples=40,
+    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)  # fmt: skip
+)
 @given(data=st.lists(st.lists(_TEXT, min_size=3, max_size=3), min_size=1, max_size=40))
 def test_random_csvs(data: list[list[str]], tmp_path_factory: pytest.TempPathFactory) -> None:
     compare_tiny_blocks(random_csv(data).encode(), tmp_path_factory.mktemp("h"))
@@ -424,9 +440,10 @@ _WIN_TEXT = st.one_of(
 
 
 @settings(
-    max_examples=25, deadline=None,
+    max_examples=25,
+    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)  # fmt: skip
+)
 @given(
     data=st.lists(st.lists(_WIN_TEXT, min_size=3, max_size=3), min_size=1, max_size=40),
     junk=st.booleans(),
@@ -443,9 +460,10 @@ def test_random_cp1252_csvs(
 
 
 @settings(
-    max_examples=25, deadline=None,
+    max_examples=25,
+    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)  # fmt: skip
+)
 @given(
     data=st.lists(st.lists(_TEXT, min_size=3, max_size=3), min_size=1, max_size=40),
     order=st.sampled_from(["utf-16-le", "utf-16-be"]),
@@ -507,3 +525,31 @@ def test_one_kind_of_escape_per_file(
     path = tmp_path / "one.csv"
     path.write_bytes(csv_bytes(HEADER, data, lineterminator="\n", delimiter=delimiter))
     compare([path], tmp_path, monkeypatch, 2000)  # all of it columnar: nothing handed over
+
+
+def test_a_small_import_never_loads_polars(tmp_path: Path) -> None:
+    """Under "auto" a small CSV is read row by row, and polars (~0.3 s) is never imported."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "a.csv"
+    path.write_bytes(GOOD[:20_000])
+    code = f"""
+import sys
+from pathlib import Path
+from shandy_cli.pipeline.prepare import PrepareContext, prepare
+from shandy_cli.pipeline.results import ImportOptions
+run = Path({str(tmp_path / "run")!r})
+run.mkdir()
+ctx = PrepareContext(
+    paths=[{str(path)!r}], opts=ImportOptions(step_id="S1"), labels={LABELS!r}, step_id="S1",
+    run_dir=run, rejects_path=run / "rejects.csv", listener=print, notice=print,
+)
+prepared = prepare(ctx)
+print(prepared.rows_read, prepared.rows_columnar, "polars" in sys.modules, file=sys.stderr)
+"""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=60
+    )
+    assert done.stderr.split() == ["461", "0", "False"], done.stderr

@@ -145,9 +145,16 @@ def test_early_typed_cells_skip_the_text_load(
 
 @pytest.mark.parametrize(
     ("cell", "typed"),
-    [("text", False), (None, False), (12, True), (0.5, True), (True, True),
-     (dt.datetime(2024, 5, 1), True), ("=1+1", True)],
-)  # fmt: skip
+    [
+        ("text", False),
+        (None, False),
+        (12, True),
+        (0.5, True),
+        (True, True),
+        (dt.datetime(2024, 5, 1), True),
+        ("=1+1", True),
+    ],
+)
 def test_looks_typed_reads_the_first_cells(tmp_path: Path, cell: object, typed: bool) -> None:
     book = openpyxl.Workbook()
     book.active.title = "R&D <leads>"  # escaped in workbook.xml
@@ -181,9 +188,10 @@ _CELL = st.one_of(
 
 
 @settings(
-    max_examples=25, deadline=None,
+    max_examples=25,
+    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)  # fmt: skip
+)
 @given(data=st.lists(st.lists(_CELL, min_size=3, max_size=3), min_size=1, max_size=30))
 def test_random_sheets(
     data: list[list[str | None]], tmp_path_factory: pytest.TempPathFactory

@@ -455,9 +455,18 @@ def test_xlsx_values_are_text_as_a_person_sees_them(tmp_path: Path) -> None:
     info, rows = read(path)
     assert (info.format, info.encoding, info.delimiter) == ("xlsx", None, None)
     assert values(rows) == [
-        ["a@example.com", "1234567890", "2024-03-05", "2024-03-05 14:30:15", "TRUE", "0.1", "", "12345678901234"],
+        [
+            "a@example.com",
+            "1234567890",
+            "2024-03-05",
+            "2024-03-05 14:30:15",
+            "TRUE",
+            "0.1",
+            "",
+            "12345678901234",
+        ],
         ["b@example.com", "42", "2024-01-02", "", "FALSE", "2.5", "", "-3"],
-    ]  # fmt: skip
+    ]
 
 
 def test_xlsx_sheets_and_grid_numbering(tmp_path: Path) -> None:

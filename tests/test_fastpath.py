@@ -553,3 +553,35 @@ print(prepared.rows_read, prepared.rows_columnar, "polars" in sys.modules, file=
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=60
     )
     assert done.stderr.split() == ["461", "0", "False"], done.stderr
+
+
+def test_reading_choice_takes_the_option_else_the_setting(tmp_path: Path) -> None:
+    from shandy_cli.config import Settings, resolve_settings
+    from shandy_cli.pipeline.prepare import reading_choice
+
+    def settings(**env: str) -> Settings:
+        return resolve_settings(environ=env, dotenv_path=tmp_path / "none", state_dir=tmp_path)
+
+    auto = settings()
+    assert reading_choice(ImportOptions(), auto) == {"columnar": "auto", "fastexcel": True}
+    off = settings(SHANDY_COLUMNAR="0", SHANDY_FASTEXCEL="0")
+    assert reading_choice(ImportOptions(), off) == {"columnar": "never", "fastexcel": False}
+    assert reading_choice(ImportOptions(columnar="always", fastexcel=True), off) == {
+        "columnar": "always",
+        "fastexcel": True,
+    }
+    (tmp_path / ".env").write_text("SHANDY_COLUMNAR=1\n")
+    dotenv = resolve_settings(environ={}, dotenv_path=tmp_path / ".env", state_dir=tmp_path)
+    assert reading_choice(ImportOptions(), dotenv)["columnar"] == "always"
+    ctx = PrepareContext(
+        paths=[],
+        opts=ImportOptions(fastexcel=False),
+        labels=[],
+        step_id=None,
+        run_dir=tmp_path,
+        rejects_path=tmp_path / "r.csv",
+        listener=print,
+        notice=print,
+        **reading_choice(ImportOptions(), dotenv),
+    )
+    assert (ctx.columnar_choice, ctx.fastexcel_choice) == ("always", False)

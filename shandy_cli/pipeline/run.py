@@ -53,6 +53,7 @@ from shandy_cli.pipeline.prepare import (
     Prepared,
     fetch_rows,
     prepare,
+    reading_choice,
 )
 from shandy_cli.pipeline.reporting import (
     OutputPaths,
@@ -146,6 +147,7 @@ def import_files(
         runner = _Run(names, opts, client, settings.state_dir, listener, stdin)
         runner.spools = dict(spools or {})
         runner.max_stream_bytes = settings.max_stream_bytes
+        runner.reading = reading_choice(opts, settings)
         return runner.run(resume_run)
     except (Exception, KeyboardInterrupt) as exc:
         raise _stopped(exc, runner, names, opts) from exc
@@ -242,6 +244,7 @@ class _Run:
         self.stdin = stdin
         self.spools: dict[int, Path] = {}
         self.max_stream_bytes = DEFAULT_MAX_STREAM_BYTES
+        self.reading: dict[str, Any] = {}  # how inputs are read (prepare.reading_choice)
         self.run_id = new_run_id()
         names = ["<stdin>" if p == "-" else p for p in paths]
         self.result = ImportResult(
@@ -581,6 +584,7 @@ class _Run:
             spools=self.spools,
             skip_keys=skip,
             field_types=self.field_types,
+            **self.reading,
         )
         prepared = prepare(ctx)
         self.result.take_prepared(prepared)

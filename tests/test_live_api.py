@@ -167,6 +167,7 @@ def cli(*args: str, tmp_path: Path, env: dict[str, str]) -> subprocess.Completed
     )  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_60k_rows_in_24_chunks_under_live_limits(sandbox_factory, tmp_path: Path) -> None:
     sandbox = sandbox_factory(extra_sequences=1100)  # "Outbound Q4" on page 2 even at 1000

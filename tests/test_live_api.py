@@ -64,14 +64,18 @@ def test_polls_one_request_per_tick_oldest_first(sandbox_factory, tmp_path: Path
 
 
 def test_while_the_import_endpoint_waits_accepted_chunks_are_polled(
-    sandbox: Sandbox, tmp_path: Path
+    sandbox_factory, tmp_path: Path
 ) -> None:
+    # The live limits scaled down, the same on both sides: 2 calls per endpoint per 1.5 s
+    # (a wait under 1 s is not said, so no shorter).
+    sandbox = sandbox_factory(rate_per_endpoint=2, rate_total=100, rate_window=1.5)
     events: list[Event] = []
     tight = RateLimits(per_endpoint=2, total=100, window=1.5)
     result = run(
         sandbox, tmp_path, 40, step_id="StepA1", max_rows=10, limits=tight, listener=events.append
     )
     assert result.exit_code == 0 and result.completed
+    assert not any(r["limited"] for r in sandbox.requests())  # paced: never refused
     kinds = [
         "poll" if r["path"].startswith(STATUS) else "post"
         for r in sandbox.requests()

@@ -108,6 +108,8 @@ NO_RETRY = RetryPolicy(attempts=1, rate_limit_attempts=1)
 
 @dataclass(frozen=True)
 class ImportStatus:
+    """One answer of the import-status endpoint: done or not, and the report's link."""
+
     request_id: str
     completed: bool
     report_url: str | None

@@ -52,6 +52,8 @@ DEFAULT_MAX_STREAM_BYTES = 4_000_000_000
 
 @dataclass(frozen=True)
 class Settings:
+    """Every setting the program reads, resolved once (see ``resolve_settings``)."""
+
     api_key: str | None
     base_url: str
     state_dir: Path

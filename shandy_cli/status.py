@@ -48,6 +48,8 @@ from shandy_cli.pipeline.spool import stored_spools
 
 @dataclass
 class RequestStatus:
+    """Where one import request stands, as ``shandy status`` reports it."""
+
     request_id: str
     completed: bool
     report_url: str | None

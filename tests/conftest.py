@@ -1,4 +1,9 @@
-"""Shared pytest fixtures. Fixtures only: helpers for one test file live in that file."""
+"""Shared pytest fixtures, and the order tests are scheduled in.
+
+Fixtures only: helpers for one test file live in that file. Under pytest-xdist each
+worker is its own process with its own ``tmp_path`` root, and every server here binds
+port 0, so tests on different workers share nothing.
+"""
 
 from __future__ import annotations
 
@@ -63,10 +68,10 @@ def recorder() -> Iterator[tuple[Recorder, str]]:
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
+            sent = dict(self.headers)
             rec.seen.append(
-                {"method": self.command, "path": self.path, "headers": dict(self.headers),
-                 "body": body}
-            )  # fmt: skip
+                {"method": self.command, "path": self.path, "headers": sent, "body": body}
+            )
             status, headers, payload = rec.answers.pop(0) if rec.answers else (200, {}, b"{}")
             self.send_response(status)
             for k, v in headers.items():
@@ -83,3 +88,9 @@ def recorder() -> Iterator[tuple[Recorder, str]]:
     yield rec, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` first (otherwise in file order): under xdist a long test
+    started last is the whole suite's tail. Order is scheduling only: no test needs it."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -42,10 +42,10 @@ def shandy(
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SALESHANDY_", "SHANDY_"))}
     base.update({"SHANDY_STATE_DIR": str(cwd / "state"), "SHANDY_SANDBOX_DELAY": "0.05"})
     base.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "shandy_cli", *args],
-        capture_output=True, text=True, env=base, cwd=cwd, timeout=120,
-    )  # fmt: skip
+    if args[0] in ("import", "resume") and "--poll-interval" not in args:
+        args = (*args, "--poll-interval", "0.05")  # not the live 3 s before the first poll
+    command = [sys.executable, "-m", "shandy_cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=base, cwd=cwd, timeout=120)
 
 
 hostile = test_attack_11.hostile  # the same fixture: servers whose answers a test decides

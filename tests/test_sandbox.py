@@ -13,11 +13,13 @@ import io
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -338,12 +340,18 @@ def test_at_most_100000_prospects_per_request(api: httpx.Client) -> None:
         )
 
     json_headers = {"Content-Type": "application/json"}
-    too_many = api.post(STEP_IMPORT, content=body(100_001), headers=json_headers)
+    # timeout=30: on a loaded machine the read may outlast the client's 10 s; the
+    # bounds below are the test's.
+    too_many = api.post(STEP_IMPORT, content=body(100_001), headers=json_headers, timeout=30)
     assert_400(too_many, "no more than 100000")
-    started = time.monotonic()
-    at_limit = api.post(STEP_IMPORT, content=body(100_000), headers=json_headers)
+    # CPU time of this process (the sandbox is a thread of it), not wall time: the same
+    # bound, blind to other processes sharing the machine (xdist workers, say).
+    # A wall-clock backstop catches a sandbox that sleeps instead.
+    started, began = time.process_time(), time.monotonic()
+    at_limit = api.post(STEP_IMPORT, content=body(100_000), headers=json_headers, timeout=30)
     assert at_limit.status_code == 201, at_limit.text
-    assert time.monotonic() - started < 5, "100k prospects must be accepted in seconds"
+    assert time.process_time() - started < 5, "100k prospects must be accepted in seconds"
+    assert time.monotonic() - began < 30
 
 
 # -- import processing ---------------------------------------------------------------------
@@ -726,6 +734,36 @@ def test_state_persists_across_a_restart(sandbox_factory: Callable[..., Sandbox]
         assert "Shoe Size" in labels
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+@pytest.mark.parametrize("leftover", [False, True], ids=["new", "older-0644-db"])
+def test_the_database_is_private_whatever_the_umask(
+    sandbox_factory: Callable[..., Sandbox], tmp_path: Path, leftover: bool
+) -> None:
+    """The database holds imported contact data: 0600 (and its -wal, -shm), in dirs it
+    made 0700; an existing dir keeps its mode. It used to be 0644 under umask 022."""
+    (tmp_path / "shared").mkdir(mode=0o755)
+    state = tmp_path / "shared" / "made" / "sandbox"
+    if leftover:
+        state.mkdir(parents=True)
+        (state / "sandbox.sqlite3").touch(mode=0o644)
+    previous = os.umask(0o022)
+    try:
+        running = sandbox_factory(state_dir=state)
+        # A reader held open keeps the -wal and -shm files that the last close removes.
+        with closing(sqlite3.connect(state / "sandbox.sqlite3")) as reader:
+            reader.execute("SELECT COUNT(*) FROM imports").fetchone()
+            with client_for(running) as api:
+                wait_done(api, submit(api, ONE))
+            files = {p.name: p.stat().st_mode & 0o777 for p in state.iterdir()}
+    finally:
+        os.umask(previous)
+    assert files == {f"sandbox.sqlite3{end}": 0o600 for end in ("", "-wal", "-shm")}
+    made = 0o755 if leftover else 0o700  # made by the test (under umask 022), or by the sandbox
+    assert state.stat().st_mode & 0o777 == made
+    assert (state.parent.stat().st_mode & 0o777) == made
+    assert (tmp_path / "shared").stat().st_mode & 0o777 == 0o755  # not ours: left as it was
+
+
 def test_two_servers_share_one_database(sandbox_factory: Callable[..., Sandbox]) -> None:
     one, two = sandbox_factory(), sandbox_factory()
     with client_for(one) as api_one, client_for(two) as api_two:
@@ -1011,7 +1049,8 @@ def test_drop_after_stores_the_import_but_loses_the_answer(
     time.sleep(0.1)
     assert list(prospects_by_email(api)) == ["ann@example.com"]
     entry = sandbox.requests()[0]
-    assert (entry["status"], entry["fault"], entry["bytes"] > 0) == (None, "drop-after", True)
+    sent = len(httpx.Request("POST", sandbox.url, json=import_body(ONE)).content)
+    assert (entry["status"], entry["fault"], entry["bytes"]) == (None, "drop-after", sent)
 
 
 def test_slow_fault_delays_a_normal_answer(sandbox: Sandbox, api: httpx.Client) -> None:

@@ -168,6 +168,8 @@ def _file_digest(path: Path) -> str:
 
 @dataclass
 class ChunkResult:
+    """One chunk of a run: its rows, its request and what Saleshandy made of it."""
+
     index: int
     rows: int
     bytes: int

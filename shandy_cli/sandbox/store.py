@@ -23,6 +23,7 @@ server lists the ones its config asks for, so servers sharing a file never fight
 
 from __future__ import annotations
 
+import os
 import secrets
 import sqlite3
 import string
@@ -34,6 +35,7 @@ from typing import Any
 
 import orjson
 
+from shandy_cli._files import make_missing_dirs
 from shandy_cli.sandbox import seed
 from shandy_cli.sandbox.imports import (
     REASON_IN_SEQUENCE,
@@ -84,11 +86,10 @@ CREATE TABLE IF NOT EXISTS v_tags (
     email TEXT NOT NULL, tag TEXT NOT NULL, PRIMARY KEY (email, tag)) WITHOUT ROWID;
 """
 
-# Tables holding prospects and imports; ``reset`` empties them and keeps the seed.
-_DATA_TABLES = (
-    "imports", "failures", "prospects", "step_members", "writes",
-    "v_prospects", "v_values", "v_steps", "v_tags",
-)  # fmt: skip
+# Tables holding prospects and imports, decided and visible; ``reset`` empties them
+# and keeps the seed.
+_DECIDED_TABLES = ("imports", "failures", "prospects", "step_members", "writes")
+_VISIBLE_TABLES = ("v_prospects", "v_values", "v_steps", "v_tags")
 
 _ID_ALPHABET = string.ascii_letters + string.digits
 
@@ -99,6 +100,27 @@ def _random_id(length: int = 10) -> str:
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
+
+
+def _insert(table: str, columns: Iterable[str]) -> str:
+    """``INSERT INTO table (a, b) VALUES (:a, :b)``: each column named once, by its value."""
+    names = list(columns)
+    return f"INSERT INTO {table} ({', '.join(names)}) VALUES (:{', :'.join(names)})"
+
+
+def _create_private(path: Path) -> None:
+    """Make sure the database file exists and is 0600 before SQLite opens it.
+
+    SQLite creates a missing file with the umask's mode (0644), and gives its ``-wal``
+    and ``-shm`` files the database's: created 0600 here, all three hold only the user's.
+    A file an older sandbox left 0644 is tightened too: it is the sandbox's own.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        if os.name == "posix":
+            os.fchmod(fd, 0o600)  # O_CREAT's mode passes through the umask
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -123,10 +145,11 @@ class Store:
 
     def __init__(self, state_dir: Path, extra_sequences: tuple[SeedSequence, ...] = ()) -> None:
         self.state_dir = Path(state_dir)
-        if not self.state_dir.exists():
-            # The db holds imported contact data: keep it private to the user.
-            self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The db holds imported contact data: private to the user. The dirs made are
+        # 0700; one that already exists keeps the mode its owner gave it.
+        make_missing_dirs(self.state_dir)
         self.path = self.state_dir / DB_NAME
+        _create_private(self.path)
         self.extra_sequences = extra_sequences
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
@@ -180,7 +203,7 @@ class Store:
     def reset(self) -> None:
         """Forget every prospect, import and created field; keep the seeded account."""
         with self._write() as db:
-            for table in _DATA_TABLES:
+            for table in (*_DECIDED_TABLES, *_VISIBLE_TABLES):
                 db.execute(f"DELETE FROM {table}")
             db.execute("DELETE FROM fields WHERE seeded = 0")
 
@@ -270,15 +293,19 @@ class Store:
             db.executemany(sql, ((request_id, *w) for w in plan.writes))
             sql = "INSERT INTO failures (request_id, idx, data, reason) VALUES (?,?,?,?)"
             db.executemany(sql, ((request_id, i, _dumps(row), why) for i, row, why in failures))
-            db.execute(
-                "INSERT INTO imports (request_id, step_id, accepted_at, done_at, rows, failed,"
-                " report_key, conflict_action, verify, tags) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (
-                    request_id, request.step_id, now, done_at, len(request.prospects),
-                    len(failures), secrets.token_urlsafe(24) if failures else None,
-                    request.conflict_action, int(request.verify), _dumps(request.tags),
-                ),
-            )  # fmt: skip
+            accepted = {
+                "request_id": request_id,
+                "step_id": request.step_id,
+                "accepted_at": now,
+                "done_at": done_at,
+                "rows": len(request.prospects),
+                "failed": len(failures),
+                "report_key": secrets.token_urlsafe(24) if failures else None,
+                "conflict_action": request.conflict_action,
+                "verify": int(request.verify),
+                "tags": _dumps(request.tags),
+            }
+            db.execute(_insert("imports", accepted), accepted)
         return request_id
 
     def import_state(self, request_id: str) -> ImportState | None:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import pytest
 
-from shandy_cli.config import DEFAULT_BASE_URL, check_base_url, resolve_settings
+from shandy_cli.config import (
+    DEFAULT_BASE_URL,
+    check_base_url,
+    forget_warnings,
+    resolve_settings,
+)
 from shandy_cli.errors import ConfigError
 from shandy_cli.redaction import mask_secret
 
@@ -44,12 +50,20 @@ def test_dotenv_does_not_touch_process_environment(tmp_path: Path) -> None:
     assert "SHANDY_TEST_ONLY_VAR" not in os.environ
 
 
-def test_world_readable_dotenv_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_world_readable_dotenv_warns_through_logging_never_printing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     dotenv = write_env(tmp_path, "SALESHANDY_API_KEY=abc\n", mode=0o644)
-    resolve_settings(environ={}, dotenv_path=dotenv)
-    err = capsys.readouterr().err
-    assert "readable by group or others" in err and "chmod 600" in err
-    assert "abc" not in err
+    forget_warnings()
+    with caplog.at_level(logging.WARNING, logger="shandy_cli"):
+        resolve_settings(environ={}, dotenv_path=dotenv)
+        resolve_settings(environ={}, dotenv_path=dotenv)  # once per process (invocation)
+    warned = [r for r in caplog.records if r.name == "shandy_cli.config"]
+    assert len(warned) == 1 and warned[0].levelno == logging.WARNING
+    text = warned[0].getMessage()
+    assert "readable by group or others" in text and f"chmod 600 {dotenv}" in text
+    assert "abc" not in text
+    assert capsys.readouterr() == ("", "")  # the library logs; it never prints
 
 
 @pytest.mark.parametrize(

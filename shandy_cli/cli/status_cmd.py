@@ -13,13 +13,14 @@ from shandy_cli.cli.common import (
     JsonOpt,
     SandboxOpt,
     StateDirOpt,
-    api_session,
+    client_session,
     fail,
     handle_errors,
     print_json,
     stdout_console,
 )
 from shandy_cli.cli.render import progress_for, status_table
+from shandy_cli.exits import ExitCode
 from shandy_cli.pipeline.polling import FIRST_INTERVAL
 from shandy_cli.status import check_status
 
@@ -53,7 +54,7 @@ def status(
     """
     with (
         progress_for(json_out) as listener,
-        api_session(api_key, base_url, state_dir, sandbox) as (client, conn),
+        client_session(api_key, base_url, state_dir, sandbox) as (client, conn),
     ):
         results = check_status(
             request_ids,
@@ -71,5 +72,5 @@ def status(
         stdout_console().print(status_table(results))
     pending = [r.request_id for r in results if not r.completed]
     if pending and wait:
-        raise fail(f"--timeout passed; still processing: {' '.join(pending)}", 5)
+        raise fail(f"--timeout passed; still processing: {' '.join(pending)}", ExitCode.TIMEOUT)
     raise typer.Exit(max(r.exit_code for r in results))  # the rule import's exit code follows

@@ -228,10 +228,9 @@ def reasons_table(reasons: list[tuple[str, int]], limit: int = 10) -> Table | No
 def status_table(results: list[RequestStatus]) -> Table:
     table = Table("request id", "completed", "failed rows", "already in sequence", "report")
     for r in results:
-        table.add_row(
-            cell(r.request_id), "yes" if r.completed else "no", _count(r.failed_rows),
-            _count(r.already_present_rows), cell(r.report_file or ""),
-        )  # fmt: skip
+        done = "yes" if r.completed else "no"
+        failed, present = _count(r.failed_rows), _count(r.already_present_rows)
+        table.add_row(cell(r.request_id), done, failed, present, cell(r.report_file or ""))
     return table
 
 

@@ -13,7 +13,7 @@ result's ``exit_code`` is an ``ExitCode``. The library never prints: it logs to 
 caller configures logging, as httpx does.
 """
 
-import logging
+import logging as _logging
 
 from shandy_cli._version import __version__
 from shandy_cli.client import ImportStatus, RetryPolicy, SaleshandyClient
@@ -66,4 +66,4 @@ __all__ = [
     "resolve_settings",
 ]
 
-logging.getLogger(__name__).addHandler(logging.NullHandler())
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())

@@ -33,14 +33,17 @@ class FieldsResult:
 
 
 def list_sequences(client: SaleshandyClient) -> SequencesResult:
+    """Every sequence of the account, with its steps' ids and names."""
     return SequencesResult([sequence_record(s) for s in client.list_sequences()])
 
 
 def list_fields(client: SaleshandyClient) -> FieldsResult:
+    """Every field of the account, system and custom."""
     return FieldsResult([field_record(f) for f in client.list_fields(system_fields=True)])
 
 
 def sequence_record(seq: dict[str, Any]) -> dict[str, Any]:
+    """One sequence as ``shandy sequences --json`` lists it."""
     steps = [{"id": s.get("id"), "name": s.get("name")} for s in seq.get("steps") or []]
     return {
         "id": seq.get("id"),

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from shandy_cli._files import ensure_private_dir
-from shandy_cli.cli.common import StateDirOpt, fail, handle_errors, say, settings_from
+from shandy_cli.cli.common import GLOBALS, StateDirOpt, fail, handle_errors, say, settings_from
 
 
 @handle_errors
@@ -93,7 +93,7 @@ def sandbox(
         fault_rate=fault_rate,
         fault_kinds=tuple(fault or ("429", "502")),
         fault_seed=seed,
-        quiet=False,
+        quiet=GLOBALS.quiet,  # -q: no request log either
         rate_per_endpoint=None if no_rate_limit else rate_per_endpoint,
         rate_total=None if no_rate_limit else rate_total,
         rate_window=rate_window,

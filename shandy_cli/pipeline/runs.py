@@ -44,6 +44,7 @@ def prune(
 
 
 def run_record(journal: Journal, run: RunRecord) -> dict[str, Any]:
+    """One run as ``shandy runs --json`` lists it (its outcome as the journal knows it now)."""
     chunks = journal.chunks(run.id)
     return {
         "run_id": run.id,

@@ -11,7 +11,6 @@ import functools
 import logging
 import signal
 import sys
-import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,7 +21,6 @@ from typing import Annotated, Any, TypeVar
 import orjson
 import typer
 from rich.console import Console
-from rich.text import Text
 
 from shandy_cli._files import ensure_private_dir
 from shandy_cli.client import SaleshandyClient
@@ -42,9 +40,6 @@ SANDBOX_KEY = "sandbox-key"
 class Globals:
     verbose: bool = False
     quiet: bool = False
-    # The console of a live progress display, while one runs: the run's notices go
-    # through it so they print above the bars instead of through them.
-    live: Console | None = None
 
 
 GLOBALS = Globals()
@@ -65,13 +60,15 @@ def safe_text(text: str) -> str:
 
 
 class StderrHandler(logging.Handler):
-    """The one place the library's words reach the terminal: every ``shandy_cli`` log
-    record becomes one ``shandy: ...`` (info) or ``shandy: warning: ...`` line on stderr,
-    the key hidden and control characters shown; ``--quiet`` keeps errors only. A run's
-    notices are progress: timestamped off a terminal like the other progress lines, and
-    printed through the live display on one."""
+    """Where the library's log records reach the terminal: each becomes one
+    ``shandy: ...`` (info) or ``shandy: warning: ...`` line on stderr, the key hidden and
+    control characters shown; ``--quiet`` keeps errors only. A run's notices (records
+    marked ``notice``) are skipped: the progress listener renders their ``Notice``
+    events, timestamped off a terminal and above the bars on one."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, NOTICE, False):
+            return
         if GLOBALS.quiet and record.levelno < logging.ERROR:
             return
         if record.levelno < logging.INFO and not GLOBALS.verbose:
@@ -82,14 +79,7 @@ class StderrHandler(logging.Handler):
             self.handleError(record)
             return
         warning = record.levelno >= logging.WARNING
-        notice = getattr(record, NOTICE, False)
-        if notice and GLOBALS.live is not None:
-            style = "yellow" if warning else "dim"
-            GLOBALS.live.print(Text(text, style=style))
-            return
         line = f"shandy: warning: {text}" if warning else f"shandy: {text}"
-        if notice and not warning:
-            line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}"
         print(line, file=sys.stderr, flush=True)
 
 
@@ -97,7 +87,7 @@ def start_invocation(verbose: bool, quiet: bool) -> Callable[[], None]:
     """Set up one run of the command: fresh global state (an in-process caller, such as a
     test's ``CliRunner``, runs many), and the one handler that renders the library's log
     records. Returns the function that undoes it, called when the command ends."""
-    GLOBALS.verbose, GLOBALS.quiet, GLOBALS.live = verbose, quiet, None
+    GLOBALS.verbose, GLOBALS.quiet = verbose, quiet
     _PS_WARNED.clear()
     forget_warnings()
     logger = logging.getLogger(LIBRARY_LOGGER)

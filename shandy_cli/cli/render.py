@@ -29,7 +29,7 @@ from rich.text import Text
 
 from shandy_cli.catalog import FieldsResult, SequencesResult
 from shandy_cli.cli.common import GLOBALS, fail, print_json, safe_text, stdout_console, warn
-from shandy_cli.pipeline.events import ChunkEvent, Event, Phase, ReadProgress
+from shandy_cli.pipeline.events import ChunkEvent, Event, Notice, Phase, ReadProgress
 from shandy_cli.pipeline.housekeeping import PruneResult
 from shandy_cli.pipeline.outcome import already_present_fails
 from shandy_cli.pipeline.run import ImportResult
@@ -75,7 +75,12 @@ class PlainProgress:
             # 0 rows: a request `status` was given that no import here sent
             rows = f" ({event.rows:,} rows)" if event.rows else ""
             self.line(f"chunk {event.index + 1}: {event.state}{rid}{rows}")
-        # Notice events: their words are logged, and StderrHandler renders them.
+        elif isinstance(event, Notice):
+            if event.level == "warning":
+                if not GLOBALS.quiet:
+                    print(f"shandy: warning: {safe_text(event.text)}", file=sys.stderr, flush=True)
+            else:
+                self.line(event.text)
 
 
 class LiveProgress:
@@ -98,11 +103,9 @@ class LiveProgress:
 
     def __enter__(self) -> LiveProgress:
         self.progress.start()
-        GLOBALS.live = self.console  # the run's notices print above the bars
         return self
 
     def __exit__(self, *exc: object) -> None:
-        GLOBALS.live = None
         self.progress.stop()
 
     def _task(self, key: str, description: str, total: float | None) -> TaskID:
@@ -117,6 +120,9 @@ class LiveProgress:
             self._task(event.name, event.name, event.total)
         elif isinstance(event, ChunkEvent):
             self._chunk(event)
+        elif isinstance(event, Notice):
+            style = "yellow" if event.level == "warning" else "dim"
+            self.console.print(Text(safe_text(event.text), style=style))
 
     def _read(self, event: ReadProgress) -> None:
         name = escape(safe_text(one_line(event.file)))

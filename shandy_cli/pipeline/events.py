@@ -3,10 +3,11 @@
 Events are plain dataclasses passed to one callback, so a script, Airflow or
 Dagster task can log them however it likes without knowing about rich.
 
-A run's *notices* (what it decided and warns about, in words) are said once, through
-``logging`` (the ``shandy_cli.pipeline`` logger; records carry ``notice=True``), which
-is where the CLI renders them from; they are also passed to the listener as ``Notice``
-events for a caller that follows a run by its events alone.
+A run's *notices* (what it decided and warns about, in words) are ``Notice`` events,
+which the CLI's progress renders in their place among the progress lines; ``notify``
+also logs them (the ``shandy_cli.pipeline`` logger, records marked ``notice=True``) for
+a caller that follows the library through ``logging``. The CLI's log handler skips
+those records: each notice is printed once.
 """
 
 from __future__ import annotations

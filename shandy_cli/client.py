@@ -16,7 +16,7 @@ import ssl
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
@@ -117,8 +117,9 @@ RetryHook = Callable[[str, int, float, ApiError], None]
 
 
 def retry_text(what: str, attempt: int, delay: float, error: ShandyError) -> str:
-    """One retry, said once: the error's message already names the call."""
-    said = error.message if error.message.startswith(what) else f"{what}: {error.message}"
+    """One retry, said once: an error that names its call (its ``request``) is said as it
+    is; only one that does not is prefixed with ``what``."""
+    said = str(error) if getattr(error, "request", None) else f"{what}: {error}"
     return f"{said}; retry {attempt} in {delay:.1f}s"
 
 
@@ -200,27 +201,34 @@ _AUTH_CODES = frozenset({"1001", "4003"})
 _AUTH_WORDS = ("invalid token", "invalid api key", "api key is invalid", "unauthorized")
 
 
-def error_for(response: httpx.Response, what: str) -> ApiError:
+def error_for(response: httpx.Response, what: str, *, key_hint: str | None = None) -> ApiError:
     """Map a failed response to the exception hierarchy, keeping the server's own words.
 
     Live, Saleshandy answers a rate limit as HTTP 400 (code 40000 or 4000) and a
     bad key as 400 ``1001: Invalid token``: the message decides, not the status
     alone. ``40000: Prospect import request not found`` shares the rate limit's
-    code and is told apart by its words.
+    code and is told apart by its words. ``what`` (the call) is the error's
+    ``request``; ``key_hint`` (the masked key) is said by an authentication error.
     """
     status = response.status_code
     words = server_words(response)
     said = words.text
     low = said.lower()
-    msg = f"{what}: HTTP {status}: {said}"
-    extra: dict[str, Any] = {"status_code": status, "code": words.code, "server_message": said}
+    msg = f"HTTP {status}: {said}"
+    extra: dict[str, Any] = {
+        "status_code": status,
+        "code": words.code,
+        "server_message": said,
+        "request": what,
+    }
     if status == 429 or "rate limit" in low or "too many requests" in low:
         return RateLimitError(msg, retry_after=rate_limit_wait(response), **extra)
     if status in (401, 403) or words.code in _AUTH_CODES or any(w in low for w in _AUTH_WORDS):
-        return AuthenticationError(
-            f"{what}: authentication failed (HTTP {status}: {said}); check SALESHANDY_API_KEY",
-            **extra,
+        auth = AuthenticationError(
+            f"authentication failed (HTTP {status}: {said}); check SALESHANDY_API_KEY", **extra
         )
+        auth.key_hint = key_hint
+        return auth
     if status == 413:
         return RequestTooLargeError(msg, **extra)
     if status >= 500:
@@ -238,6 +246,42 @@ def rate_limit_wait(response: httpx.Response) -> float | None:
     if wait is None:
         wait = parse_reset(response.headers.get("x-ratelimit-reset"))
     return wait
+
+
+@dataclass(frozen=True)
+class Call:
+    """One API call as ``_request`` makes it, every attempt alike."""
+
+    method: str
+    path: str
+    endpoint: str  # the budget it counts against
+    _: KW_ONLY
+    params: dict[str, Any] | None = None
+    json_body: Any = None
+    body_file: Path | None = None
+    ok: tuple[int, ...] = (200, 201)
+    on_attempt: Callable[[int], None] | None = None
+    share: float = 1.0
+
+    @property
+    def what(self) -> str:
+        """The call as errors and retry lines name it: ``GET /v1/fields``."""
+        return f"{self.method} {self.path}"
+
+
+@dataclass
+class Tries:
+    """The retry state of one call: when it began, its caller's deadline, and how many
+    answers so far were failures (5xx, transport) and how many were rate limits."""
+
+    started: float
+    deadline: float | None = None
+    failures: int = 0
+    limited: int = 0
+
+    @property
+    def count(self) -> int:
+        return self.failures + self.limited
 
 
 class SaleshandyClient:
@@ -296,39 +340,38 @@ class SaleshandyClient:
             )
         return {"x-api-key": self._api_key}
 
-    def _send_once(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: dict[str, Any] | None,
-        json_body: Any,
-        body_file: Path | None,
-    ) -> httpx.Response:
+    def _send_once(self, call: Call) -> httpx.Response:
         headers = self._auth_headers()
         content: Any = None
-        if json_body is not None:
-            content = orjson.dumps(json_body)
+        if call.json_body is not None:
+            content = orjson.dumps(call.json_body)
             headers["Content-Type"] = "application/json"
         try:
-            if body_file is not None:
+            if call.body_file is not None:
                 headers["Content-Type"] = "application/json"
-                headers["Content-Length"] = str(body_file.stat().st_size)
-                with body_file.open("rb") as fh:  # streamed from disk, never held in memory
+                headers["Content-Length"] = str(call.body_file.stat().st_size)
+                with call.body_file.open("rb") as fh:  # streamed from disk, never held in memory
                     return self._http.request(
-                        method, path, params=params, content=_iter_file(fh), headers=headers
+                        call.method,
+                        call.path,
+                        params=call.params,
+                        content=_iter_file(fh),
+                        headers=headers,
                     )
-            return self._http.request(method, path, params=params, content=content, headers=headers)
+            return self._http.request(
+                call.method, call.path, params=call.params, content=content, headers=headers
+            )
         except httpx.TimeoutException as exc:
-            raise TransportError(f"{method} {path}: timed out ({type(exc).__name__})") from None
+            raise TransportError(f"timed out ({type(exc).__name__})", request=call.what) from None
         except httpx.HTTPError as exc:
             detail = redact(str(exc))
             if _certificate_problem(exc):  # not transient: retrying cannot help
                 raise ApiError(
-                    f"{method} {path}: the server's TLS certificate is not trusted ({detail}); "
-                    "verification is always on: for a private CA set SSL_CERT_FILE or SSL_CERT_DIR"
+                    f"the server's TLS certificate is not trusted ({detail}); verification is "
+                    "always on: for a private CA set SSL_CERT_FILE or SSL_CERT_DIR",
+                    request=call.what,
                 ) from None
-            raise TransportError(f"{method} {path}: {type(exc).__name__}: {detail}") from None
+            raise TransportError(f"{type(exc).__name__}: {detail}", request=call.what) from None
 
     def _request(
         self,
@@ -352,66 +395,59 @@ class SaleshandyClient:
         caller's own bound, e.g. ``--timeout``: a retry whose wait would pass it is
         not waited for; ``ImportTimeout`` is raised instead.
         """
-        what = f"{method} {path}"
-        endpoint = endpoint or what
-        started = time.monotonic()
-        failures = limited = 0
+        call = Call(
+            method,
+            path,
+            endpoint or f"{method} {path}",
+            params=params,
+            json_body=json_body,
+            body_file=body_file,
+            ok=ok,
+            on_attempt=on_attempt,
+            share=share,
+        )
+        tries = Tries(time.monotonic(), deadline)
         while True:
             try:
-                return self._attempt(
-                    method, path, endpoint, share,
-                    params=params, json_body=json_body, body_file=body_file, ok=ok,
-                    on_attempt=on_attempt, attempt=failures + limited + 1,
-                )  # fmt: skip
+                return self._attempt(call, tries.count + 1)
             except RateLimitError as exc:
-                limited += 1
+                tries.limited += 1
                 window = self.budget.limits.window
-                delay = self.retry.rate_limit_delay(limited, exc.retry_after, window)
-                self.budget.block(endpoint, delay)  # also for whoever calls it next
-                self._give_up_or_wait(what, exc, limited, self.retry.rate_limit_attempts,
-                                      delay, started, deadline)  # fmt: skip
-                self._pause(what, limited, delay, exc)
+                delay = self.retry.rate_limit_delay(tries.limited, exc.retry_after, window)
+                self.budget.block(call.endpoint, delay)  # also for whoever calls it next
+                self._give_up_or_wait(
+                    exc,
+                    tries,
+                    attempt=tries.limited,
+                    attempts=self.retry.rate_limit_attempts,
+                    delay=delay,
+                )
+                self._pause(call.what, tries.limited, delay, exc)
             except (ServerError, TransportError) as exc:
-                failures += 1
+                tries.failures += 1
                 hint = exc.retry_after if isinstance(exc, ServerError) else None
-                delay = self.retry.delay(failures, hint)
-                self._give_up_or_wait(what, exc, failures, self.retry.attempts, delay, started,
-                                      deadline)  # fmt: skip
-                self._pause(what, failures, delay, exc)
+                delay = self.retry.delay(tries.failures, hint)
+                self._give_up_or_wait(
+                    exc, tries, attempt=tries.failures, attempts=self.retry.attempts, delay=delay
+                )
+                self._pause(call.what, tries.failures, delay, exc)
 
-    def _attempt(
-        self,
-        method: str,
-        path: str,
-        endpoint: str,
-        share: float,
-        *,
-        params: dict[str, Any] | None,
-        json_body: Any,
-        body_file: Path | None,
-        ok: tuple[int, ...],
-        on_attempt: Callable[[int], None] | None,
-        attempt: int,
-    ) -> Any:
+    def _attempt(self, call: Call, attempt: int) -> Any:
         self._auth_headers()  # no key: fail before spending any budget or waiting for it
-        self._check_wait(endpoint, share)
-        self.budget.acquire(endpoint, share=share, on_wait=self.on_wait)
+        self._check_wait(call.endpoint, call.share)
+        self.budget.acquire(call.endpoint, share=call.share, on_wait=self.on_wait)
         headers: httpx.Headers | None = None
         try:
-            if on_attempt:
-                on_attempt(attempt)
-            response = self._send_once(
-                method, path, params=params, json_body=json_body, body_file=body_file
-            )
+            if call.on_attempt:
+                call.on_attempt(attempt)
+            response = self._send_once(call)
             headers = response.headers
         finally:
-            self.budget.done(endpoint, headers)
-        if response.status_code in ok:
-            return unwrap(_json(response, f"{method} {path}"))
-        error = error_for(response, f"{method} {path}")
-        if isinstance(error, AuthenticationError) and self._api_key:
-            error.message += f" (key {mask_secret(self._api_key)})"
-        raise error
+            self.budget.done(call.endpoint, headers)
+        if response.status_code in call.ok:
+            return unwrap(_json(response, call.what))
+        hint = mask_secret(self._api_key) if self._api_key else None
+        raise error_for(response, call.what, key_hint=hint)
 
     def _check_wait(self, endpoint: str, share: float) -> None:
         """A budget wait past the run's bound (a server's reset an hour away) is not waited
@@ -419,34 +455,26 @@ class SaleshandyClient:
         wait = self.budget.delay(endpoint, share)
         if wait > self.retry.max_total:
             raise RateLimitError(
-                f"{endpoint}: the API's rate limit allows the next call in {wait:.0f}s, "
+                f"the API's rate limit allows the next call in {wait:.0f}s, "
                 f"more than this run waits ({self.retry.max_total:.0f}s)",
                 status_code=0,
                 retry_after=wait,
+                request=endpoint,
+                endpoint=endpoint,
             )
 
     def _give_up_or_wait(
-        self,
-        what: str,
-        exc: ApiError,
-        attempt: int,
-        attempts: int,
-        delay: float,
-        started: float,
-        deadline: float | None = None,
+        self, exc: ApiError, tries: Tries, *, attempt: int, attempts: int, delay: float
     ) -> None:
         """Re-raise ``exc`` when the policy's attempts or its time bound are spent;
         ``ImportTimeout`` when the wait would pass the caller's ``deadline`` first."""
         now = time.monotonic()
-        spent = now - started
-        if deadline is not None and now + delay > deadline and attempt < attempts:
-            raise ImportTimeout(f"{exc.message}; the time allowed ran out before a retry")
+        spent = now - tries.started
+        if tries.deadline is not None and now + delay > tries.deadline and attempt < attempts:
+            raise ImportTimeout(f"{exc}; the time allowed ran out before a retry")
         if attempt >= attempts or spent + delay > self.retry.max_total:
             if isinstance(exc, RateLimitError):
-                exc.message += (
-                    f" (still limited after {attempt} attempt(s) over {spent:.0f}s; "
-                    "Saleshandy allows about 20 calls a minute per endpoint)"
-                )
+                exc.attempts, exc.waited = attempt, spent
             raise exc
 
     def _pause(self, what: str, attempt: int, delay: float, exc: ApiError) -> None:
@@ -491,7 +519,9 @@ class SaleshandyClient:
             seen.update(str(s.get("id")) for s in new)
             found.extend(new)
         else:
-            raise ApiError(f"GET /v1/sequences: the list did not end after {MAX_PAGES} pages")
+            raise ApiError(
+                f"the list did not end after {MAX_PAGES} pages", request="GET /v1/sequences"
+            )
         return found
 
     def list_steps(self, sequence_id: str) -> list[dict[str, Any]]:
@@ -516,7 +546,7 @@ class SaleshandyClient:
         data = self._request("POST", path, body_file=body_file, on_attempt=on_attempt)
         request_id = data.get("requestId") if isinstance(data, dict) else None
         if request_id is None or request_id == "":
-            raise ApiError(f"POST {path}: the answer has no requestId")
+            raise ApiError("the answer has no requestId", request=f"POST {path}")
         return check_request_id(request_id, f"POST {path}")
 
     def import_status(
@@ -532,13 +562,13 @@ class SaleshandyClient:
         path = f"/v1/prospects/import-status/{_segment(request_id)}"
         data = self._request("GET", path, endpoint=STATUS_ENDPOINT, share=share, deadline=deadline)
         if not isinstance(data, dict):
-            raise ApiError(f"{what}: unexpected answer")
+            raise ApiError("unexpected answer", request=what, request_id=request_id)
         url = data.get("reportURL") or data.get("failedProspectsURL") or None
         if url is not None and not isinstance(url, str):
-            raise ApiError(f"{what}: the report URL is not a string")
+            raise ApiError("the report URL is not a string", request=what, request_id=request_id)
         completed = data.get("isCompleted")
         if completed not in (True, False, None, 0, 1):
-            raise ApiError(f"{what}: isCompleted is not true or false")
+            raise ApiError("isCompleted is not true or false", request=what, request_id=request_id)
         return ImportStatus(request_id, bool(completed), url)
 
     def list_prospects(
@@ -574,9 +604,9 @@ class SaleshandyClient:
                 try:
                     self._fetch_report(url, out, what, max_bytes, deadline)
                 except httpx.TimeoutException:
-                    raise TransportError(f"{what}: timed out") from None
+                    raise TransportError("timed out", request=what) from None
                 except httpx.HTTPError as exc:
-                    raise TransportError(f"{what}: {type(exc).__name__}") from None
+                    raise TransportError(f"{type(exc).__name__}", request=what) from None
             os.replace(tmp_name, dest)
         except BaseException:
             Path(tmp_name).unlink(missing_ok=True)
@@ -595,17 +625,17 @@ class SaleshandyClient:
                     raise error_for(response, what)
                 declared = response.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > max_bytes:
-                    raise ApiError(f"{what}: report larger than {max_bytes} bytes")
+                    raise ApiError(f"report larger than {max_bytes} bytes", request=what)
                 total = 0
                 for part in response.iter_bytes():
                     total += len(part)
                     if total > max_bytes:
-                        raise ApiError(f"{what}: report larger than {max_bytes} bytes")
+                        raise ApiError(f"report larger than {max_bytes} bytes", request=what)
                     if time.monotonic() > deadline:
-                        raise TransportError(f"{what}: took longer than the download limit")
+                        raise TransportError("took longer than the download limit", request=what)
                     out.write(part)
                 return
-        raise ApiError(f"{what}: more than {REPORT_REDIRECTS} redirects")
+        raise ApiError(f"more than {REPORT_REDIRECTS} redirects", request=what)
 
     def _report_headers(self, url: str) -> dict[str, str]:
         """Only https (or loopback http); the key goes only to the API's own origin."""
@@ -648,7 +678,7 @@ def check_request_id(value: Any, what: str) -> str:
     megabyte of text would be a hostile (or broken) server's doing, not an id.
     """
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ApiError(f"{what}: the requestId is not a string")
+        raise ApiError("the requestId is not a string", request=what)
     text = str(value)
     if (
         not text.strip()
@@ -657,7 +687,7 @@ def check_request_id(value: Any, what: str) -> str:
         or any(ch in "/\\" or not ch.isprintable() for ch in text)
     ):
         shown = text[:40] + ("…" if len(text) > 40 else "")
-        raise ApiError(f"{what}: refusing an unusable requestId {shown!r}")
+        raise ApiError(f"refusing an unusable requestId {shown!r}", request=what)
     return text
 
 
@@ -672,7 +702,7 @@ def _json(response: httpx.Response, what: str) -> Any:
     try:
         return orjson.loads(response.content)
     except orjson.JSONDecodeError:
-        raise ApiError(f"{what}: the answer is not JSON") from None
+        raise ApiError("the answer is not JSON", request=what) from None
 
 
 def _as_list(data: Any, what: str) -> list[dict[str, Any]]:
@@ -682,5 +712,5 @@ def _as_list(data: Any, what: str) -> list[dict[str, Any]]:
                 data = value
                 break
     if not isinstance(data, list):
-        raise ApiError(f"{what}: unexpected answer")
+        raise ApiError("unexpected answer", request=what)
     return [item for item in data if isinstance(item, dict)]

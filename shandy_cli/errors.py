@@ -8,20 +8,45 @@ never contain the API key.
 
 from __future__ import annotations
 
+from typing import Any
+
 from shandy_cli.exits import ExitCode
 
 
 class ShandyError(Exception):
-    """Base class of every error shandy raises deliberately."""
+    """Base class of every error shandy raises deliberately.
+
+    An error carries its context (the request, the chunk, the file and row) as
+    attributes, set where it is known; ``str(exc)`` (and ``exc.message``) composes
+    them once, outermost first: ``chunk 2: POST /v1/...: HTTP 502: Bad Gateway``.
+    Nothing on the way up rewrites the words: it sets the attribute it knows.
+    ``detail`` is the words alone.
+    """
 
     exit_code: int = ExitCode.ROWS_FAILED
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.message = message
+        self.detail = message
+        # The ImportResult of the run it ended, when there was one (raise_for_status, or
+        # an import that stopped early): what the run had done so far.
+        self.result: Any = None
+
+    @property
+    def message(self) -> str:
+        """The one line for people: the context, then the words."""
+        return str(self)
+
+    def context(self) -> list[str]:
+        """Where it happened, outermost first: each is a prefix of the message."""
+        return []
+
+    def notes(self) -> str:
+        """What follows the words (a hint, a count): empty unless a subclass knows one."""
+        return ""
 
     def __str__(self) -> str:
-        return self.message
+        return ": ".join([*self.context(), self.detail]) + self.notes()
 
 
 class InputError(ShandyError):
@@ -37,21 +62,24 @@ class InputError(ShandyError):
         row: int | None = None,
         column: str | None = None,
     ) -> None:
+        super().__init__(message)
         self.file = file
         self.row = row
         self.column = column
+        self.reason = message
+
+    def context(self) -> list[str]:
         where = []
-        if file is not None:
+        if self.file is not None:
             # config imports this module: its one_line can only be imported when called.
             from shandy_cli.redaction import one_line
 
-            where.append(one_line(str(file)))
-        if row is not None:
-            where.append(f"row {row}")
-        if column is not None:
-            where.append(f"column {column!r}")
-        super().__init__(f"{': '.join([', '.join(where), message]) if where else message}")
-        self.reason = message
+            where.append(one_line(str(self.file)))
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.column is not None:
+            where.append(f"column {self.column!r}")
+        return [", ".join(where)] if where else []
 
 
 class ConfigError(InputError):
@@ -63,7 +91,10 @@ class ApiError(ShandyError):
 
     ``status_code`` is the HTTP status, ``code`` the server's own error code
     (``40000``, ``1001``, ...) when its answer carried one, ``server_message``
-    the server's words as it said them.
+    the server's words as it said them. Its context: ``request`` (the call, e.g.
+    ``GET /v1/fields``), ``endpoint`` (the budget it counts against, when that is
+    not the request itself), ``chunk`` (the 1-based chunk whose POST it ended) and
+    ``request_id`` (the import request it was about).
     """
 
     exit_code = ExitCode.API
@@ -75,11 +106,23 @@ class ApiError(ShandyError):
         status_code: int | None = None,
         code: str | None = None,
         server_message: str | None = None,
+        request: str | None = None,
+        endpoint: str | None = None,
+        chunk: int | None = None,
+        request_id: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.code = code
         self.server_message = server_message
+        self.request = request
+        self.endpoint = endpoint
+        self.chunk = chunk
+        self.request_id = request_id
+
+    def context(self) -> list[str]:
+        where = [] if self.chunk is None else [f"chunk {self.chunk}"]
+        return where + ([self.request] if self.request else [])
 
 
 class AuthenticationError(ApiError):
@@ -90,6 +133,12 @@ class AuthenticationError(ApiError):
     """
 
     exit_code = ExitCode.AUTH
+
+    # The key it was made with, masked (``mask_secret``): which key was refused.
+    key_hint: str | None = None
+
+    def notes(self) -> str:
+        return f" (key {self.key_hint})" if self.key_hint else ""
 
 
 class ApiValidationError(ApiError):
@@ -124,9 +173,23 @@ class RateLimitError(ApiError):
         retry_after: float | None = None,
         code: str | None = None,
         server_message: str | None = None,
+        **context: Any,
     ) -> None:
-        super().__init__(message, status_code=status_code, code=code, server_message=server_message)
+        super().__init__(
+            message, status_code=status_code, code=code, server_message=server_message, **context
+        )
         self.retry_after = retry_after
+        # Set when the retries gave up: how many answers were limits, over how many seconds.
+        self.attempts: int | None = None
+        self.waited: float | None = None
+
+    def notes(self) -> str:
+        if self.attempts is None:
+            return ""
+        return (
+            f" (still limited after {self.attempts} attempt(s) over {self.waited or 0:.0f}s; "
+            "Saleshandy allows about 20 calls a minute per endpoint)"
+        )
 
 
 class ServerError(ApiError):
@@ -153,6 +216,22 @@ class JournalDamaged(FaultError):
     """``journal.sqlite3`` is not a database, or a damaged one (exit 2: nothing is sent)."""
 
 
+class RowsFailed(ShandyError):
+    """The run finished, but not every row went in as asked (exit 1): rows rejected here,
+    failed at Saleshandy, or already in the sequence under a ``--conflict`` other than
+    ``noUpdate``. Raised by ``ImportResult.raise_for_status()``; the counts are attributes."""
+
+    exit_code = ExitCode.ROWS_FAILED
+
+    def __init__(
+        self, message: str, *, rejected: int = 0, failed: int = 0, already_present: int = 0
+    ) -> None:
+        super().__init__(message)
+        self.rows_rejected = rejected
+        self.rows_failed = failed
+        self.rows_already_present = already_present
+
+
 class ImportTimeout(ShandyError):
     """``--timeout`` passed while Saleshandy was still processing (exit 5)."""
 
@@ -160,9 +239,14 @@ class ImportTimeout(ShandyError):
 
 
 class Interrupted(ShandyError):
-    """Ctrl-C or SIGTERM stopped the run; the journal is saved (exit 130)."""
+    """Ctrl-C, SIGTERM or SIGHUP stopped the run; the journal is saved. ``exit_code`` is the
+    signal's: 130 (Ctrl-C), 143 (SIGTERM) or 129 (SIGHUP)."""
 
-    exit_code = ExitCode.INTERRUPTED
+    exit_code: int = ExitCode.INTERRUPTED
+
+    def __init__(self, message: str, *, exit_code: int = ExitCode.INTERRUPTED) -> None:
+        super().__init__(message)
+        self.exit_code = ExitCode(exit_code)
 
 
 class Terminated(KeyboardInterrupt):

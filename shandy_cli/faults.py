@@ -12,6 +12,7 @@ import sqlite3
 from pathlib import Path
 
 from shandy_cli.errors import FaultError, JournalDamaged, ShandyError, interrupt_exit_code
+from shandy_cli.exits import ExitCode
 
 JOURNAL_NAME = "journal.sqlite3"
 
@@ -49,10 +50,11 @@ def stop_code(exc: BaseException, sent: bool) -> int:
     once anything was sent."""
     if isinstance(exc, KeyboardInterrupt):
         return interrupt_exit_code(exc)  # 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP
-    code = exc.exit_code if isinstance(exc, ShandyError) else 2
-    if code in (0, 1, 2) and sent:
-        return 4
-    return 2 if code in (0, 1) else code
+    code = exc.exit_code if isinstance(exc, ShandyError) else ExitCode.USAGE
+    said_less = (ExitCode.OK, ExitCode.ROWS_FAILED, ExitCode.USAGE)  # "finished", "nothing sent"
+    if code in said_less and sent:
+        return ExitCode.API
+    return ExitCode.USAGE if code in (ExitCode.OK, ExitCode.ROWS_FAILED) else code
 
 
 def as_fault(exc: Exception, *, sent: bool, state_dir: Path | None = None) -> ShandyError:
@@ -63,7 +65,7 @@ def as_fault(exc: Exception, *, sent: bool, state_dir: Path | None = None) -> Sh
         return exc
     if isinstance(exc, sqlite3.DatabaseError) and _is_damaged(exc) and not sent:
         return JournalDamaged(fault_message(exc, state_dir))
-    return FaultError(fault_message(exc, state_dir), sent=code == 4)
+    return FaultError(fault_message(exc, state_dir), sent=code == ExitCode.API)
 
 
 def journal_fault(exc: sqlite3.Error, path: Path) -> FaultError:

@@ -16,11 +16,11 @@ from __future__ import annotations
 import sqlite3
 import time
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -83,6 +83,8 @@ JOURNAL_VERSION = 3
 KEYS_VERSION = 2
 
 UNFINISHED = ("running", "interrupted", "failed", "processing")
+# A chunk in one of these states reached Saleshandy: a resume never sends it again.
+LANDED = ("accepted", "completed", "failed")
 
 
 @dataclass
@@ -113,6 +115,42 @@ class ChunkRecord:
     report_url: str | None
     failed_rows: int | None
     already_present_rows: int | None = None
+
+
+class PlannedChunk(Protocol):
+    """What the journal records of a prepared chunk (``pipeline.chunking.Chunk``)."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def rows(self) -> int: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def first(self) -> tuple[str, int]: ...
+    @property
+    def last(self) -> tuple[str, int]: ...
+
+
+@dataclass
+class Plan:
+    """A (re-)prepared run's chunks merged with what the journal knew of them."""
+
+    landed: dict[int, ChunkRecord] = field(default_factory=dict)  # same body, at Saleshandy
+    resent: list[int] = field(default_factory=list)  # same body, its POST's answer was lost
+
+
+def run_options(
+    paths: Sequence[str], options: dict[str, Any], spools: dict[int, Path], version: str
+) -> dict[str, Any]:
+    """A run's record of what it was asked (``runs.options``): the inputs' paths resolved
+    (``-`` for stdin), its options, the copies of its streams and shandy's version."""
+    return {
+        "paths": [p if p == "-" else str(Path(p).resolve()) for p in paths],
+        "options": options,
+        "spools": {str(i): str(p) for i, p in spools.items()},
+        "version": version,
+    }
 
 
 def signed64(key: int) -> int:
@@ -329,6 +367,39 @@ class Journal:
                 (time.time(), run_id, idx),
             )
 
+    def merge_plan(
+        self, run_id: str, chunks: Sequence[PlannedChunk], digests: Sequence[str]
+    ) -> Plan:
+        """Journal a prepared run's chunks, merged with what an earlier attempt of the run
+        recorded: a chunk with the same body that landed is kept as it is (not sent
+        again), one whose POST was under way is ``resent``, every other one is planned;
+        chunks past the new end are forgotten."""
+        known = {c.idx: c for c in self.chunks(run_id)}
+        plan = Plan()
+        for chunk, digest in zip(chunks, digests, strict=True):
+            old = known.get(chunk.index)
+            if old and old.hash == digest and old.state in LANDED:
+                plan.landed[chunk.index] = old
+                continue
+            if old and old.hash == digest and old.state == "sending":
+                plan.resent.append(chunk.index)
+            self.plan_chunk(
+                run_id,
+                chunk.index,
+                rows=chunk.rows,
+                size=chunk.bytes,
+                digest=digest,
+                first=chunk.first,
+                last=chunk.last,
+            )
+        self.drop_chunks_from(run_id, len(chunks))
+        return plan
+
+    def landed_of(self, record: RunRecord) -> tuple[list[ChunkRecord], list[ChunkRecord]]:
+        """A run's chunks that reached Saleshandy, and all its chunks."""
+        chunks = self.chunks(record.id)
+        return [c for c in chunks if c.state in LANDED], chunks
+
     def drop_chunks_from(self, run_id: str, idx: int) -> None:
         """Forget planned chunks past the end of a re-prepared run."""
         with self._tx() as db:
@@ -404,6 +475,14 @@ def _dumps(value: Any) -> str:
 def _run(row: tuple[Any, ...]) -> RunRecord:
     rid, fp, options, files, step, started, ended, outcome, pid, meta = row
     return RunRecord(
-        rid, fp, orjson.loads(options), orjson.loads(files), step, started, ended, outcome, pid,
-        orjson.loads(meta),
-    )  # fmt: skip
+        id=rid,
+        fingerprint=fp,
+        options=orjson.loads(options),
+        files=orjson.loads(files),
+        step_id=step,
+        started=started,
+        ended=ended,
+        outcome=outcome,
+        pid=pid,
+        meta=orjson.loads(meta),
+    )

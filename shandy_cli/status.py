@@ -4,42 +4,46 @@ A request of a run made on this machine (its chunk is in the journal) is
 counted exactly as that import counts it (``pipeline/outcome.py``): a chunk
 sent twice does not count its own repeated rows. Once every request of such a
 run has completed, Saleshandy's failed rows are joined back to that run's
-source rows, as ``import`` does.
+source rows, as ``import`` does. How each request and the whole ends (its counts,
+the journal, the failures file, the exit code) is decided in ``pipeline/outcome.py``,
+the same functions ``import`` calls; ``check_status`` returns a ``StatusResult``.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
+
+import orjson
 
 from shandy_cli._files import ensure_private_dir, safe_filename
 from shandy_cli.client import ImportStatus, SaleshandyClient
 from shandy_cli.config import resolve_settings
 from shandy_cli.errors import InputError
+from shandy_cli.exits import ExitCode
 from shandy_cli.journal import ChunkRecord, Journal, RunRecord
 from shandy_cli.pipeline.events import ChunkEvent, Listener, Notice, ignore
-from shandy_cli.pipeline.housekeeping import drop_superseded
+from shandy_cli.pipeline.housekeeping import run_dir
 from shandy_cli.pipeline.outcome import (
     NO_UPDATE,
     ChunkOutcome,
     all_done,
-    clean_completed,
+    complete_run,
+    end_chunk,
+    ended_exit_code,
     finished_exit_code,
-    read_chunk_outcome,
-    record_chunk,
-    settle_run,
-    was_resent,
+    timeout_message,
+    write_run_failures,
 )
 from shandy_cli.pipeline.polling import FIRST_INTERVAL, poll_until_done
 from shandy_cli.pipeline.prepare import fetch_rows
-from shandy_cli.pipeline.reporting import SentIndex, write_failures
+from shandy_cli.pipeline.reporting import SentIndex
 from shandy_cli.pipeline.results import ImportOptions
-from shandy_cli.pipeline.spool import releasable, stored_spools
+from shandy_cli.pipeline.spool import stored_spools
 
 
 @dataclass
@@ -56,19 +60,70 @@ class RequestStatus:
     conflict: str = field(default=NO_UPDATE, repr=False)
 
     @property
-    def exit_code(self) -> int:
+    def exit_code(self) -> ExitCode:
         """0 or 1 by the rule ``import`` follows; a request still processing is neither."""
         if not self.completed:
-            return 0
+            return ExitCode.OK
         return finished_exit_code(
-            rejected=0, failed=self.failed_rows or 0,
-            already_present=self.already_present_rows or 0, conflict=self.conflict,
-        )  # fmt: skip
+            rejected=0,
+            failed=self.failed_rows or 0,
+            already_present=self.already_present_rows or 0,
+            conflict=self.conflict,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         del data["conflict"]
         return data
+
+
+@dataclass
+class StatusResult(Sequence[RequestStatus]):
+    """What ``check_status`` found: each request in the order asked (the result is also a
+    sequence of them), whether it waited, and the exit code the contract gives it:
+    ``ended_exit_code``, as ``import``'s, so 1 when a request's rows failed, 5 when the wait
+    ran out with requests still processing."""
+
+    requests: list[RequestStatus]
+    waited: bool = False
+
+    @property
+    def pending(self) -> list[str]:
+        """The requests Saleshandy is still processing."""
+        return [r.request_id for r in self.requests if not r.completed]
+
+    @property
+    def timed_out(self) -> bool:
+        return self.waited and bool(self.pending)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ended_exit_code((r.exit_code for r in self.requests), pending=self.timed_out)
+
+    @property
+    def error(self) -> str | None:
+        """The one line a timed-out wait says (``exit_code`` 5), else None."""
+        return timeout_message(self.pending, run=False) if self.timed_out else None
+
+    def to_dict(self) -> list[dict[str, Any]]:
+        """The ``--json`` document: a list, one object per request."""
+        return [r.to_dict() for r in self.requests]
+
+    def to_json(self) -> str:
+        return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2).decode()
+
+    @overload
+    def __getitem__(self, index: int) -> RequestStatus: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[RequestStatus]: ...
+    def __getitem__(self, index: int | slice) -> RequestStatus | list[RequestStatus]:
+        return self.requests[index]
+
+    def __len__(self) -> int:
+        return len(self.requests)
+
+    def __iter__(self) -> Iterator[RequestStatus]:
+        return iter(self.requests)
 
 
 def check_status(
@@ -83,8 +138,10 @@ def check_status(
     report_dir: Path | None = None,
     poll_interval: float = FIRST_INTERVAL,
     listener: Listener = ignore,
-) -> list[RequestStatus]:
-    """Ask Saleshandy about each request id (optionally waiting for completion)."""
+) -> StatusResult:
+    """Ask Saleshandy about each request id (optionally waiting for completion).
+
+    Returns a ``StatusResult``: the ``RequestStatus`` of each id, and the exit code."""
     if not request_ids:
         raise InputError("give at least one request id")
     if timeout is not None and not 0 <= timeout < math.inf:  # as import: nan would wait forever
@@ -100,7 +157,7 @@ def check_status(
         folder = ensure_private_dir(Path(report_dir or settings.state_dir / "reports"))
         results = [_download(client, statuses[rid], folder) for rid in request_ids]
         _account(settings.state_dir, results, listener)
-        return results
+        return StatusResult(results, waited=wait)
     finally:
         if own:
             client.close()
@@ -151,7 +208,7 @@ def _account(state_dir: Path, results: list[RequestStatus], listener: Listener) 
     """Count each request; record the journalled ones and join their runs once all are done."""
     if not (Path(state_dir) / "journal.sqlite3").exists():
         for result in results:
-            _count(result, None)
+            _count(result, None, None)
         return
     with Journal(Path(state_dir)) as journal:
         runs: dict[str, RunRecord] = {}
@@ -161,21 +218,22 @@ def _account(state_dir: Path, results: list[RequestStatus], listener: Listener) 
             if record is not None:
                 runs[record.id] = record
                 result.conflict = _options(record).conflict
-            outcome = _count(result, chunk)
-            if chunk and outcome and chunk.state == "accepted":  # its end, as import records it
-                report = Path(result.report_file) if result.report_file else None
-                record_chunk(journal, chunk, outcome, report=report, report_url=result.report_url)
+            _count(result, chunk, journal)
         by_id = {r.request_id: r for r in results}
         for record in runs.values():
             _join_run(journal, record, by_id, listener)
 
 
-def _count(result: RequestStatus, chunk: ChunkRecord | None) -> ChunkOutcome | None:
-    """A completed request's rows, counted as the import that sent it counts them."""
+def _count(
+    result: RequestStatus, chunk: ChunkRecord | None, journal: Journal | None
+) -> ChunkOutcome | None:
+    """A completed request's rows, counted (and its end journalled) as ``import`` does."""
     if not result.completed:
         return None
     report = Path(result.report_file) if result.report_file else None
-    outcome = read_chunk_outcome(report, result.request_id, resent=was_resent(chunk))
+    outcome, _state = end_chunk(
+        journal, chunk, report, request_id=result.request_id, report_url=result.report_url
+    )
     result.failed_rows = len(outcome.failed)
     result.already_present_rows = len(outcome.already_present)
     return outcome
@@ -195,28 +253,33 @@ def _join_run(
         if chunk.request_id in by_id:
             by_id[chunk.request_id].failures_file = str(path) if path else None
     if record.outcome == "processing":
-        journal.update_run(record.id, outcome="completed", ended=time.time())
-        spools = releasable(journal, stored_spools(record.options).values())
-        clean_completed(journal_run_dir(journal, record.id), spools)
-        drop_superseded(journal, record)
+        complete_run(journal, record.id, stored_spools(record.options).values())
 
 
 def _write_failures(journal: Journal, record: RunRecord, listener: Listener) -> Path | None:
     """The run's failures file, as ``import`` writes it once its last chunk is done."""
     stored, meta = record.options, record.meta
     opts = _options(record)
-    outcome = settle_run(journal, record.id, opts.conflict)
-    rejects = Path(meta["rejects_file"]) if meta.get("rejects_file") else None
     spools = stored_spools(stored)
-    return write_failures(
-        Path(meta["failures_file"]), meta["columns"], rejects, outcome.listed,
-        SentIndex.reader(journal_run_dir(journal, record.id) / "sent.idx"),
-        [tuple(s) for s in meta["sources"]],
-        lambda wanted: fetch_rows(
-            stored["paths"], opts, spools, wanted, meta.get("inputs"),
-            lambda text: listener(Notice("warning", text)),
-        ),
-    )  # fmt: skip
+
+    def warn(text: str) -> None:
+        listener(Notice("warning", text))
+
+    def fetch(wanted: dict[int, set[int]]) -> dict[tuple[int, int], list[str]]:
+        return fetch_rows(stored["paths"], opts, spools, wanted, meta.get("inputs"), warn)
+
+    _outcome, path = write_run_failures(
+        journal,
+        record.id,
+        opts.conflict,
+        path=Path(meta["failures_file"]),
+        columns=meta["columns"],
+        rejects=Path(meta["rejects_file"]) if meta.get("rejects_file") else None,
+        sent=SentIndex.reader(run_dir(journal.state_dir, record.id) / "sent.idx"),
+        sources=[(str(name), list(columns)) for name, columns in meta["sources"]],
+        fetch=fetch,
+    )
+    return path
 
 
 def _written_failures(record: RunRecord) -> Path | None:
@@ -226,7 +289,3 @@ def _written_failures(record: RunRecord) -> Path | None:
 
 def _options(record: RunRecord) -> ImportOptions:
     return ImportOptions.from_json(record.options["options"])
-
-
-def journal_run_dir(journal: Journal, run_id: str) -> Path:
-    return journal.state_dir / "runs" / run_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import stat
 import tempfile
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shandy_cli import ImportOptions, import_files
 from shandy_cli.errors import InputError
 from shandy_cli.pipeline.chunking import (
     API_MAX_BYTES,
@@ -24,6 +26,7 @@ from shandy_cli.pipeline.chunking import (
     encode_prospect,
     plan_chunks,
 )
+from shandy_cli.sandbox import Sandbox
 
 OPTIONS = {"stepId": "X", "verifyProspects": False, "conflictAction": "noUpdate", "tags": []}
 SUFFIX = body_suffix(OPTIONS)
@@ -259,3 +262,42 @@ def test_plan_chunks_partitions_within_limits(
     assert all(1 <= len(g) <= max_rows and total(g) <= max_bytes for g in plan)
     for group, nxt in itertools.pairwise(plan):
         assert len(group) == max_rows or total([*group, nxt[0]]) > max_bytes
+
+
+# -- modes after a real import ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("columnar", ["never", "always"])
+def test_a_runs_chunks_and_keys_are_private(
+    sandbox: Sandbox, tmp_path: Path, columnar: str
+) -> None:
+    """Under the usual umask 022: every directory the run makes 0700, every file 0600 --
+    the chunk bodies, their ``chunks/`` directory and the ``keys-*.bin`` beside them."""
+    src = tmp_path / "leads.csv"
+    src.write_text("Email,First Name\n" + "".join(f"m{i}@example.com,Ann\n" for i in range(30)))
+    state = tmp_path / "state"
+    old = os.umask(0o022)
+    try:
+        result = import_files(
+            [str(src)],
+            ImportOptions(
+                step_id="StepA1",
+                max_rows=10,
+                wait=False,
+                columnar=columnar,
+                rejects=str(tmp_path / "rejects.csv"),
+            ),
+            api_key="k",
+            base_url=sandbox.url,
+            state_dir=state,
+        )
+    finally:
+        os.umask(old)
+    assert result.rows_submitted == 30 and len(result.chunks) == 3
+    made = list(state.rglob("*"))
+    chunk_dirs = [p for p in made if p.name == "chunks"]
+    keys = [p for p in made if p.name.startswith("keys-")]
+    assert len(chunk_dirs) == 1 and len(keys) == 3, made
+    for path in made:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))

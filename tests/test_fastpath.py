@@ -1,10 +1,10 @@
-"""The columnar fast path (pipeline/fastcsv.py) against the per-row path, byte for byte.
+"""The columnar reader (pipeline/columnar/) against the per-row path, byte for byte.
 
-Each case runs ``prepare()`` twice on the same inputs -- ``SHANDY_COLUMNAR=1``
-(columnar whatever the size) and ``=0`` (per-row only) -- and compares the
-chunk bodies, chunk keys, digests, the sent index, the rejects file and the
-counts.  Blocks are made small so files span many blocks and a handover
-happens mid-file.
+Each case runs ``prepare()`` twice on the same inputs -- ``columnar="always"``
+(whatever the size) and ``"never"`` (per-row only) -- and compares the chunk
+bodies, chunk keys, digests, the sent index, the rejects file and the counts,
+and pins how many rows the columnar reader committed.  Blocks are made small so
+files span many blocks and a handover happens mid-file.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shandy_cli.errors import ShandyError
-from shandy_cli.pipeline import fastcsv
+from shandy_cli.pipeline import columnar
+from shandy_cli.pipeline.columnar import framing
 from shandy_cli.pipeline.events import ReadProgress
+from shandy_cli.pipeline.mapping import PY_WS, UNIT_SEPARATORS
 from shandy_cli.pipeline.prepare import PrepareContext, Prepared, prepare
 from shandy_cli.pipeline.results import ImportOptions
 from shandy_cli.pipeline.validation import email_key
@@ -33,14 +35,17 @@ HEADER = ["First Name", "Last Name", "Email", "Company", "Lead Source"]
 
 @pytest.fixture(autouse=True)
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(fastcsv, "BLOCK", 1 << 12)  # many blocks per file
+    monkeypatch.setattr(framing, "BLOCK", 1 << 12)  # many blocks per file
     yield
+
+
+WAYS = {"0": "never", "1": "always", "auto": "auto"}
 
 
 def run(
     paths: list[Path],
     out: Path,
-    columnar: str,
+    way: str,
     monkeypatch: pytest.MonkeyPatch,
     skip: set[int] | None = None,
     events: list[object] | None = None,
@@ -48,16 +53,21 @@ def run(
     field_types: dict[str, str] | None = None,
     **options: Any,
 ) -> tuple[Prepared, Path]:
-    monkeypatch.setenv("SHANDY_COLUMNAR", columnar)
     run_dir = out / "run"
     run_dir.mkdir(parents=True)
     ctx = PrepareContext(
-        paths=[str(p) for p in paths], opts=ImportOptions(step_id="S1", **options),
-        labels=LABELS, step_id="S1", run_dir=run_dir, rejects_path=out / "rejects.csv",
+        paths=[str(p) for p in paths],
+        opts=ImportOptions(step_id="S1", columnar=WAYS[way], **options),
+        labels=LABELS,
+        step_id="S1",
+        run_dir=run_dir,
+        rejects_path=out / "rejects.csv",
         listener=(events.append if events is not None else lambda e: None),
-        notice=lambda text, level: None, skip_keys=skip or set(), spools=spools or {},
+        notice=lambda text, level: None,
+        skip_keys=skip or set(),
+        spools=spools or {},
         field_types=field_types or {},
-    )  # fmt: skip
+    )
     return prepare(ctx), run_dir
 
 
@@ -81,8 +91,10 @@ def snapshot(result: Prepared, run_dir: Path) -> dict[str, object]:
 
 
 def compare(
-    paths: list[Path], tmp: Path, monkeypatch: pytest.MonkeyPatch, **kw: Any
+    paths: list[Path], tmp: Path, monkeypatch: pytest.MonkeyPatch, columnar: int | None, **kw: Any
 ) -> dict[str, object]:
+    """Both ways give the same output; ``columnar``: how many rows went the columnar way
+    (None only for generated data, where no fixed count exists)."""
     try:
         slow = snapshot(*run(paths, tmp / "slow", "0", monkeypatch, **kw))
     except ShandyError as exc:  # a file-level error must be the same error either way
@@ -92,6 +104,8 @@ def compare(
         return {}
     fast = snapshot(*run(paths, tmp / "fast", "1", monkeypatch, **kw))
     assert slow["columnar"] == 0
+    if columnar is not None:
+        assert fast["columnar"] == columnar
     for key in slow.keys() - {"columnar"}:
         assert fast[key] == slow[key], key
     # A dry run, either way, plans what the real run made -- without writing a body.
@@ -117,9 +131,14 @@ def rows(n: int, seed: int = 1) -> list[list[str]]:
         elif roll < 0.06 and i:
             email = f"  USER{rng.randrange(i)}@Example.TEST "
         out.append(
-            [f"Ann{i}", rng.choice(["", "Lee", " Ng "]), email, rng.choice(["", "Acme, Inc."]),
-             rng.choice(notes) if rng.random() < 0.5 else ""]
-        )  # fmt: skip
+            [
+                f"Ann{i}",
+                rng.choice(["", "Lee", " Ng "]),
+                email,
+                rng.choice(["", "Acme, Inc."]),
+                rng.choice(notes) if rng.random() < 0.5 else "",
+            ]
+        )
     return out
 
 
@@ -132,6 +151,7 @@ def csv_bytes(header: list[str], data: list[list[str]], **dialect: Any) -> bytes
 BASE = rows(3000)
 GOOD = csv_bytes(HEADER, BASE, lineterminator="\n")
 CUT = GOOD.index(b"\n", len(GOOD) // 2) + 1
+EARLY = GOOD.index(b"\n", 20000) + 1
 
 
 WIN = GOOD.decode().replace("🙂", "€").encode("cp1252")  # as Excel on Windows saves it
@@ -209,6 +229,13 @@ CASES: dict[str, tuple[bytes, dict[str, Any], str]] = {
     "control-chars": (mid(b"Bo,\x01\x02,g@example.test,,\x1f\n"), {}, "csv"),
     "whitespace-line": (mid(b"   \n"), {}, "csv"),
     "quoted-newlines": (mid(b'"Multi\nLine","x\r\ny",h@example.test,"a\n\nb",\n'), {}, "csv"),
+    "nul-in-a-value-mid": (mid(b"Bo,Li,nul@example.test,Ac\x00me,\n"), {}, "csv"),
+    # within the first 64 KB, which the reader samples to tell text from binary data
+    "nul-in-a-value-early": (
+        GOOD[:EARLY] + b"Bo,Li,nul@example.test,Ac\x00me,\n" + GOOD[EARLY:],
+        {},
+        "csv",
+    ),
     "oversize-row": (
         mid(b"Bo,Li,big@example.test,," + b"x" * 6000 + b"\n"),
         {"max_bytes": 5_000},
@@ -217,37 +244,50 @@ CASES: dict[str, tuple[bytes, dict[str, Any], str]] = {
 }
 
 
+# Rows the columnar reader commits in each case (4 KB blocks): all 3000 (3001 with the
+# extra row), 0 where it declines up front, or those before the block it hands over at.
+HANDED_OVER = 1481  # the rows before the block holding the odd record inserted by mid()
+COLUMNAR_ROWS = {
+    **dict.fromkeys(CASES, 3000),
+    **dict.fromkeys(["ragged-short", "control-chars", "whitespace-line"], 3001),
+    **dict.fromkeys(["quoted-newlines", "oversize-row"], 3001),
+    **dict.fromkeys(["stray-quote-mid", "ragged-long-mid", "ragged-empty-extra"], HANDED_OVER),
+    **dict.fromkeys(["lone-cr", "bad-utf8-mid", "nul-in-a-value-mid"], HANDED_OVER),
+    "set-mapped": 0,  # a --set constant for a mapped label: plan_problem declines
+    "cp1252-undefined-byte-mid": 1490,  # its own bytes: the block cut falls elsewhere
+    "utf-16-lone-surrogate-mid": 1488,
+    "nul-in-a-value-early": 378,  # the blocks before the one holding it (~20 KB in)
+}
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_same_output(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data, options, ext = CASES[name]
     path = tmp_path / f"{name}.{ext}"
     path.write_bytes(data)
-    compare([path], tmp_path, monkeypatch, **options)
+    compare([path], tmp_path, monkeypatch, COLUMNAR_ROWS[name], **options)
 
 
-@pytest.mark.parametrize(
-    ("name", "columnar"),
-    [
-        ("cp1252", 3000),
-        ("latin-1-nel", 3000),
-        ("cp1252-undefined-byte-mid", -1),
-        ("utf-16-tsv", 3000),
-        ("utf-16-be-no-bom", 3000),
-        ("utf-16-be-bom", 3000),
-        ("utf-16-lone-surrogate-mid", -1),
-    ],
-)
-def test_other_encodings_go_columnar(
-    name: str, columnar: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("name", ["nul-in-a-value-mid", "nul-in-a-value-early"])
+def test_a_nul_byte_rejects_its_row_only(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Transcoded (block by block, or UTF-16 as read); a byte the codec lacks hands the
-    rest over."""
+    """Either way (the columnar reader hands the block over), the row holding a NUL is
+    rejected with its reason and the others are imported -- the file is not refused."""
     data, options, ext = CASES[name]
     path = tmp_path / f"{name}.{ext}"
     path.write_bytes(data)
-    got = compare([path], tmp_path, monkeypatch, **options)
-    done = got["columnar"]
-    assert done == columnar if columnar > 0 else 0 < done < 1500  # type: ignore[operator]
+    got = compare([path], tmp_path, monkeypatch, COLUMNAR_ROWS[name], **options)
+    assert got["reasons"] == {
+        "duplicate email": 78,
+        "invalid email": 65,
+        "missing email": 16,
+        "a NUL character in column": 1,
+    }  # the same as without that row, and one more
+    assert got["counts"] == (3001, 2841, 160, 0)
+    rejects = got["rejects"].decode()  # type: ignore[union-attr]
+    assert ",nul@example.test,Ac\ufffdme,," in rejects  # shown, the NUL replaced
+    assert "a NUL character in column 'Company' (binary data?)" in rejects
 
 
 def test_duplicates_across_files_fast_and_slow(
@@ -274,28 +314,24 @@ def test_duplicates_across_files_fast_and_slow(
     )
     d = tmp_path / "d.csv"
     d.write_bytes(CASES["bad-utf8-mid"][0])
-    got = compare([a, b, c, d, a], tmp_path, monkeypatch, max_rows=500)
+    got = compare([a, b, c, d, a], tmp_path, monkeypatch, 9182, max_rows=500)
     reasons: dict[str, int] = got["reasons"]  # type: ignore[assignment]
-    assert sum(n for kind, n in reasons.items() if kind.startswith("duplicate email")) > 3000
+    assert sum(n for kind, n in reasons.items() if kind.startswith("duplicate email")) == 7523
 
 
 def test_stdin_spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # run.py copies stdin and pipes aside; the columnar path reads that copy.
     spool = tmp_path / "stdin.bin"
     spool.write_bytes(CASES["bad-utf8-mid"][0])
-    called = []
-    real = fastcsv.read_columnar
-    monkeypatch.setattr(fastcsv, "read_columnar", lambda *a, **k: called.append(1) or real(*a, **k))
-    compare([Path("-")], tmp_path, monkeypatch, spools={0: spool})
-    assert called
+    compare([Path("-")], tmp_path, monkeypatch, HANDED_OVER, spools={0: spool})
 
 
 def test_only_new(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "a.csv"
     path.write_bytes(mid(b"Bo,Li,user5@example.test,," + b"x" * 6000 + b"\n"))
     skip = {email_key(f"user{i}@example.test") for i in range(0, 3000, 3)}
-    got = compare([path], tmp_path, monkeypatch, skip=skip, max_bytes=5_000)
-    assert got["reasons"]["already imported"] > 500  # type: ignore[index]
+    got = compare([path], tmp_path, monkeypatch, 3001, skip=skip, max_bytes=5_000)
+    assert got["reasons"]["already imported"] == 951  # type: ignore[index]
 
 
 def test_columnar_really_runs_and_reports_progress(
@@ -303,14 +339,12 @@ def test_columnar_really_runs_and_reports_progress(
 ) -> None:
     path = tmp_path / "a.csv"
     path.write_bytes(GOOD)
-    called = []
-    real = fastcsv.read_columnar
-    monkeypatch.setattr(fastcsv, "read_columnar", lambda *a, **k: called.append(1) or real(*a, **k))
     events: list[object] = []
-    run([path], tmp_path / "x", "1", monkeypatch, events=events)
-    assert called
+    prepared, _ = run([path], tmp_path / "x", "1", monkeypatch, events=events)
+    assert prepared.rows_columnar == 3000
     progress = [e for e in events if isinstance(e, ReadProgress)]
-    assert len(progress) > 2 and progress[-1].done
+    assert [e.done for e in progress] == [False] * 32 + [True]  # one a block, then done
+    assert (progress[-1].rows, progress[-1].bytes_read) == (3000, len(GOOD))
 
 
 def numbers_csv(n: int) -> bytes:
@@ -330,10 +364,9 @@ def test_a_column_feeding_a_number_field_reads_row_by_row_with_the_same_result(
     give the per-row result: the values that are not numbers rejected."""
     path = tmp_path / "n.csv"
     path.write_bytes(numbers_csv(3000))
-    got = compare([path], tmp_path, monkeypatch, field_types={"Lead Source": field_type})
-    assert got["columnar"] == 0
+    got = compare([path], tmp_path, monkeypatch, 0, field_types={"Lead Source": field_type})
     reasons: dict[str, int] = got["reasons"]  # type: ignore[assignment]
-    assert reasons[f'"Lead Source" is a {field_type} field: is not a number'] > 1000
+    assert reasons[f'"Lead Source" is a {field_type} field: is not a number'] == 1439
 
 
 def test_a_number_field_no_column_feeds_keeps_the_fast_path(
@@ -342,9 +375,13 @@ def test_a_number_field_no_column_feeds_keeps_the_fast_path(
     path = tmp_path / "n.csv"
     path.write_bytes(numbers_csv(3000))
     got = compare(
-        [path], tmp_path, monkeypatch, constants={"Industry": "42"},
+        [path],
+        tmp_path,
+        monkeypatch,
+        3000,
+        constants={"Industry": "42"},
         field_types={"Industry": "number", "Lead Source": "text"},
-    )  # fmt: skip
+    )
     assert got["columnar"] == 3000
 
 
@@ -352,8 +389,8 @@ def test_plan_problem_names_a_number_field() -> None:
     from shandy_cli.pipeline.mapping import build_mapping
 
     typed = build_mapping(HEADER, LABELS, field_types={"Company": "currency"})
-    assert fastcsv.plan_problem(typed) == "a column feeds a number or currency field"
-    assert fastcsv.plan_problem(build_mapping(HEADER, LABELS)) is None
+    assert columnar.plan_problem(typed) == "a column feeds a number or currency field"
+    assert columnar.plan_problem(build_mapping(HEADER, LABELS)) is None
 
 
 def test_small_files_stay_per_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -363,7 +400,7 @@ def test_small_files_stay_per_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     from shandy_cli.pipeline._readers.base import SourceInfo
 
     info = SourceInfo(str(path), str(path), "csv", "utf-8", ",", HEADER, len(GOOD))
-    assert fastcsv.columnar_eligible(info, None, str(path)) == "no columns"
+    assert columnar.columnar_eligible(info, None, str(path)) == "no columns"
 
 
 _TEXT = st.one_of(
@@ -374,9 +411,10 @@ _TEXT = st.one_of(
 
 
 @settings(
-    max_examples=40, deadline=None,
+    max_examples=40,
+    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)  # fmt: skip
+)
 @given(data=st.lists(st.lists(_TEXT, min_size=3, max_size=3), min_size=1, max_size=40))
 def test_random_csvs(data: list[list[str]], tmp_path_factory: pytest.TempPathFactory) -> None:
     compare_tiny_blocks(random_csv(data).encode(), tmp_path_factory.mktemp("h"))
@@ -391,8 +429,8 @@ def compare_tiny_blocks(raw: bytes, tmp: Path, **options: Any) -> None:
     path = tmp / "r.csv"
     path.write_bytes(raw)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(fastcsv, "BLOCK", 64)
-        compare([path], tmp, mp, **options)
+        mp.setattr(framing, "BLOCK", 64)
+        compare([path], tmp, mp, None, **options)
 
 
 _WIN_TEXT = st.one_of(
@@ -402,9 +440,10 @@ _WIN_TEXT = st.one_of(
 
 
 @settings(
-    max_examples=25, deadline=None,
+    max_examples=25,
+    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)  # fmt: skip
+)
 @given(
     data=st.lists(st.lists(_WIN_TEXT, min_size=3, max_size=3), min_size=1, max_size=40),
     junk=st.booleans(),
@@ -421,9 +460,10 @@ def test_random_cp1252_csvs(
 
 
 @settings(
-    max_examples=25, deadline=None,
+    max_examples=25,
+    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)  # fmt: skip
+)
 @given(
     data=st.lists(st.lists(_TEXT, min_size=3, max_size=3), min_size=1, max_size=40),
     order=st.sampled_from(["utf-16-le", "utf-16-be"]),
@@ -440,7 +480,7 @@ def test_whitespace_list_is_exactly_str_isspace() -> None:
     import sys
 
     every = "".join(ch for ch in map(chr, range(sys.maxunicode + 1)) if ch.isspace())
-    assert every == fastcsv.PY_WS
+    assert every == PY_WS
 
 
 def test_polars_default_trim_is_str_strip_but_unit_separators() -> None:
@@ -451,7 +491,7 @@ def test_polars_default_trim_is_str_strip_but_unit_separators() -> None:
     import polars as pl
 
     chars = [chr(i) for i in range(sys.maxunicode + 1) if not 0xD800 <= i <= 0xDFFF]
-    chars = [ch for ch in chars if ch not in fastcsv.UNIT_SEPARATORS]
+    chars = [ch for ch in chars if ch not in UNIT_SEPARATORS]
     padded = pl.Series([f"{ch}x{ch}" for ch in chars])
     got = padded.str.strip_chars().to_list()
     assert got == [f"{ch}x{ch}".strip() for ch in chars]
@@ -484,5 +524,64 @@ def test_one_kind_of_escape_per_file(
     ]
     path = tmp_path / "one.csv"
     path.write_bytes(csv_bytes(HEADER, data, lineterminator="\n", delimiter=delimiter))
-    fast = compare([path], tmp_path, monkeypatch)
-    assert fast["columnar"] == 2000  # all of it the columnar way: nothing handed over
+    compare([path], tmp_path, monkeypatch, 2000)  # all of it columnar: nothing handed over
+
+
+def test_a_small_import_never_loads_polars(tmp_path: Path) -> None:
+    """Under "auto" a small CSV is read row by row, and polars (~0.3 s) is never imported."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "a.csv"
+    path.write_bytes(GOOD[:20_000])
+    code = f"""
+import sys
+from pathlib import Path
+from shandy_cli.pipeline.prepare import PrepareContext, prepare
+from shandy_cli.pipeline.results import ImportOptions
+run = Path({str(tmp_path / "run")!r})
+run.mkdir()
+ctx = PrepareContext(
+    paths=[{str(path)!r}], opts=ImportOptions(step_id="S1"), labels={LABELS!r}, step_id="S1",
+    run_dir=run, rejects_path=run / "rejects.csv", listener=print, notice=print,
+)
+prepared = prepare(ctx)
+print(prepared.rows_read, prepared.rows_columnar, "polars" in sys.modules, file=sys.stderr)
+"""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=60
+    )
+    assert done.stderr.split() == ["461", "0", "False"], done.stderr
+
+
+def test_reading_choice_takes_the_option_else_the_setting(tmp_path: Path) -> None:
+    from shandy_cli.config import Settings, resolve_settings
+    from shandy_cli.pipeline.prepare import reading_choice
+
+    def settings(**env: str) -> Settings:
+        return resolve_settings(environ=env, dotenv_path=tmp_path / "none", state_dir=tmp_path)
+
+    auto = settings()
+    assert reading_choice(ImportOptions(), auto) == {"columnar": "auto", "fastexcel": True}
+    off = settings(SHANDY_COLUMNAR="0", SHANDY_FASTEXCEL="0")
+    assert reading_choice(ImportOptions(), off) == {"columnar": "never", "fastexcel": False}
+    assert reading_choice(ImportOptions(columnar="always", fastexcel=True), off) == {
+        "columnar": "always",
+        "fastexcel": True,
+    }
+    (tmp_path / ".env").write_text("SHANDY_COLUMNAR=1\n")
+    dotenv = resolve_settings(environ={}, dotenv_path=tmp_path / ".env", state_dir=tmp_path)
+    assert reading_choice(ImportOptions(), dotenv)["columnar"] == "always"
+    ctx = PrepareContext(
+        paths=[],
+        opts=ImportOptions(fastexcel=False),
+        labels=[],
+        step_id=None,
+        run_dir=tmp_path,
+        rejects_path=tmp_path / "r.csv",
+        listener=print,
+        notice=print,
+        **reading_choice(ImportOptions(), dotenv),
+    )
+    assert (ctx.columnar_choice, ctx.fastexcel_choice) == ("always", False)

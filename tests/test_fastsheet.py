@@ -1,9 +1,9 @@
 """Text-only XLSX sheets: fastexcel + the columnar stages give the per-row path's bytes.
 
-The reference is the per-row path over python-calamine (``SHANDY_FASTEXCEL=0``,
-``SHANDY_COLUMNAR=0``); the fast way loads the sheet with fastexcel and reads it
-with ``fastcsv.read_sheet``.  Chunk bodies, keys, digests, sent index, rejects
-and counts must be identical.
+The reference is the per-row path over python-calamine (``fastexcel=False``,
+``columnar="never"``); the fast way loads the sheet with fastexcel and reads it
+with ``columnar.read_sheet``.  Chunk bodies, keys, digests, sent index, rejects
+and counts must be identical, and how many rows went the columnar way is pinned.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shandy_cli.pipeline import fastcsv
+from shandy_cli.pipeline import columnar
 from shandy_cli.pipeline._readers import spreadsheet
 from shandy_cli.pipeline._readers.spreadsheet import text_sheet
+from shandy_cli.pipeline.columnar import sheet as columnar_sheet
 from tests.test_fastpath import HEADER, rows, run, snapshot
 
 
@@ -36,14 +37,21 @@ def workbook(path: Path, grid: list[list[Any]], at: str = "A1") -> Path:
     return path
 
 
-def compare_sheet(path: Path, tmp: Path, monkeypatch: pytest.MonkeyPatch, **kw: Any) -> None:
-    monkeypatch.setenv("SHANDY_FASTEXCEL", "0")
-    slow = snapshot(*run([path], tmp / "slow", "0", monkeypatch, **kw))
-    monkeypatch.setenv("SHANDY_FASTEXCEL", "1")
-    fast = snapshot(*run([path], tmp / "fast", "1", monkeypatch, **kw))
+def compare_sheet(
+    path: Path, tmp: Path, monkeypatch: pytest.MonkeyPatch, columnar: int | None, **kw: Any
+) -> None:
+    """Both ways read the same; ``columnar``: the rows the fast way read columnar
+    (None only for generated sheets)."""
+    slow = snapshot(*run([path], tmp / "slow", "0", monkeypatch, fastexcel=False, **kw))
+    fast = snapshot(*run([path], tmp / "fast", "1", monkeypatch, fastexcel=True, **kw))
+    assert slow["columnar"] == 0
+    if columnar is not None:
+        assert fast["columnar"] == columnar
     for key in slow.keys() - {"columnar"}:
         assert fast[key] == slow[key], key
-    plan = snapshot(*run([path], tmp / "plan", "1", monkeypatch, dry_run=True, **kw))
+    plan = snapshot(
+        *run([path], tmp / "plan", "1", monkeypatch, dry_run=True, fastexcel=True, **kw)
+    )
     assert plan["columnar"] == fast["columnar"]
     for key in ("counts", "reasons", "plan", "rejects"):
         assert plan[key] == slow[key], key
@@ -53,25 +61,25 @@ def compare_sheet(path: Path, tmp: Path, monkeypatch: pytest.MonkeyPatch, **kw: 
 def counted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """What became of each read_sheet call: "read" or the hand-over reason."""
     outcomes: list[str] = []
-    real = fastcsv.read_sheet
+    real = columnar.read_sheet
 
     def spy(*args: Any, **kwargs: Any) -> int:
         try:
             done = real(*args, **kwargs)
-        except fastcsv.Handover as exc:
+        except columnar.Handover as exc:
             outcomes.append(exc.reason)
             raise
         outcomes.append("read")
         return done
 
-    monkeypatch.setattr(fastcsv, "read_sheet", spy)
-    monkeypatch.setattr(fastcsv, "SHEET_BLOCK", 257)  # many blocks per sheet
+    monkeypatch.setattr(columnar, "read_sheet", spy)
+    monkeypatch.setattr(columnar_sheet, "SHEET_BLOCK", 257)  # many blocks per sheet
     return outcomes
 
 
 def test_plain_sheet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted: list[str]) -> None:
     path = workbook(tmp_path / "a.xlsx", [HEADER, *rows(2000)])
-    compare_sheet(path, tmp_path, monkeypatch)
+    compare_sheet(path, tmp_path, monkeypatch, 2000)
     assert counted == ["read"] * 2  # the import, then the dry run
 
 
@@ -87,7 +95,7 @@ def test_gaps_offset_header_and_empty_strings(
         if i % 131 == 0:
             grid.append(["", " ", None, "", ""])  # no email: rejected, numbered
     path = workbook(tmp_path / "b.xlsx", grid, at="C4")
-    compare_sheet(path, tmp_path, monkeypatch)
+    compare_sheet(path, tmp_path, monkeypatch, 900)
     assert counted == ["read"] * 2
 
 
@@ -97,7 +105,7 @@ def test_values_past_the_header_hand_over(
     grid = [HEADER, *rows(600)]
     grid[400] = [*grid[400], "stray"]
     path = workbook(tmp_path / "c.xlsx", grid)
-    compare_sheet(path, tmp_path, monkeypatch)
+    compare_sheet(path, tmp_path, monkeypatch, 0)
     assert counted == ["values beyond the header's columns"] * 2
 
 
@@ -116,7 +124,7 @@ def test_typed_sheet_same_output(
     grid[650][3] = 0.30000000000000004
     grid[651][0] = False
     path = workbook(tmp_path / "e.xlsx", grid)
-    compare_sheet(path, tmp_path, monkeypatch)
+    compare_sheet(path, tmp_path, monkeypatch, 0)
     assert counted == []  # not a text sheet: the per-row path read it
 
 
@@ -131,15 +139,22 @@ def test_early_typed_cells_skip_the_text_load(
     tried: list[str] = []
     real = spreadsheet.text_sheet
     monkeypatch.setattr(spreadsheet, "text_sheet", lambda *a: tried.append(a[1]) or real(*a))
-    compare_sheet(path, tmp_path, monkeypatch)
+    compare_sheet(path, tmp_path, monkeypatch, 0)
     assert tried == []
 
 
 @pytest.mark.parametrize(
     ("cell", "typed"),
-    [("text", False), (None, False), (12, True), (0.5, True), (True, True),
-     (dt.datetime(2024, 5, 1), True), ("=1+1", True)],
-)  # fmt: skip
+    [
+        ("text", False),
+        (None, False),
+        (12, True),
+        (0.5, True),
+        (True, True),
+        (dt.datetime(2024, 5, 1), True),
+        ("=1+1", True),
+    ],
+)
 def test_looks_typed_reads_the_first_cells(tmp_path: Path, cell: object, typed: bool) -> None:
     book = openpyxl.Workbook()
     book.active.title = "R&D <leads>"  # escaped in workbook.xml
@@ -173,9 +188,10 @@ _CELL = st.one_of(
 
 
 @settings(
-    max_examples=25, deadline=None,
+    max_examples=25,
+    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)  # fmt: skip
+)
 @given(data=st.lists(st.lists(_CELL, min_size=3, max_size=3), min_size=1, max_size=30))
 def test_random_sheets(
     data: list[list[str | None]], tmp_path_factory: pytest.TempPathFactory
@@ -183,19 +199,24 @@ def test_random_sheets(
     tmp = tmp_path_factory.mktemp("s")
     path = workbook(tmp / "r.xlsx", [["Email", "First Name", "Company"], *data])
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(fastcsv, "SHEET_BLOCK", 7)
-        compare_sheet(path, tmp, mp)
+        mp.setattr(columnar_sheet, "SHEET_BLOCK", 7)
+        compare_sheet(path, tmp, mp, None)
 
 
 @pytest.mark.parametrize(
-    "cell",
-    ["=A2", "=1+1", "_x000D_ and _x0009_", "  ", "\u00a0nbsp\u00a0", "x" * 3000, "ünï©ødé 🙂"],
+    ("cell", "fast"),
+    [
+        ("=A2", 0),  # a formula: the sheet is not text-only (looks_typed), read per row
+        ("=1+1", 0),
+        *((cell, 300) for cell in ["_x000D_ and _x0009_", "  ", "\u00a0nbsp\u00a0", "x" * 3000]),
+        ("ünï©ødé 🙂", 300),
+    ],
 )
 def test_odd_text_cells_read_the_same(
-    cell: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cell: str, fast: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     grid: list[list[Any]] = [HEADER, *rows(300)]
     for r in range(5, 300, 37):
         grid[r][4] = cell
     path = workbook(tmp_path / "f.xlsx", grid)
-    compare_sheet(path, tmp_path, monkeypatch)
+    compare_sheet(path, tmp_path, monkeypatch, fast)

@@ -279,6 +279,7 @@ CASES: dict[str, Refused | Imported] = {
     "header-only": Imported(file("hdr.csv", b"Email,First Name\r\n"), (0, 0, 0)),
     "invalid-utf8-mid-file": Imported(file("u8.csv", _bad_utf8_mid), (3004, 3003, 1), "undecodable"),
     "nul-byte-in-a-value": Imported(file("nulv.csv", _nul_mid), (3002, 3001, 1), "NUL"),
+    "nul-byte-in-a-value-of-a-small-file": Imported(file("nuls.csv", b"Email,Company\nnul0@example.com,Ac\x00me\nnul1@example.com,Acme\n"), (2, 1, 1), "NUL"),
     "nul-escape-in-xlsx-cell": Imported(file("xn.xlsx", _xlsx_nul), (2, 1, 1), "NUL"),
     "ragged-rows": Imported(file("rag.csv", _ragged), (3, 2, 1), "header has 3 columns"),
     "20mb-field": Imported(file("big.csv", lambda: b"Email,Industry\nbig0@example.com," + b"y" * (20 << 20) + b"\nbig1@example.com,ok\n"), (2, 2, 0)),

@@ -144,9 +144,16 @@ def test_a_custom_field_named_like_an_alias_wins_over_the_alias(header: str, lab
 
 def test_system_labels_of_a_keyless_dry_run_are_the_confirmed_list() -> None:
     assert SYSTEM_LABELS == [
-        "First Name", "Last Name", "Email", "Company", "Phone Number", "Job Title", "City",
-        "Country", "LinkedIn",
-    ]  # fmt: skip
+        "First Name",
+        "Last Name",
+        "Email",
+        "Company",
+        "Phone Number",
+        "Job Title",
+        "City",
+        "Country",
+        "LinkedIn",
+    ]
     # Exports that say "LinkedIn URL" still map without a key.
     assert targets(["Email", "LinkedIn URL"], SYSTEM_LABELS) == ["Email", "LinkedIn"]
 
@@ -342,9 +349,11 @@ def test_a_constant_for_a_number_field_must_be_a_number(
 def test_number_constants_pass_and_columns_feeding_number_fields_are_typed() -> None:
     labels = [*LABELS, "Deal Size", "Price"]
     mapping = build_mapping(
-        ["Email", "deal_size", "Lead Source"], labels,
-        constants={"Price": " 9.99 "}, field_types=TYPES,
-    )  # fmt: skip
+        ["Email", "deal_size", "Lead Source"],
+        labels,
+        constants={"Price": " 9.99 "},
+        field_types=TYPES,
+    )
     assert mapping.constants == {"Price": "9.99"}
     # Only what columns feed is checked row by row; the constant was checked above.
     assert mapping.typed == {"Deal Size": "number"}

@@ -364,6 +364,19 @@ def test_nul_bytes_in_a_csv(tmp_path: Path) -> None:
     fails(write(tmp_path, "g.csv", b"Name,Email\x00\x00\x01\x02garbage\x00\n"), "NUL bytes")
 
 
+def test_a_nul_byte_in_one_value_marks_that_row_only(tmp_path: Path) -> None:
+    """Within the sample the reader sniffs: one NUL in a value is not a binary file."""
+    data = b"Email,Company\na@example.com,Ac\x00me\nb@example.com,Acme\n"
+    _info, rows = read(write(tmp_path, "n.csv", data))
+    assert values(rows) == [["a@example.com", "Ac\ufffdme"], ["b@example.com", "Acme"]]
+    assert [r.problem for r in rows] == ["a NUL character in column 'Company' (binary data?)", None]
+
+
+def test_many_nul_bytes_are_binary_data(tmp_path: Path) -> None:
+    rows = b"".join(b"x%d@example.com,A\x00\x00B\n" % i for i in range(20))
+    fails(write(tmp_path, "b.csv", b"Email,Company\n" + rows), "NUL bytes", "binary data")
+
+
 def test_png_named_csv_and_xlsx(tmp_path: Path) -> None:
     png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
     fails(write(tmp_path, "pic.csv", png), "this is a PNG image, not a .csv")
@@ -442,9 +455,18 @@ def test_xlsx_values_are_text_as_a_person_sees_them(tmp_path: Path) -> None:
     info, rows = read(path)
     assert (info.format, info.encoding, info.delimiter) == ("xlsx", None, None)
     assert values(rows) == [
-        ["a@example.com", "1234567890", "2024-03-05", "2024-03-05 14:30:15", "TRUE", "0.1", "", "12345678901234"],
+        [
+            "a@example.com",
+            "1234567890",
+            "2024-03-05",
+            "2024-03-05 14:30:15",
+            "TRUE",
+            "0.1",
+            "",
+            "12345678901234",
+        ],
         ["b@example.com", "42", "2024-01-02", "", "FALSE", "2.5", "", "-3"],
-    ]  # fmt: skip
+    ]
 
 
 def test_xlsx_sheets_and_grid_numbering(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ from shandy_cli.pipeline.run import ImportResult
 from shandy_cli.pipeline.runs import RUN_COLUMNS, RunsResult, run_cells
 from shandy_cli.preview import PreviewResult
 from shandy_cli.redaction import one_line
-from shandy_cli.status import RequestStatus
+from shandy_cli.status import RequestStatus, StatusResult
 
 
 class PlainProgress:
@@ -274,6 +274,14 @@ def _import(result: ImportResult, json_out: bool) -> None:
     note = already_present_note(result)
     if note:
         console.print(cell(note))
+
+
+@render_result.register
+def _status(result: StatusResult, json_out: bool) -> None:
+    if json_out:
+        print_json(result.to_dict())
+    else:
+        stdout_console().print(status_table(result.requests))
 
 
 @render_result.register

@@ -14,13 +14,9 @@ from shandy_cli.cli.common import (
     SandboxOpt,
     StateDirOpt,
     client_session,
-    fail,
     handle_errors,
-    print_json,
-    stdout_console,
 )
-from shandy_cli.cli.render import progress_for, status_table
-from shandy_cli.exits import ExitCode
+from shandy_cli.cli.render import conclude, progress_for
 from shandy_cli.pipeline.polling import FIRST_INTERVAL
 from shandy_cli.status import check_status
 
@@ -56,7 +52,7 @@ def status(
         progress_for(json_out) as listener,
         client_session(api_key, base_url, state_dir, sandbox) as (client, conn),
     ):
-        results = check_status(
+        result = check_status(
             request_ids,
             client=client,
             state_dir=conn.settings.state_dir,
@@ -66,11 +62,4 @@ def status(
             poll_interval=poll_interval,
             listener=listener,
         )
-    if json_out:
-        print_json([r.to_dict() for r in results])
-    else:
-        stdout_console().print(status_table(results))
-    pending = [r.request_id for r in results if not r.completed]
-    if pending and wait:
-        raise fail(f"--timeout passed; still processing: {' '.join(pending)}", ExitCode.TIMEOUT)
-    raise typer.Exit(max(r.exit_code for r in results))  # the rule import's exit code follows
+    conclude(result, json_out)  # exits with the library's StatusResult.exit_code

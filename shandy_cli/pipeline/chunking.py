@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 import orjson
 
+from shandy_cli._files import make_missing_dirs
 from shandy_cli.errors import InputError
 
 API_MAX_ROWS = 100_000
@@ -51,6 +52,14 @@ def encode_prospect(prospect: dict[str, str]) -> bytes:
         return orjson.dumps(prospect)
     except orjson.JSONEncodeError as exc:
         raise ValueError(f"prospect cannot be encoded as JSON: {exc}") from exc
+
+
+# The encoder's columnar twin: the JSON string escapes exactly as orjson writes them
+# (the columnar reader replaces ESCAPES[i] by ESCAPED[i]; columnar/selfcheck.py
+# compares its items with encode_prospect's once per process).
+ESCAPES = ["\\", '"', *map(chr, range(32))]
+ESCAPED = [orjson.dumps(ch).decode()[1:-1] for ch in ESCAPES]
+ESCAPE_ALL = "".join(ESCAPES)
 
 
 def body_suffix(options: dict[str, object]) -> bytes:
@@ -270,7 +279,7 @@ class Chunker:
         if self.spool_dir is None:
             self._out = _Discard()
             return self._out
-        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        make_missing_dirs(self.spool_dir)  # 0700: it holds prospects' data
         # mkstemp creates the file 0600 and never reuses a name, so two runs
         # sharing a spool directory cannot clobber each other's bodies.
         fd, name = tempfile.mkstemp(

@@ -76,38 +76,79 @@ def clean_header(text: str) -> str:
 # "location" (city? country?), "county", "emails" (several?).
 _ALIAS_GROUPS: dict[str, tuple[str, ...]] = {
     "Email": (
-        "email", "e-mail", "email address", "e-mail address", "mail", "mail address",
-        "work email", "business email", "email id", "primary email", "contact email",
+        "email",
+        "e-mail",
+        "email address",
+        "e-mail address",
+        "mail",
+        "mail address",
+        "work email",
+        "business email",
+        "email id",
+        "primary email",
+        "contact email",
     ),
     "First Name": ("first name", "given name", "fname", "first", "forename"),
     "Last Name": ("last name", "surname", "family name", "lname", "last"),
     "Company": (
-        "company", "company name", "organization", "organisation", "organization name",
-        "organisation name", "account", "account name", "employer", "business name", "org",
+        "company",
+        "company name",
+        "organization",
+        "organisation",
+        "organization name",
+        "organisation name",
+        "account",
+        "account name",
+        "employer",
+        "business name",
+        "org",
     ),
     "Job Title": ("title", "position", "job title", "role", "job", "designation"),
     "Phone Number": (
-        "phone", "mobile", "phone number", "telephone", "tel", "cell", "mobile phone",
-        "work phone", "mobile number", "cell phone", "phone no", "direct phone",
-        "office phone", "contact number",
+        "phone",
+        "mobile",
+        "phone number",
+        "telephone",
+        "tel",
+        "cell",
+        "mobile phone",
+        "work phone",
+        "mobile number",
+        "cell phone",
+        "phone no",
+        "direct phone",
+        "office phone",
+        "contact number",
     ),
     "Website": (
-        "website", "url", "company website", "domain", "web", "company url",
-        "company domain", "homepage", "website url", "site",
+        "website",
+        "url",
+        "company website",
+        "domain",
+        "web",
+        "company url",
+        "company domain",
+        "homepage",
+        "website url",
+        "site",
     ),
     # The live system field is "LinkedIn"; "LinkedIn URL" is what exports call it.
     # An account with a custom field of that name still gets it: an exact label
     # match is tried before any alias.
     "LinkedIn": (
-        "linkedin url", "linkedin profile", "linkedin profile url", "linkedin link",
-        "person linkedin url", "linkedin profile link",
+        "linkedin url",
+        "linkedin profile",
+        "linkedin profile url",
+        "linkedin link",
+        "person linkedin url",
+        "linkedin profile link",
     ),
     "City": ("city", "town"),
     "State": ("state", "region", "province", "state province", "state region"),
     "Country": ("country", "country name"),
     "Industry": ("industry", "sector"),
     "Twitter": ("twitter", "twitter url", "twitter handle"),
-}  # fmt: skip
+}
 
 
 def _build_aliases(groups: AbcMapping[str, Iterable[str]]) -> dict[str, str]:
@@ -122,6 +163,18 @@ def _build_aliases(groups: AbcMapping[str, Iterable[str]]) -> dict[str, str]:
 
 
 ALIASES: dict[str, str] = _build_aliases(_ALIAS_GROUPS)
+
+
+# The trim's columnar twin. Exactly the characters str.strip() removes (str.isspace()),
+# for polars' strip_chars; spelled out, as finding them among all 1.1M code points
+# costs 60 ms at every start (tests/test_fastpath.py checks the list against this
+# Python's str.isspace). Rust's trim (polars' default, the faster) strips them all
+# but the four UNIT_SEPARATORS.
+PY_WS = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004"
+    "\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+UNIT_SEPARATORS = "\x1c\x1d\x1e\x1f"  # str.isspace() says yes, Rust's trim no
 
 
 @dataclass
@@ -150,6 +203,9 @@ class Mapping:
 
     def prospect(self, values: list[str]) -> dict[str, str]:
         """Label -> trimmed value for one row; empty values left out, constants added.
+
+        Trimmed by ``str.strip()``: exactly the characters of ``PY_WS``, which the
+        columnar reader strips (``columnar/encoder.py``).
 
         A short (ragged) row reads as empty beyond its end.  When several columns
         were explicitly mapped to one label, the first non-empty one wins.

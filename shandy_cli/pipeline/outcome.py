@@ -18,18 +18,36 @@ asked. Each is one of:
   so in such a chunk *every* already-present row counts as imported.
 
 Nothing here talks to the API: it reads saved reports and the journal.
+
+This is the one home of how a run ends, for ``import`` (``run.py``) and
+``status`` (``status.py``) alike: a chunk's outcome and its end in the journal
+(``end_chunk``), the run's failures and the ledger's refusals (``settle_run``,
+``write_run_failures``), the top reasons, the journal's word for the end
+(``journal_outcome``), the cleanup of a completed run (``complete_run``) and the
+exit code of a run, or of requests, that ended (``ended_exit_code``).
 """
 
 from __future__ import annotations
 
 import shutil
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shandy_cli.exits import INTERRUPT_CODES, ExitCode
 from shandy_cli.journal import ChunkRecord, Journal
-from shandy_cli.pipeline.reporting import ServerFailure, parse_report, reason_kind
+from shandy_cli.pipeline.housekeeping import drop_superseded, run_dir
+from shandy_cli.pipeline.reporting import (
+    RowFetcher,
+    SentIndex,
+    ServerFailure,
+    parse_report,
+    reason_kind,
+    write_failures,
+)
+from shandy_cli.pipeline.spool import releasable
 from shandy_cli.pipeline.validation import email_key
 
 # How Saleshandy words "this prospect is already in the sequence": live, "Prospect already
@@ -99,11 +117,35 @@ def record_chunk(
     """Write a completed chunk's end to the journal; returns its state."""
     state = outcome.state(chunk.rows)
     journal.mark(
-        chunk.run_id, chunk.idx, state, report=str(report) if report else None,
-        report_url=report_url, failed_rows=len(outcome.failed),
+        chunk.run_id,
+        chunk.idx,
+        state,
+        report=str(report) if report else None,
+        report_url=report_url,
+        failed_rows=len(outcome.failed),
         already_present_rows=len(outcome.already_present),
-    )  # fmt: skip
+    )
     return state
+
+
+def end_chunk(
+    journal: Journal | None,
+    chunk: ChunkRecord | None,
+    report: Path | None,
+    *,
+    request_id: str,
+    report_url: str | None,
+) -> tuple[ChunkOutcome, str]:
+    """A completed request, counted as the import that sent it counts it (``chunk``: its
+    journal record, whose POSTs say whether its own repeats are in the report), and, for a
+    chunk still accepted in the journal, its end written there. Returns the outcome and
+    the chunk's state (``completed`` or ``failed``)."""
+    outcome = read_chunk_outcome(report, request_id, resent=was_resent(chunk))
+    if chunk is None:
+        return outcome, outcome.state(0)
+    if journal is not None and chunk.state == "accepted":
+        return outcome, record_chunk(journal, chunk, outcome, report=report, report_url=report_url)
+    return outcome, outcome.state(chunk.rows)
 
 
 def all_done(chunks: Iterable[ChunkRecord]) -> bool:
@@ -152,11 +194,110 @@ def refuse_in_ledger(journal: Journal, run_id: str, outcome: RunOutcome) -> None
         journal.ledger_refuse(run_id, refused)
 
 
-def finished_exit_code(*, rejected: int, failed: int, already_present: int, conflict: str) -> int:
-    """0 or 1 for a run (or requests) that finished: the contract's exit code table."""
+def write_run_failures(
+    journal: Journal,
+    run_id: str,
+    conflict: str,
+    *,
+    path: Path,
+    columns: list[str],
+    rejects: Path | None,
+    sent: SentIndex,
+    sources: list[tuple[str, list[str]]],
+    fetch: RowFetcher,
+) -> tuple[RunOutcome, Path | None]:
+    """Once every chunk is done: the run settled (``settle_run``) and its failures file
+    written, rows joined back to their source rows (``fetch``). Returns the outcome
+    and the file written (None: no row to list)."""
+    outcome = settle_run(journal, run_id, conflict)
+    written = write_failures(path, columns, rejects, outcome.listed, sent, sources, fetch)
+    return outcome, written
+
+
+def finished_exit_code(
+    *, rejected: int, failed: int, already_present: int, conflict: str
+) -> ExitCode:
+    """0 or 1 for a run (or a request) that finished: the contract's exit code table."""
     if rejected or failed or (already_present and already_present_fails(conflict)):
-        return 1
-    return 0
+        return ExitCode.ROWS_FAILED
+    return ExitCode.OK
+
+
+def ended_exit_code(
+    finished: Iterable[int], *, pending: bool = False, error_code: int | None = None
+) -> ExitCode:
+    """The exit code of a run, or of ``status``'s requests, that ended: the code of the error
+    that ended it (``error_code``; 0 there says 4: resumable); 5 when the wait for
+    Saleshandy ran out with requests still processing (``pending``); else the worst of the
+    ``finished`` codes (``finished_exit_code`` of each), 0 with none."""
+    if error_code is not None:
+        return ExitCode(error_code or ExitCode.API)
+    if pending:
+        return ExitCode.TIMEOUT
+    return ExitCode(max(finished, default=ExitCode.OK))
+
+
+def timeout_message(request_ids: Iterable[str], *, run: bool) -> str:
+    """What a wait that ran out says: ``import``'s (``run``) names how to continue."""
+    ids = " ".join(request_ids)
+    if run:
+        return (
+            "--timeout passed while Saleshandy was still processing; continue with: "
+            f"shandy status {ids} --wait (or run the same command again)"
+        )
+    return f"--timeout passed; still processing: {ids}"
+
+
+def unsent_error(detail: str, unsent_rows: int, run_id: str) -> str:
+    """A run the API stopped after something was sent: what is left, and how to send it."""
+    return (
+        f"{detail}; {unsent_rows:,} row(s) in unsent chunks: run the same command "
+        f"again, or `shandy resume {run_id}`, to send them"
+    )
+
+
+def resumable_error(detail: str, run_id: str) -> str:
+    """A run that anything else stopped after something was sent."""
+    return (
+        f"{detail}; the journal is saved: `shandy resume {run_id}` (or the same "
+        "command) continues without sending accepted chunks again"
+    )
+
+
+def interrupted_error(accepted: int, chunks: int, run_id: str) -> str:
+    return (
+        f"interrupted after {accepted} of {chunks} chunk(s) were accepted; the journal "
+        f"is saved: `shandy resume {run_id}` (or the same command) continues"
+    )
+
+
+def after_sending_code(exc: BaseException) -> ExitCode:
+    """Anything that ends a run after the first POST is 4 (3: the key): resumable, never
+    2, which says nothing was sent, and never 1, which says it finished."""
+    code = getattr(exc, "exit_code", None)
+    return ExitCode.AUTH if code == ExitCode.AUTH else ExitCode.API
+
+
+def journal_outcome(*, exit_code: int, error: bool, completed: bool, chunks: int) -> str:
+    """The journal's word for how a run ended."""
+    if exit_code in INTERRUPT_CODES:
+        return "interrupted"
+    if error:
+        return "failed"
+    if completed or not chunks:
+        return "completed"
+    return "processing"  # accepted, not yet known to be done (--no-wait, --timeout)
+
+
+def complete_run(journal: Journal, run_id: str, spools: Iterable[Path]) -> None:
+    """A run is done: journalled completed, its leftovers cleaned (``clean_completed``;
+    of ``spools``, those no unfinished run still reads), and the runs it supersedes
+    dropped."""
+    journal.update_run(run_id, outcome="completed", ended=time.time())
+    clean_completed(run_dir(journal.state_dir, run_id), releasable(journal, spools))
+    record = journal.get(run_id)
+    if record is not None:
+        drop_superseded(journal, record)
 
 
 def top_reasons(local: Counter[str], listed: Iterable[ServerFailure]) -> list[tuple[str, int]]:

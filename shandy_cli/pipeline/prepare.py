@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from xxhash import xxh3_128
-
+from shandy_cli._files import open_private
 from shandy_cli.client import SaleshandyClient
+from shandy_cli.config import columnar_mode
 from shandy_cli.errors import InputError, ShandyError
 from shandy_cli.pipeline._readers.spreadsheet import WorkbookSource
 from shandy_cli.pipeline.chunking import Chunk, Chunker, body_suffix, encode_prospect
@@ -35,16 +35,20 @@ from shandy_cli.pipeline.mapping import (
 from shandy_cli.pipeline.reporting import RowsWriter, SentIndex, union_columns
 from shandy_cli.pipeline.results import ImportOptions
 from shandy_cli.pipeline.sources import Row, Source, SourceInfo, open_source
-from shandy_cli.pipeline.validation import Validator
+from shandy_cli.pipeline.spool import digest_file as _digest
+from shandy_cli.pipeline.spool import input_change
+from shandy_cli.pipeline.validation import SKIPPED_REASON, Validator
 from shandy_cli.redaction import one_line
 
 if TYPE_CHECKING:
-    from shandy_cli.pipeline import fastcsv
+    from shandy_cli.config import Settings
+    from shandy_cli.pipeline import columnar
 
-COLUMNAR_MIN_SIZE = 2 << 20  # fastcsv.MIN_SIZE, here so small files never load polars
+# When "auto" takes the columnar reader (pipeline/columnar/): decided here, before
+# anything imports polars, so small files never load it.
+COLUMNAR_MIN_SIZE = 2 << 20  # a CSV below this is as fast row by row as starting workers
 COLUMNAR_MIN_ROWS = 5000  # a sheet this small is read as fast row by row
 PROGRESS_EVERY = 2000  # rows between read-progress events: cheap, still smooth
-SKIPPED_REASON = "already imported"
 
 
 @dataclass
@@ -99,6 +103,32 @@ class PrepareContext:
     # Label -> fieldType of the account's fields (empty without a key): which
     # values must be numbers.
     field_types: dict[str, str] = field(default_factory=dict)
+    # How sources are read (Settings.columnar / .fastexcel; see ``reading_choice``).
+    # ``opts.columnar`` / ``opts.fastexcel``, when not None, win over these.
+    columnar: str = "auto"
+    fastexcel: bool = True
+
+    @property
+    def columnar_choice(self) -> str:
+        """The reading choice, "auto", "always" or "never": the option, else the setting."""
+        chosen = self.opts.columnar if self.opts.columnar is not None else self.columnar
+        return columnar_mode(chosen)
+
+    @property
+    def fastexcel_choice(self) -> bool:
+        return self.opts.fastexcel if self.opts.fastexcel is not None else self.fastexcel
+
+
+def reading_choice(opts: ImportOptions, settings: Settings) -> dict[str, Any]:
+    """``PrepareContext``'s reading keywords for an import: its options, else the settings
+    (``SHANDY_COLUMNAR``, ``SHANDY_FASTEXCEL``, with ``.env``): ``PrepareContext(...,
+    **reading_choice(opts, settings))``."""
+    return {
+        "columnar": columnar_mode(
+            opts.columnar if opts.columnar is not None else settings.columnar
+        ),
+        "fastexcel": opts.fastexcel if opts.fastexcel is not None else settings.fastexcel,
+    }
 
 
 def body_options(opts: ImportOptions, step_id: str | None) -> bytes:
@@ -156,7 +186,9 @@ def _open_sources(ctx: PrepareContext) -> list[Source]:
     sources: list[Source] = []
     try:
         for index, path in enumerate(ctx.paths):
-            sources.append(open_input(path, ctx.opts, ctx.spools.get(index), ctx.stdin))
+            spool = ctx.spools.get(index)
+            fastexcel = ctx.fastexcel_choice
+            sources.append(open_input(path, ctx.opts, spool, ctx.stdin, fastexcel=fastexcel))
     except BaseException:
         for src in sources:
             src.close()
@@ -165,19 +197,21 @@ def _open_sources(ctx: PrepareContext) -> list[Source]:
 
 
 def open_input(
-    path: str, opts: ImportOptions, spool: Path | None, stdin: BinaryIO | None = None
+    path: str,
+    opts: ImportOptions,
+    spool: Path | None,
+    stdin: BinaryIO | None = None,
+    *,
+    fastexcel: bool = True,
 ) -> Source:
     """Open one input, reading a private copy in place of stdin or a pipe when there is one."""
+    how = {"encoding": opts.encoding, "delimiter": opts.delimiter, "sheet": opts.sheet}
     if spool is None:
-        return open_source(
-            path, encoding=opts.encoding, delimiter=opts.delimiter, sheet=opts.sheet, stdin=stdin
-        )
+        return open_source(path, stdin=stdin, fastexcel=fastexcel, **how)
     handle = spool.open("rb")
     try:
-        src = open_source(
-            "-", encoding=opts.encoding, delimiter=opts.delimiter, sheet=opts.sheet,
-            stdin=handle, name=None if path == "-" else path,
-        )  # fmt: skip
+        shown = None if path == "-" else path
+        src = open_source("-", stdin=handle, name=shown, fastexcel=fastexcel, **how)
     except BaseException:
         handle.close()
         raise
@@ -264,6 +298,7 @@ class _Reader:
         self.rejects = rejects
         self.out = out
         self.validator = Validator()
+        self.columnar = ctx.columnar_choice
         self.keys = array("Q")  # email keys of the chunk being built, for the ledger
         # Each closed chunk file is hashed on a thread of its own while reading goes
         # on: the body is never read back on this thread.
@@ -316,63 +351,70 @@ class _Reader:
     def _columnar(
         self, src: Source, mapping: Mapping | None, file_index: int
     ) -> tuple[int, int | None]:
-        """Rows of ``src`` read the columnar way (see fastcsv), and its byte size if that
+        """Rows of ``src`` read the columnar way (pipeline/columnar/), and its byte size if that
         was all of them (None: none, or up to a handover).
 
         The columnar reader fills the same validator, chunker, rejects, sent
         index and chunk keys as the loop in ``read``, which goes on from there.
         """
         info = src.info
-        if _columnar_off() or mapping is None:
+        if self.columnar == "never" or mapping is None:
             return 0, None
         if isinstance(src, WorkbookSource) and src.frame is not None:  # a text-only sheet
             return self._columnar_sheet(src, mapping, file_index)
         spool = self.ctx.spools.get(file_index)
         path = str(spool) if spool is not None else (None if info.path == "-" else info.path)
-        if _cheap_no(info, path):
+        if _cheap_no(info, path, self.columnar):
             return 0, None
-        from shandy_cli.pipeline import fastcsv  # polars and numpy load only when needed
+        from shandy_cli.pipeline import columnar  # polars and numpy load only when needed
 
-        if fastcsv.columnar_eligible(info, mapping, path) is not None:
+        if columnar.columnar_eligible(info, mapping, path) is not None:
             return 0, None
         assert path is not None
         try:
-            rows = fastcsv.read_columnar(path, info, mapping, self._state(info, file_index))
-        except fastcsv.Handover as exc:
+            rows = columnar.read_columnar(path, info, mapping, self._state(info, file_index))
+        except columnar.Handover as exc:
             return exc.done, None
         return rows, os.path.getsize(path)
 
     def _columnar_sheet(
         self, src: WorkbookSource, mapping: Mapping, file_index: int
     ) -> tuple[int, int | None]:
-        from shandy_cli.pipeline import fastcsv
+        from shandy_cli.pipeline import columnar
 
         info, frame = src.info, src.frame
-        small = len(frame) < COLUMNAR_MIN_ROWS and os.environ.get("SHANDY_COLUMNAR") != "1"
-        if small or fastcsv.plan_problem(mapping) is not None:
+        small = len(frame) < COLUMNAR_MIN_ROWS and self.columnar != "always"
+        if small or columnar.plan_problem(mapping) is not None:
             return 0, None
         state = self._state(info, file_index)
         try:
-            rows = fastcsv.read_sheet(frame, src.header_index, info, mapping, state)
-        except fastcsv.Handover as exc:
+            rows = columnar.read_sheet(frame, src.header_index, info, mapping, state)
+        except columnar.Handover as exc:
             return exc.done, None
         src.drop_frame()  # all read: let the memory go
         return rows, info.size or 0
 
-    def _state(self, info: SourceInfo, file_index: int) -> fastcsv.RunState:
+    def _state(self, info: SourceInfo, file_index: int) -> columnar.RunState:
         """The run's state the columnar readers commit into."""
-        from shandy_cli.pipeline import fastcsv
+        from shandy_cli.pipeline import columnar
 
         assert self.out.sent is not None
 
         def progress(rows: int, nbytes: int) -> None:
             self.ctx.listener(ReadProgress(info.name, rows, nbytes, info.size))
 
-        return fastcsv.RunState(
-            validator=self.validator, chunker=self.chunker, rejects=self.rejects,
-            sent=self.out.sent, file_index=file_index, skip_keys=self.ctx.skip_keys,
-            counts=self.out, add_keys=self._add_keys, planned=self._planned, progress=progress,
-        )  # fmt: skip
+        return columnar.RunState(
+            validator=self.validator,
+            chunker=self.chunker,
+            rejects=self.rejects,
+            sent=self.out.sent,
+            file_index=file_index,
+            skip_keys=self.ctx.skip_keys,
+            counts=self.out,
+            add_keys=self._add_keys,
+            planned=self._planned,
+            progress=progress,
+        )
 
     def _add_keys(self, packed: bytes) -> None:
         self.keys.frombytes(packed)  # not a bound method of self.keys: _planned replaces it
@@ -390,7 +432,8 @@ class _Reader:
         self.out.chunks.append(chunk)
         if chunk.path is not None:  # None: a plan (dry run), nothing to hash or send
             self._digests.append(self._hasher.submit(_digest, chunk.path))
-            self.out.keys_path(chunk).write_bytes(keys.tobytes())
+            with open_private(self.out.keys_path(chunk), "wb") as fh:  # 0600, as the body
+                fh.write(keys.tobytes())
         else:
             self._digests.append(_done(""))
         self.ctx.listener(ChunkEvent(chunk.index, "planned", chunk.rows, chunk.bytes))
@@ -425,17 +468,17 @@ def _done(value: str) -> Future[str]:
     return future
 
 
-def _columnar_off() -> bool:
-    return os.environ.get("SHANDY_COLUMNAR") == "0"
-
-
-def _cheap_no(info: SourceInfo, path: str | None) -> bool:
-    """Sources the columnar path never takes, decided without importing polars."""
+def _cheap_no(info: SourceInfo, path: str | None, choice: str) -> bool:
+    """Sources the columnar path never takes, decided without importing polars:
+    no file, not a delimited format, or (``choice`` "auto") a small one."""
     if path is None or info.format not in ("csv", "tsv", "txt"):
         return True
-    if os.environ.get("SHANDY_COLUMNAR") == "1":
+    if choice == "always":
         return False
-    return info.size is not None and info.size < COLUMNAR_MIN_SIZE
+    try:
+        return os.stat(path).st_size < COLUMNAR_MIN_SIZE
+    except OSError:
+        return True
 
 
 def fetch_rows(
@@ -478,35 +521,3 @@ def fetch_rows(
         except (ShandyError, OSError):
             continue
     return found
-
-
-def input_identity(path: Path, digest: str | None = None) -> dict[str, Any]:
-    """What an input is, journalled when it is read: size and mtime (the cheap test) and
-    its content's digest (the truth, for a copy made with ``cp -p``). ``digest``: one
-    already taken from the same bytes (the fingerprint's read), so the file is read once."""
-    info = path.stat()
-    found = digest if digest is not None else _digest(path)
-    return {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "digest": found}
-
-
-def input_change(path: Path, identity: dict[str, Any]) -> str | None:
-    """How ``path`` differs from the input a run read (``input_identity``), or None."""
-    try:
-        info = path.stat()
-    except OSError:
-        return "is gone"
-    if (info.st_size, info.st_mtime_ns) != (identity.get("size"), identity.get("mtime_ns")):
-        return "changed"
-    try:
-        return None if _digest(path) == identity.get("digest") else "changed"
-    except OSError:
-        return "is unreadable"
-
-
-def _digest(path: Path) -> str:
-    # XXH3-128 (~10 GB/s): it only has to tell a re-prepared body from a different one.
-    h = xxh3_128()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()

@@ -17,14 +17,24 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from shandy_cli._files import open_private, private_output, safe_filename, same_file, writable_dir
+from shandy_cli._files import (
+    ensure_private_dir,
+    open_private,
+    private_output,
+    safe_filename,
+    same_file,
+    writable_dir,
+)
 from shandy_cli.errors import ApiError, InputError
 from shandy_cli.pipeline.formulas import META_COLUMNS, guard, unguard
 from shandy_cli.pipeline.mapping import clean_header, normalize_header
 from shandy_cli.pipeline.validation import email_key, is_plausible_email
 from shandy_cli.redaction import one_line
+
+if TYPE_CHECKING:
+    from shandy_cli.client import SaleshandyClient
 
 REASON_HEADERS = (
     "reason",
@@ -117,6 +127,23 @@ def report_path(folder: Path, request_id: str, inputs: Sequence[str], spare: Pat
     if any(p != "-" and same_file(p, path) for p in inputs):
         return spare / path.name
     return path
+
+
+def save_report(
+    client: SaleshandyClient,
+    url: str | None,
+    request_id: str,
+    *,
+    folder: Path,
+    inputs: Sequence[str],
+    spare: Path,
+) -> Path | None:
+    """Download a completed request's report to ``report_path`` (None: it has none)."""
+    if not url:
+        return None
+    report = report_path(folder, request_id, inputs, spare)
+    ensure_private_dir(report.parent)
+    return client.download_report(url, report)
 
 
 class RowsWriter:

@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shandy_cli.config import columnar_mode
-from shandy_cli.errors import InputError
+from shandy_cli.errors import (
+    ApiError,
+    AuthenticationError,
+    FaultError,
+    ImportTimeout,
+    InputError,
+    Interrupted,
+    RowsFailed,
+    ShandyError,
+)
+from shandy_cli.exits import INTERRUPT_CODES, ExitCode
 from shandy_cli.faults import fault_message, stop_code
+from shandy_cli.journal import ChunkRecord, RunRecord
 from shandy_cli.pipeline.chunking import API_MAX_BYTES, API_MAX_ROWS
+from shandy_cli.pipeline.outcome import already_present_fails
 from shandy_cli.pipeline.polling import FIRST_INTERVAL
+
+if TYPE_CHECKING:
+    from shandy_cli.pipeline.prepare import Prepared
 
 # "upsert" is in the official spec and used live; beyond "create or update" its
 # exact meaning is unknown, so it is passed on as given.
@@ -162,6 +177,20 @@ class ChunkResult:
     failed_rows: int = 0  # Saleshandy's report: not imported
     already_present_rows: int = 0  # ... already in the sequence: not added, not updated
 
+    @classmethod
+    def from_record(cls, record: ChunkRecord) -> ChunkResult:
+        """A chunk as the journal recorded it."""
+        return cls(
+            record.idx,
+            record.rows,
+            record.bytes,
+            record.request_id,
+            record.state,
+            record.report_url,
+            record.failed_rows or 0,
+            record.already_present_rows or 0,
+        )
+
 
 @dataclass
 class ImportResult:
@@ -179,7 +208,7 @@ class ImportResult:
     failures_file: str | None = None
     chunks: list[ChunkResult] = field(default_factory=list)
     completed: bool = False
-    exit_code: int = 0
+    exit_code: int = ExitCode.OK
     # Of rows_submitted: failed at Saleshandy, and already in the sequence (disjoint).
     rows_failed: int = 0
     rows_already_present: int = 0
@@ -193,6 +222,8 @@ class ImportResult:
     already_imported: bool = False
     chunks_sent: int = 0
     chunks_resent: list[int] = field(default_factory=list)
+    # The exception a run that stopped early stopped on (``stop``): not in ``--json``.
+    cause: BaseException | None = field(default=None, repr=False, compare=False)
 
     @property
     def request_ids(self) -> list[str]:
@@ -203,9 +234,68 @@ class ImportResult:
         self.error = fault_message(exc, state_dir)
         self.exit_code = stop_code(exc, sent)
         self.completed = False
+        self.cause = exc
+
+    def take_prepared(self, prepared: Prepared) -> None:
+        """What preparing the inputs found: the files, and every row's count before sending."""
+        self.files = prepared.names
+        self.rows_read = prepared.rows_read
+        self.rows_submitted = prepared.rows_submitted
+        self.rows_rejected = prepared.rows_rejected
+        self.rows_skipped = prepared.rows_skipped
+        self.rejects_file = str(prepared.rejects_file) if prepared.rejects_file else None
+
+    def take_completed(self, prior: RunRecord, chunks: list[ChunkRecord]) -> None:
+        """This import already completed in ``prior``: its counts, as the journal kept them."""
+        meta = prior.meta
+        self.run_id, self.already_imported, self.completed = prior.id, True, True
+        self.step_id = prior.step_id
+        self.rows_read = meta.get("rows_read", 0)
+        self.rows_submitted = meta.get("rows_submitted", 0)
+        self.rows_rejected = meta.get("rows_rejected", 0)
+        self.rows_skipped = meta.get("rows_skipped", 0)
+        self.rejects_file = meta.get("rejects_file")
+        self.chunks.extend(ChunkResult.from_record(rec) for rec in chunks)
+        self.rows_failed = sum(c.failed_rows for c in self.chunks)
+        self.rows_already_present = sum(c.already_present_rows for c in self.chunks)
+        self.exit_code = ExitCode.OK
+
+    def raise_for_status(self) -> ImportResult:
+        """Raise the exception that matches a non-zero ``exit_code``; return ``self`` at 0.
+
+        As httpx's ``Response.raise_for_status``, for a caller of ``import_files`` who
+        wants exceptions rather than codes. The exception carries this result as
+        ``exc.result`` (what the run did, every count) and its own ``exit_code``:
+
+        ==========  ==========================================================
+        exit code   raised
+        ==========  ==========================================================
+        1           ``RowsFailed``: rows rejected here, failed at Saleshandy, or
+                    already present under a ``conflict`` other than noUpdate
+                    (the counts: ``rows_rejected``, ``rows_failed``,
+                    ``rows_already_present``)
+        2           the ``InputError``/``FaultError`` the run stopped on
+        3           ``AuthenticationError``: the key was refused
+        4           ``ApiError`` (or the error the run stopped on): resumable
+        5           ``ImportTimeout``: ``timeout`` passed, still processing
+        129/130/143 ``Interrupted``, whose ``exit_code`` is the signal's
+        ==========  ==========================================================
+
+        ``import_files`` itself still raises for what stops a run before anything
+        is sent (``InputError``, ``AuthenticationError``, ...); the result attached to
+        such an error (``exc.import_result``) raises the same one again.
+        """
+        if self.exit_code == ExitCode.OK:
+            return self
+        error = status_error(self)
+        error.result = self
+        if error is self.cause:
+            raise error  # the very error the run stopped on
+        raise error from self.cause
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = asdict(replace(self, cause=None))
+        del data["cause"]
         data["reasons"] = [{"reason": r, "count": n} for r, n in self.reasons]
         return data
 
@@ -226,5 +316,47 @@ def stopped_result(
 
 
 def attach_result(exc: BaseException, result: ImportResult) -> None:
-    """Hand what a stopped run had done to whoever catches ``exc`` (``stopped_result``)."""
+    """Hand what a stopped run had done to whoever catches ``exc`` (``stopped_result``):
+    as ``exc.import_result``, and for a ``ShandyError`` as ``exc.result`` too."""
     exc.import_result = result  # type: ignore[attr-defined]
+    if isinstance(exc, ShandyError):
+        exc.result = result
+
+
+def status_error(result: ImportResult) -> ShandyError:
+    """The exception of a result's non-zero exit code (``ImportResult.raise_for_status``)."""
+    code, words = result.exit_code, result.error or ""
+    cause = result.cause
+    if isinstance(cause, ShandyError) and cause.exit_code == code:
+        return cause  # the run stopped on it: it says best what happened
+    if code == ExitCode.ROWS_FAILED:
+        return rows_failed(result)
+    if code in INTERRUPT_CODES:
+        return Interrupted(words or "interrupted", exit_code=code)
+    if code == ExitCode.TIMEOUT:
+        return ImportTimeout(words or "--timeout passed while Saleshandy was still processing")
+    if code == ExitCode.AUTH:
+        return AuthenticationError(words or "the API key was refused")
+    if code == ExitCode.API:
+        return ApiError(words or "the API failed; the run can be resumed")
+    return FaultError(words or f"the import stopped (exit {code})", sent=False)
+
+
+def rows_failed(result: ImportResult) -> RowsFailed:
+    """Exit 1 in words: how many rows did not go in as asked, and where they are listed."""
+    counts = {
+        "rejected here": result.rows_rejected,
+        "failed at Saleshandy": result.rows_failed,
+        f"already in the sequence, not updated (--conflict {result.conflict})": (
+            result.rows_already_present if already_present_fails(result.conflict) else 0
+        ),
+    }
+    said = ", ".join(f"{n:,} {what}" for what, n in counts.items() if n)
+    where = [f for f in (result.rejects_file, result.failures_file) if f]
+    listed = f" (listed in {' and '.join(where)})" if where else ""
+    return RowsFailed(
+        f"{said or 'rows did not go in as asked'} of {result.rows_read:,} row(s) read{listed}",
+        rejected=result.rows_rejected,
+        failed=result.rows_failed,
+        already_present=result.rows_already_present,
+    )

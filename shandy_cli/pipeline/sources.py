@@ -54,6 +54,7 @@ def open_source(
     sheet: str | None = None,
     stdin: BinaryIO | None = None,
     name: str | None = None,
+    fastexcel: bool = True,
 ) -> Source:
     """Open ``path`` ("-" for stdin) for reading rows; raises InputError on file problems.
 
@@ -66,7 +67,12 @@ def open_source(
         encoding = normalize_encoding(encoding)
     if delimiter is not None:
         delimiter = normalize_delimiter(delimiter)
-    options: dict[str, Any] = {"encoding": encoding, "delimiter": delimiter, "sheet": sheet}
+    options: dict[str, Any] = {
+        "encoding": encoding,
+        "delimiter": delimiter,
+        "sheet": sheet,
+        "fastexcel": fastexcel,
+    }
     if path == "-":
         source = stdin if stdin is not None else sys.stdin.buffer
         fmt = FORMATS.get(os.path.splitext(name)[1].lower()) if name else None
@@ -135,6 +141,7 @@ def _open_stream(
     encoding: str | None,
     delimiter: str | None,
     sheet: str | None,
+    fastexcel: bool = True,
     owned: bool = False,
 ) -> Source:
     sample, complete = read_sample(f, SAMPLE_SIZE)
@@ -157,6 +164,7 @@ def _open_stream(
                 on_disk=owned and size is not None,
                 size=size,
                 sheet=sheet,
+                fastexcel=fastexcel,
             )
         finally:
             if mine is not None:

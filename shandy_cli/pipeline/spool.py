@@ -164,6 +164,56 @@ def fingerprint(
     return h.hexdigest(), digests
 
 
+def fingerprint_inputs(
+    paths: Sequence[str], spools: dict[int, Path], part: dict[str, Any]
+) -> tuple[str, list[dict[str, Any] | None]]:
+    """The import's fingerprint (``fingerprint``) and, from the same read, each input as
+    it was read (``input_identity``; None where it cannot be read: opening it will
+    report the problem clearly), which the journal keeps for the failures file."""
+    found, digests = fingerprint(paths, spools, part)
+    inputs: list[dict[str, Any] | None] = []
+    for index, (path, digest) in enumerate(zip(paths, digests, strict=True)):
+        target = spools.get(index, Path(path))
+        try:
+            inputs.append(None if digest is None else input_identity(target, digest))
+        except OSError:
+            inputs.append(None)
+    return found, inputs
+
+
+def input_identity(path: Path, digest: str | None = None) -> dict[str, Any]:
+    """What an input is, journalled when it is read: size and mtime (the cheap test) and
+    its content's digest (the truth, for a copy made with ``cp -p``). ``digest``: one
+    already taken from the same bytes (the fingerprint's read), so the file is read once."""
+    info = path.stat()
+    found = digest if digest is not None else digest_file(path)
+    return {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "digest": found}
+
+
+def input_change(path: Path, identity: dict[str, Any]) -> str | None:
+    """How ``path`` differs from the input a run read (``input_identity``), or None."""
+    try:
+        info = path.stat()
+    except OSError:
+        return "is gone"
+    if (info.st_size, info.st_mtime_ns) != (identity.get("size"), identity.get("mtime_ns")):
+        return "changed"
+    try:
+        return None if digest_file(path) == identity.get("digest") else "changed"
+    except OSError:
+        return "is unreadable"
+
+
+def digest_file(path: Path) -> str:
+    """A file's content digest: XXH3-128 (~10 GB/s); it only has to tell a re-prepared
+    body (or input) from a different one."""
+    h = xxh3_128()
+    with path.open("rb") as fh:
+        while block := fh.read(BLOCK):
+            h.update(block)
+    return h.hexdigest()
+
+
 def stored_spools(stored: dict[str, Any]) -> dict[int, Path]:
     """The private copies of stdin and pipes a journalled run read, by input index."""
     return {int(i): Path(p) for i, p in (stored.get("spools") or {}).items()}

@@ -2,14 +2,109 @@
 
 from __future__ import annotations
 
+from array import array
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from shandy_cli.client import IMPORT_TO_LIST, IMPORT_TO_STEP, SaleshandyClient
-from shandy_cli.errors import ApiError, InputError
+from shandy_cli.errors import (
+    ApiError,
+    ApiValidationError,
+    AuthenticationError,
+    InputError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+)
+from shandy_cli.journal import Journal
 from shandy_cli.pipeline.chunking import Chunk
 from shandy_cli.pipeline.events import ChunkEvent, Listener
+
+# A POST answered with one of these was refused outright: nothing of it was imported.
+REFUSED = (RateLimitError, AuthenticationError, ApiValidationError)
+
+
+@dataclass
+class Attempts:
+    """Every POST of a run's chunks, journalled (``sending``) before it is made, and which
+    of them may have delivered: an accepted chunk, or a POST whose answer was lost
+    (dropped, timed out, a 5xx) now or in an earlier attempt (``resent``). A POST the API
+    refused outright (a 400, the key, a rate limit) delivered nothing: no attempt."""
+
+    journal: Journal
+    run_id: str
+    resent: list[int]  # the run's result's list: chunks that may have landed twice
+    sending: int | None = None  # the chunk whose POST is under way
+    uncertain: set[int] = field(default_factory=set)  # may have landed, answer unknown
+    counts: Counter[int] = field(default_factory=Counter)  # POSTs per chunk, this process
+
+    def begin(self, index: int) -> None:
+        """Journal a POST attempt, durably, before it is made."""
+        self.journal.mark(self.run_id, index, "sending")
+        self.sending = index  # only once journalled: a POST is never made unrecorded
+        self.counts[index] += 1
+        if self.counts[index] == 2 and index not in self.resent:
+            self.resent.append(index)  # the first may have landed
+
+    def accepted(self, sub: Submitted, step_id: str | None, keys: array) -> None:
+        """Journal an accepted chunk, its rows in the ledger; its body has served."""
+        self.journal.accept(self.run_id, sub.chunk.index, sub.request_id, step_id, keys)
+        self.sending = None
+        if sub.chunk.path is not None:
+            sub.chunk.path.unlink(missing_ok=True)  # accepted: never needed again
+
+    def hearing(self, listener: Listener) -> Listener:
+        """``listener``, after each POST's attempt is journalled as it begins (``begin``)."""
+
+        def heard(event: Any) -> None:
+            if isinstance(event, ChunkEvent) and event.state == "sending":
+                self.begin(event.index)
+            listener(event)
+
+        return heard
+
+    @contextmanager
+    def retries_heard(self, client: SaleshandyClient) -> Iterator[None]:
+        """While sending, a POST's failed attempt that the client retries is told to
+        ``failed`` at once (a refusal is no attempt; a lost answer may have landed)."""
+        previous = client.on_retry
+
+        def on_retry(what: str, attempt: int, delay: float, exc: ApiError) -> None:
+            if what.startswith("POST "):
+                self.failed(exc)
+            if previous:
+                previous(what, attempt, delay, exc)
+
+        client.on_retry = on_retry
+        try:
+            yield
+        finally:
+            client.on_retry = previous
+
+    def failed(self, exc: BaseException) -> None:
+        """The POST under way failed: refused outright it is no attempt, in this process
+        or in the journal (else its rows already in the sequence would count as its own
+        repeats); lost, it may have landed."""
+        if isinstance(exc, REFUSED):
+            self._unsend()
+        elif self.sending is not None and isinstance(exc, ServerError | TransportError):
+            self.uncertain.add(self.sending)
+
+    def broke(self, exc: BaseException) -> None:
+        """Something not the API's (a fault of the machine) stopped the run: a POST under
+        way may have landed."""
+        if self.sending is not None and not isinstance(exc, ApiError):
+            self.uncertain.add(self.sending)
+
+    def _unsend(self) -> None:
+        index, self.sending = self.sending, None
+        if index is None or self.counts[index] < 1:
+            return
+        self.counts[index] -= 1
+        self.journal.unsend(self.run_id, index)
 
 
 @dataclass
@@ -106,7 +201,7 @@ def submit_chunks(
             request_id = client.import_prospects(chunk.path, to_step=to_step, on_attempt=sending)
         except ApiError as exc:
             listener(ChunkEvent(chunk.index, "planned", chunk.rows, chunk.bytes))
-            exc.message = f"chunk {chunk.index + 1}: {exc.message}"
+            exc.chunk = chunk.index + 1  # its context: said once, by str(exc)
             raise
         listener(ChunkEvent(chunk.index, "accepted", chunk.rows, chunk.bytes, request_id))
         yield Submitted(chunk, request_id)

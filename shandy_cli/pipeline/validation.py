@@ -44,7 +44,43 @@ _SHOWN = 80  # longest value quoted in a reject reason, so one bad cell cannot f
 _ATOM = r'[^\s@,;:<>()\[\]\\"\x00-\x1f\x7f.]+'
 _LABEL = r"[^\W_](?:[\w-]{0,61}[^\W_])?"
 _TLD = r"(?:[^\W\d_]{2,63}|[xX][nN]--[\w-]{1,59})"
-_EMAIL_RE = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+{_TLD}")
+EMAIL_PATTERN = rf"{_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+{_TLD}"
+_EMAIL_RE = re.compile(EMAIL_PATTERN)
+
+
+# Its columnar twin: the same pattern for ASCII addresses, as a Rust regex (no
+# Unicode classes, "_" left out of the domain where is_plausible_email refuses it
+# by a separate check). Derived from the classes above, so it cannot drift; the
+# columnar reader judges the few non-ASCII addresses with is_plausible_email itself.
+def _ascii_class(python_class: str, drop: str = "") -> str:
+    """A Rust-regex class of exactly the ASCII characters a Python class matches."""
+    chars = [
+        chr(i) for i in range(128) if re.fullmatch(python_class, chr(i)) and chr(i) not in drop
+    ]
+    return "[" + "".join(f"\\x{ord(c):02x}" for c in chars) + "]"
+
+
+def _fast_email_pattern() -> str:
+    atom = _ascii_class(_ATOM.removesuffix("+"))
+    first = _ascii_class(r"[^\W_]")
+    middle = _ascii_class(r"[\w-]", drop="_")
+    alpha = _ascii_class(r"[^\W\d_]")
+    label = f"{first}(?:{middle}{{0,61}}{first})?"
+    tld = f"(?:{alpha}{{2,63}}|[xX][nN]--{middle}{{1,59}})"
+    return f"^{atom}+(?:\\.{atom}+)*@(?:{label}\\.)+{tld}$"
+
+
+FAST_EMAIL = _fast_email_pattern()  # plus the MAX_EMAIL / MAX_LOCAL length checks
+
+# The reasons a row is refused for its address; the columnar reader writes the same.
+MISSING_EMAIL = "missing email"
+INVALID_EMAIL = "invalid email"
+# --only-new: a row whose address an earlier run sent is skipped, counted under this.
+SKIPPED_REASON = "already imported"
+
+
+def invalid_email_reason(email: str) -> str:
+    return f"{INVALID_EMAIL} {_shown(email)}"
 
 
 def is_plausible_email(value: str) -> bool:
@@ -177,7 +213,7 @@ class _DigestTable:
         if self._wide:
             return stored.astype(np.uint64)
         wide = stored.astype(np.uint64)
-        return ((wide >> np.uint64(24)) << np.uint64(_ROW_BITS)) | (wide & np.uint64(0xFFFFFF))
+        return ((wide >> np.uint64(24)) << np.uint64(ROW_BITS)) | (wide & np.uint64(0xFFFFFF))
 
     def setdefault_many(self, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
         """``setdefault`` for each key in order, vectorised; 0 where the key was new.
@@ -189,7 +225,7 @@ class _DigestTable:
         import numpy as np
 
         if not self._wide and len(values):
-            files, rows = values >> np.uint64(_ROW_BITS), values & np.uint64(_ROW_MASK)
+            files, rows = values >> np.uint64(ROW_BITS), values & np.uint64(ROW_MASK)
             if files.max() > 0xFF or rows.max() > 0xFFFFFF:
                 self._widen()
         self.reserve(len(keys))
@@ -205,7 +241,7 @@ class _DigestTable:
         table_values: np.ndarray = np.frombuffer(self._values, self._dtype())
         if not self._wide:  # callers made sure every value fits
             values = (
-                ((values >> np.uint64(_ROW_BITS)) << np.uint64(24)) | (values & np.uint64(0xFFFFFF))
+                ((values >> np.uint64(ROW_BITS)) << np.uint64(24)) | (values & np.uint64(0xFFFFFF))
             ).astype(np.uint32)
         mask = np.uint64(self._mask)
         found = np.zeros(len(keys), table_values.dtype)
@@ -251,15 +287,15 @@ class _DigestTable:
 
 
 def _narrow_fits(value: int) -> bool:
-    return (value >> _ROW_BITS) <= 0xFF and (value & _ROW_MASK) <= 0xFFFFFF
+    return (value >> ROW_BITS) <= 0xFF and (value & ROW_MASK) <= 0xFFFFFF
 
 
 def _narrow_encode(value: int) -> int:
-    return ((value >> _ROW_BITS) << 24) | (value & 0xFFFFFF)
+    return ((value >> ROW_BITS) << 24) | (value & 0xFFFFFF)
 
 
 def _narrow_decode(stored: int) -> int:
-    return ((stored >> 24) << _ROW_BITS) | (stored & 0xFFFFFF)
+    return ((stored >> 24) << ROW_BITS) | (stored & 0xFFFFFF)
 
 
 def _zeros(count: int, typecode: str = "Q") -> array[int]:
@@ -267,8 +303,11 @@ def _zeros(count: int, typecode: str = "Q") -> array[int]:
     return array(typecode, [0]) * count
 
 
-_ROW_BITS = 40  # rows up to ~1.1e12 per file; files up to 2**24 per run
-_ROW_MASK = (1 << _ROW_BITS) - 1
+# A (file index, row) position packed in 64 bits: ``file << ROW_BITS | row``. The
+# same packing is the sent index's (reporting.SentIndex.add, and the columnar commit's
+# add_many): tests/test_fastpath.py compares their bytes.
+ROW_BITS = 40  # rows up to ~1.1e12 per file; files up to 2**24 per run
+ROW_MASK = (1 << ROW_BITS) - 1
 
 
 class Validator:
@@ -306,9 +345,9 @@ class Validator:
             return problem
         email = prospect.get(self._email_label, "").strip()
         if not email:
-            return "missing email"
+            return MISSING_EMAIL
         if not is_plausible_email(email):
-            return f"invalid email {_shown(email)}"
+            return invalid_email_reason(email)
         if typed:
             for label, field_type in typed.items():
                 value = prospect.get(label)
@@ -318,7 +357,7 @@ class Validator:
         if file != self._last_file:
             self._switch_file(file)
         # A row beyond 2**40 cannot occur; clamping keeps it out of the file bits.
-        where = self._file_bits | (row if 0 <= row <= _ROW_MASK else _ROW_MASK)
+        where = self._file_bits | (row if 0 <= row <= ROW_MASK else ROW_MASK)
         key = email_key(email)
         first = self._table.setdefault(key, where)
         if first is None:
@@ -337,7 +376,7 @@ class Validator:
 
         if file != self._last_file:
             self._switch_file(file)
-        where = np.uint64(self._file_bits) | np.minimum(rows, _ROW_MASK).astype(np.uint64)
+        where = np.uint64(self._file_bits) | np.minimum(rows, ROW_MASK).astype(np.uint64)
         return self._table.setdefault_many(keys.astype(np.uint64, copy=False), where)
 
     def reserve(self, expected: int) -> None:
@@ -345,7 +384,7 @@ class Validator:
         self._table.reserve(expected)
 
     def duplicate_reason(self, email: str, first: int) -> str:
-        first_file, first_row = self._files[first >> _ROW_BITS], first & _ROW_MASK
+        first_file, first_row = self._files[first >> ROW_BITS], first & ROW_MASK
         return f"duplicate email {_shown(email)} (first seen in {first_file} row {first_row})"
 
     def verdict(self, prospect: dict[str, str], **where: Any) -> Verdict:
@@ -362,7 +401,7 @@ class Validator:
         if index is None:
             index = self._file_index[file] = len(self._files)
             self._files.append(file)
-        self._last_file, self._file_bits = file, index << _ROW_BITS
+        self._last_file, self._file_bits = file, index << ROW_BITS
 
 
 def _shown(value: str) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import io
-import os
 import re
 import zipfile
 from collections.abc import Iterator
@@ -110,10 +109,8 @@ def text_sheet(path: str, sheet: str) -> Any:
     cell is a string (``strict`` typing over all rows refuses a column that mixes
     in a number, a date or a boolean, which it would otherwise spell its own way).
     Columns are ``c0, c1, ...``, the header row included, empty cells null.
-    ``SHANDY_FASTEXCEL=0`` turns it off.
+    (``SHANDY_FASTEXCEL=0``, ``ImportOptions.fastexcel=False``: never called.)
     """
-    if os.environ.get("SHANDY_FASTEXCEL") == "0":
-        return None
     try:
         import fastexcel
 
@@ -121,8 +118,11 @@ def text_sheet(path: str, sheet: str) -> Any:
         with ThreadPoolExecutor(1, thread_name_prefix="shandy-sheet") as pool:
             loading = pool.submit(
                 reader.load_sheet,
-                sheet, header_row=None, dtype_coercion="strict", schema_sample_rows=None,
-            )  # fmt: skip
+                sheet,
+                header_row=None,
+                dtype_coercion="strict",
+                schema_sample_rows=None,
+            )
             # The load holds no GIL: import what reading the frame needs meanwhile
             # (polars and numpy, ~0.3 s of this thread, otherwise after it).
             import numpy  # noqa: F401
@@ -244,6 +244,7 @@ class WorkbookSource(Source):
         fmt: str,
         size: int | None,
         sheet: str | None,
+        fastexcel: bool = True,
     ) -> None:
         self._name = name
         self._size = size
@@ -258,7 +259,8 @@ class WorkbookSource(Source):
             else:
                 self._book = calamine.CalamineWorkbook.from_filelike(location)
             chosen = _pick_sheet(self._book, sheet, name)
-            if fmt == "xlsx" and isinstance(location, str) and not looks_typed(location, chosen):
+            text_only = fastexcel and fmt == "xlsx" and isinstance(location, str)
+            if text_only and isinstance(location, str) and not looks_typed(location, chosen):
                 self.frame = text_sheet(location, chosen)
             if self.frame is not None:
                 self._cells = self.frame.iter_rows()
@@ -346,6 +348,7 @@ def open_workbook(
     on_disk: bool,
     size: int | None,
     sheet: str | None,
+    fastexcel: bool = True,
 ) -> WorkbookSource:
     """Check the signature, then open with calamine.
 
@@ -364,7 +367,9 @@ def open_workbook(
         location, size = io.BytesIO(data), len(data)
     if kind in ("xlsx", "ods"):
         check_zip(location, name)
-    return WorkbookSource(location, path=path, name=name, fmt=kind, size=size, sheet=sheet)
+    return WorkbookSource(
+        location, path=path, name=name, fmt=kind, size=size, sheet=sheet, fastexcel=fastexcel
+    )
 
 
 def _read_capped(stream: BinaryIO, limit: int, name: str) -> bytes:

@@ -181,12 +181,26 @@ def decode_sample(sample: bytes, encoding: str, complete: bool) -> str:
     return decoder.decode(sample, final=complete)
 
 
+def looks_binary(text: str) -> bool:
+    """NUL characters in the header line, or more than one in a thousand: binary data.
+
+    A stray NUL inside one value (a bad export, a pasted cell) is not: that row is
+    rejected for it (``base.repair_undecodable``) and the rest are imported.
+    """
+    nuls = text.count("\x00")
+    if not nuls:
+        return False
+    end = text.find("\n")
+    header = text if end < 0 else text[:end]
+    return "\x00" in header or nuls > max(4, len(text) // 1000)
+
+
 def check_is_text(sample: bytes, text: str, *, file: str, fmt: str) -> None:
     """Refuse what is clearly not a text file before it turns into thousands of bad rows."""
     what = describe_magic(sample)
     if what:
         raise InputError(f"this is {what}, not a .{fmt} text file", file=file)
-    if "\x00" in text:
+    if looks_binary(text):
         raise InputError(
             "contains NUL bytes: this looks like binary data, not a text file", file=file
         )

@@ -7,8 +7,13 @@ The import pipeline is a library; the ``shandy`` command is a thin layer over it
     result = import_files(["leads.csv"], step_id="StepA1", tags=["webinar"])
     print(result.rows_submitted, result.rows_rejected, result.exit_code)
 
-Everything raised on purpose is a ``ShandyError`` (see ``shandy_cli.errors``).
+Everything raised on purpose is a ``ShandyError`` (see ``shandy_cli.errors``); every
+result's ``exit_code`` is an ``ExitCode``. The library never prints: it logs to the
+``shandy_cli`` logger hierarchy (retries, warnings, a run's notices), silent until the
+caller configures logging, as httpx does.
 """
+
+import logging as _logging
 
 from shandy_cli._version import __version__
 from shandy_cli.client import ImportStatus, RetryPolicy, SaleshandyClient
@@ -27,6 +32,7 @@ from shandy_cli.errors import (
     ShandyError,
     TransportError,
 )
+from shandy_cli.exits import ExitCode
 from shandy_cli.pipeline.run import ChunkResult, ImportOptions, ImportResult, import_files
 from shandy_cli.preview import preview_file
 from shandy_cli.status import RequestStatus, check_status
@@ -37,6 +43,7 @@ __all__ = [
     "AuthenticationError",
     "ChunkResult",
     "ConfigError",
+    "ExitCode",
     "ImportOptions",
     "ImportResult",
     "ImportStatus",
@@ -58,3 +65,5 @@ __all__ = [
     "preview_file",
     "resolve_settings",
 ]
+
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())

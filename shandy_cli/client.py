@@ -8,11 +8,11 @@ answers alike, and turns every failure into one ``shandy_cli.errors`` type.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
 import ssl
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -126,11 +126,9 @@ def retry_text(what: str, attempt: int, delay: float, error: ShandyError) -> str
 
 
 def _stderr_retry_hook(what: str, attempt: int, delay: float, error: ApiError) -> None:
-    print(
-        printable(redact(f"shandy: {retry_text(what, attempt, delay, error)}")),
-        file=sys.stderr,
-        flush=True,
-    )
+    """The default ``on_retry``: one INFO record on the ``shandy_cli.client`` logger (the
+    library never prints; the CLI renders it as ``shandy: ...`` on stderr)."""
+    logging.getLogger(__name__).info(printable(redact(retry_text(what, attempt, delay, error))))
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -7,10 +7,10 @@ so a library caller's process environment is never changed behind its back.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import re
 import stat
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +70,13 @@ class Settings:
         )
 
 
+log = logging.getLogger(__name__)
 _WARNED: set[Path] = set()
+
+
+def forget_warnings() -> None:
+    """Warn again about a readable ``.env`` (each CLI invocation warns once)."""
+    _WARNED.clear()
 
 
 def read_dotenv(path: Path, warn: bool = True) -> dict[str, str]:
@@ -81,10 +87,7 @@ def read_dotenv(path: Path, warn: bool = True) -> dict[str, str]:
         where = path.resolve()
         if where not in _WARNED:  # once per process, however often settings are resolved
             _WARNED.add(where)
-            print(
-                f"shandy: warning: {path} is readable by group or others; run: chmod 600 {path}",
-                file=sys.stderr,
-            )
+            log.warning("%s is readable by group or others; run: chmod 600 %s", path, path)
     try:
         values = dotenv_values(path)
     except (OSError, UnicodeDecodeError) as exc:

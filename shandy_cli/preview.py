@@ -3,12 +3,42 @@
 from __future__ import annotations
 
 import itertools
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from shandy_cli.client import SaleshandyClient
 from shandy_cli.errors import InputError
+from shandy_cli.exits import ExitCode
+from shandy_cli.pipeline.labels import field_labels
 from shandy_cli.pipeline.mapping import build_mapping, load_mapping_file
 from shandy_cli.pipeline.sources import open_source
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PreviewResult:
+    """A preview (``document``: the contract's ``shandy preview --json``) and the labels'
+    source: "account", or "system" without a client."""
+
+    document: dict[str, Any]
+    labels_source: str
+    exit_code: ExitCode = ExitCode.OK
+
+    def to_json(self) -> dict[str, Any]:
+        return self.document
+
+
+def preview(path: str, client: SaleshandyClient | None = None, **options: Any) -> PreviewResult:
+    """``preview_file`` against the labels an import of ``path`` would map to: the account's
+    through ``client``, else the system labels (said as a warning). ``options`` are
+    ``preview_file``'s."""
+    found = field_labels(client)
+    if found.source == "system":
+        log.warning("no API key: mapping against Saleshandy's system field labels only")
+    return PreviewResult(preview_file(path, found.labels, **options), found.source)
 
 
 def preview_file(

@@ -1,8 +1,10 @@
 """Issue 6.3-6.5: the key stays secret, the transport stays honest, files stay private.
 
-Most checks run the real CLI as a subprocess (the way a key leaks in practice is
-through what a process prints and writes); the rest drive the client against a
-scripted transport or a tiny local server, including a real TLS one.
+Most checks run the CLI (the way a key leaks in practice is through what a process
+prints and writes): in this process with typer's ``CliRunner``, or as a real
+subprocess where the process itself matters (a wrapper's root logging, a monkeyed
+client in ``-c`` code, the umask); the rest drive the client against a scripted
+transport or a tiny local server, including a real TLS one.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from incli import Ran, run_cli
 
 from shandy_cli import ApiError, ConfigError, SaleshandyClient, TransportError, check_status
 from shandy_cli._files import ensure_private_dir, private_output, safe_filename
@@ -46,8 +49,11 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def shandy(
     *args: str, cwd: Path, env: dict[str, str], code: str | None = None, umask: int | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run the CLI (or ``code``, a Python prelude that then runs the CLI) in a subprocess."""
+) -> Ran | subprocess.CompletedProcess[str]:
+    """Run the CLI in this process; or, given ``code`` (a Python prelude that then runs the
+    CLI) or a ``umask``, in a subprocess."""
+    if code is None and umask is None:
+        return run_cli(*args, cwd=cwd, env=env)
     argv = (
         [sys.executable, "-c", code, *args] if code else [sys.executable, "-m", "shandy_cli", *args]
     )
@@ -202,9 +208,17 @@ def test_cli_with_root_logging_on_shows_no_key(sandbox: Sandbox, tmp_path: Path)
         SHANDY_STATE_DIR=str(tmp_path / "state"),
     )
     result = shandy(
-        "-v", "import", str(src), "--step", "StepA1", "--poll-interval", "0.05",
-        cwd=tmp_path, env=env, code=prelude,
-    )  # fmt: skip
+        "-v",
+        "import",
+        str(src),
+        "--step",
+        "StepA1",
+        "--poll-interval",
+        "0.05",
+        cwd=tmp_path,
+        env=env,
+        code=prelude,
+    )
     assert result.returncode == 1, result.stderr
     assert "httpcore" in result.stderr  # the logs are there ...
     assert SECRET not in result.stderr + result.stdout  # ... the key is not
@@ -302,12 +316,38 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, l
     def run(*args: str) -> None:
         subprocess.run([openssl, *args], cwd=d, check=True, capture_output=True)
 
-    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-        "-subj", "/CN=shandy test CA")  # fmt: skip
+    run(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=shandy test CA",
+    )
     run("req", *ec, "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=localhost")
     (d / "ext.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    run("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "srv.pem", "-days", "2", "-extfile", "ext.cnf")  # fmt: skip
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    )
     seen: list[dict] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -508,9 +548,18 @@ def test_a_request_id_cannot_climb_out_of_the_api_path_or_the_report_dir(tmp_pat
 
 @pytest.mark.parametrize(
     ("text", "ok"),
-    [("129a184", "129a184"), ("req-1.csv", "req-1.csv"), ("../../x", None), ("", None),
-     ("a/b", None), ("a\x00b", None), (".hidden", None), ("x" * 300, None), ("é", None)],
-)  # fmt: skip
+    [
+        ("129a184", "129a184"),
+        ("req-1.csv", "req-1.csv"),
+        ("../../x", None),
+        ("", None),
+        ("a/b", None),
+        ("a\x00b", None),
+        (".hidden", None),
+        ("x" * 300, None),
+        ("é", None),
+    ],
+)
 def test_safe_filename(text: str, ok: str | None) -> None:
     name = safe_filename(text, "report")
     if ok is not None:
@@ -583,9 +632,16 @@ def test_state_dir_is_made_private_and_a_bad_one_is_one_line(tmp_path: Path) -> 
         ensure_private_dir(afile)
     src = leads(tmp_path / "l.csv", "sd")
     result = shandy(
-        "import", str(src), "--step", "StepA1", "--sandbox", "--state-dir", str(afile),
-        cwd=tmp_path, env=clean_env(),
-    )  # fmt: skip
+        "import",
+        str(src),
+        "--step",
+        "StepA1",
+        "--sandbox",
+        "--state-dir",
+        str(afile),
+        cwd=tmp_path,
+        env=clean_env(),
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert len([x for x in result.stderr.splitlines() if x.startswith("shandy: error:")]) == 1
 

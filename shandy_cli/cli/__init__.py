@@ -18,7 +18,8 @@ from shandy_cli.cli import (
     sandbox_cmd,
     status_cmd,
 )
-from shandy_cli.cli.common import GLOBALS
+from shandy_cli.cli.common import start_invocation
+from shandy_cli.exits import ExitCode
 
 app = typer.Typer(
     name="shandy",
@@ -34,11 +35,12 @@ app = typer.Typer(
 def _version(value: bool) -> None:
     if value:
         print(f"shandy {__version__}")
-        raise typer.Exit(0)
+        raise typer.Exit(ExitCode.OK)
 
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="More detail on stderr.")
     ] = False,
@@ -55,8 +57,7 @@ def _root(
       shandy import leads.xlsx --sequence "Outbound Q4" --tag webinar --json\n
       shandy status 129a184 --wait
     """
-    GLOBALS.verbose = verbose
-    GLOBALS.quiet = quiet
+    ctx.call_on_close(start_invocation(verbose=verbose, quiet=quiet))
 
 
 app.command("import", epilog=import_cmd.EPILOG)(import_cmd.import_)

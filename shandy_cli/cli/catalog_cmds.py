@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from rich.table import Table
-
+from shandy_cli.catalog import list_fields, list_sequences
 from shandy_cli.cli.common import (
     ApiKeyOpt,
     BaseUrlOpt,
     JsonOpt,
     SandboxOpt,
     StateDirOpt,
-    api_session,
+    client_session,
     handle_errors,
-    print_json,
-    stdout_console,
 )
-from shandy_cli.cli.render import cell
-
-
-def sequence_record(seq: dict[str, Any]) -> dict[str, Any]:
-    steps = [{"id": s.get("id"), "name": s.get("name")} for s in seq.get("steps") or []]
-    return {
-        "id": seq.get("id"),
-        "title": seq.get("title"),
-        "active": seq.get("active"),
-        "steps": steps,
-    }
+from shandy_cli.cli.render import conclude
 
 
 @handle_errors
@@ -44,24 +29,9 @@ def sequences(
       shandy sequences\n
       shandy sequences --json | jq -r '.[].steps[].id'
     """
-    with api_session(api_key, base_url, state_dir, sandbox) as (client, _):
-        records = [sequence_record(s) for s in client.list_sequences()]
-    if json_out:
-        print_json(records)
-        return
-    table = Table("sequence", "id", "active", "step", "step id")
-    for seq in records:
-        steps = seq["steps"] or [{"id": "", "name": ""}]
-        for n, step in enumerate(steps, 1):
-            first = n == 1
-            table.add_row(
-                cell(seq["title"] if first else ""),
-                cell(seq["id"] if first else ""),
-                ("yes" if seq["active"] else "no") if first else "",
-                cell(f"{n}. {step['name']}" if step["id"] else ""),
-                cell(step["id"] or ""),
-            )
-    stdout_console().print(table)
+    with client_session(api_key, base_url, state_dir, sandbox) as (client, _):
+        result = list_sequences(client)
+    conclude(result, json_out)
 
 
 @handle_errors
@@ -78,15 +48,6 @@ def fields(
       shandy fields\n
       shandy fields --json
     """
-    with api_session(api_key, base_url, state_dir, sandbox) as (client, _):
-        records = [
-            {"id": f.get("id"), "label": f.get("label"), "fieldType": f.get("fieldType")}
-            for f in client.list_fields(system_fields=True)
-        ]
-    if json_out:
-        print_json(records)
-        return
-    table = Table("label", "type", "id")
-    for f in records:
-        table.add_row(cell(f["label"]), cell(f["fieldType"]), cell(f["id"]))
-    stdout_console().print(table)
+    with client_session(api_key, base_url, state_dir, sandbox) as (client, _):
+        result = list_fields(client)
+    conclude(result, json_out)

@@ -8,13 +8,13 @@ contract's exit code here, never a traceback (unless ``--verbose``).
 from __future__ import annotations
 
 import functools
-import os
+import logging
 import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -23,10 +23,12 @@ import typer
 from rich.console import Console
 
 from shandy_cli._files import ensure_private_dir
-from shandy_cli.client import SaleshandyClient, retry_text
-from shandy_cli.config import Settings, resolve_settings
+from shandy_cli.client import SaleshandyClient
+from shandy_cli.config import Settings, forget_warnings, resolve_settings
 from shandy_cli.errors import Hangup, ShandyError, Terminated, interrupt_exit_code
+from shandy_cli.exits import ExitCode
 from shandy_cli.faults import fault_message, stop_code
+from shandy_cli.pipeline.events import NOTICE
 from shandy_cli.redaction import mask_secret, printable, redact, register_secret
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -41,6 +43,7 @@ class Globals:
 
 
 GLOBALS = Globals()
+LIBRARY_LOGGER = "shandy_cli"
 
 
 def stdout_console() -> Console:
@@ -56,20 +59,64 @@ def safe_text(text: str) -> str:
     return printable(redact(text))
 
 
+class StderrHandler(logging.Handler):
+    """Where the library's log records reach the terminal: each becomes one
+    ``shandy: ...`` (info) or ``shandy: warning: ...`` line on stderr, the key hidden and
+    control characters shown; ``--quiet`` keeps errors only. A run's notices (records
+    marked ``notice``) are skipped: the progress listener renders their ``Notice``
+    events, timestamped off a terminal and above the bars on one."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, NOTICE, False):
+            return
+        if GLOBALS.quiet and record.levelno < logging.ERROR:
+            return
+        if record.levelno < logging.INFO and not GLOBALS.verbose:
+            return
+        try:
+            text = safe_text(record.getMessage())
+        except Exception:  # a bad format string of ours must not kill a run
+            self.handleError(record)
+            return
+        warning = record.levelno >= logging.WARNING
+        line = f"shandy: warning: {text}" if warning else f"shandy: {text}"
+        print(line, file=sys.stderr, flush=True)
+
+
+def start_invocation(verbose: bool, quiet: bool) -> Callable[[], None]:
+    """Set up one run of the command: fresh global state (an in-process caller, such as a
+    test's ``CliRunner``, runs many), and the one handler that renders the library's log
+    records. Returns the function that undoes it, called when the command ends."""
+    GLOBALS.verbose, GLOBALS.quiet = verbose, quiet
+    _PS_WARNED.clear()
+    forget_warnings()
+    logger = logging.getLogger(LIBRARY_LOGGER)
+    for old in [h for h in logger.handlers if isinstance(h, StderrHandler)]:
+        logger.removeHandler(old)
+    handler = StderrHandler()
+    logger.addHandler(handler)
+    saved = logger.level, logger.propagate
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False  # the CLI renders them; a root handler would print them again
+
+    def finish() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+    return finish
+
+
 def say(message: str) -> None:
-    """A progress or info line on stderr (silenced by --quiet)."""
+    """The CLI's own progress or info line on stderr, as given (silenced by --quiet)."""
     if not GLOBALS.quiet:
         print(safe_text(message), file=sys.stderr, flush=True)
 
 
 def warn(message: str) -> None:
+    """The CLI's own ``shandy: warning: ...`` on stderr (silenced by --quiet)."""
     if not GLOBALS.quiet:
         print(f"shandy: warning: {safe_text(message)}", file=sys.stderr, flush=True)
-
-
-def retry_line(what: str, attempt: int, delay: float, error: ShandyError) -> None:
-    """One line per retry (the contract's stderr), silenced by --quiet like other progress."""
-    say(f"shandy: {retry_text(what, attempt, delay, error)}")
 
 
 def wait_line(endpoint: str, seconds: float) -> None:
@@ -95,7 +142,7 @@ def _redacted(data: Any) -> Any:
     return data
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
+def fail(message: str, code: int = ExitCode.USAGE) -> typer.Exit:
     print(f"shandy: error: {safe_text(message)}", file=sys.stderr, flush=True)
     return typer.Exit(code)
 
@@ -194,54 +241,55 @@ def settings_from(api_key: str | None, base_url: str | None, state_dir: Path | N
     return resolve_settings(api_key=api_key, base_url=base_url, state_dir=state_dir)
 
 
+def open_client(settings: Settings) -> SaleshandyClient:
+    """The client every command uses: retries said through logging (``client``'s default
+    hook, rendered by ``StderrHandler``), budget waits too."""
+    return SaleshandyClient(
+        settings.base_url, settings.api_key, on_wait=wait_line, rate_limits=settings.rate_limits
+    )
+
+
 @contextmanager
 def api_session(
     api_key: str | None,
     base_url: str | None,
     state_dir: Path | None,
     sandbox: bool,
-) -> Iterator[tuple[SaleshandyClient, Connection]]:
-    """Resolve settings, start the in-process sandbox if asked, and open a client."""
+    *,
+    key_optional: bool = False,
+) -> Iterator[tuple[SaleshandyClient | None, Connection]]:
+    """Resolve settings, start the in-process sandbox if asked, and open a client: the one
+    way every command gets its client. ``key_optional`` (a dry run, a preview): with no
+    key and no ``--sandbox`` the client is None and the library works without the API."""
     settings = settings_from(api_key, base_url, state_dir)
     if not sandbox:
-        with SaleshandyClient(
-            settings.base_url,
-            settings.api_key,
-            on_retry=retry_line,
-            on_wait=wait_line,
-            rate_limits=settings.rate_limits,
-        ) as client:
+        if key_optional and not settings.api_key:
+            yield None, Connection(settings, False)
+            return
+        with open_client(settings) as client:
             yield client, Connection(settings, False)
         return
     from shandy_cli.sandbox import SandboxConfig, start_sandbox
 
     sandbox_dir = ensure_private_dir(settings.state_dir / "sandbox")
-    server = start_sandbox(SandboxConfig(state_dir=sandbox_dir, delay_base=_sandbox_delay()))
+    config = SandboxConfig(state_dir=sandbox_dir, delay_base=settings.sandbox_delay)
+    server = start_sandbox(config)
     try:
         # The emulator accepts any key: never hand it the real one from the environment.
-        key = SANDBOX_KEY
-        local = Settings(
-            api_key=key,
-            base_url=server.url,
-            state_dir=settings.state_dir,
-            rate_limits=settings.rate_limits,
-        )
+        local = replace(settings, api_key=SANDBOX_KEY, base_url=server.url)
         if GLOBALS.verbose:
-            say(f"sandbox listening on {server.url} (key {mask_secret(key)})")
-        with SaleshandyClient(
-            server.url,
-            key,
-            on_retry=retry_line,
-            on_wait=wait_line,
-            rate_limits=settings.rate_limits,
-        ) as client:
+            say(f"sandbox listening on {server.url} (key {mask_secret(SANDBOX_KEY)})")
+        with open_client(local) as client:
             yield client, Connection(local, True)
     finally:
         server.stop()
 
 
-def _sandbox_delay() -> float:
-    try:
-        return float(os.environ.get("SHANDY_SANDBOX_DELAY", "1.0"))
-    except ValueError:
-        return 1.0
+@contextmanager
+def client_session(
+    api_key: str | None, base_url: str | None, state_dir: Path | None, sandbox: bool
+) -> Iterator[tuple[SaleshandyClient, Connection]]:
+    """``api_session`` for commands that need the API (a key or ``--sandbox``)."""
+    with api_session(api_key, base_url, state_dir, sandbox) as (client, conn):
+        assert client is not None  # only a key_optional session has none
+        yield client, conn

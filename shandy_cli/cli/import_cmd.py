@@ -16,19 +16,11 @@ from shandy_cli.cli.common import (
     SandboxOpt,
     StateDirOpt,
     api_session,
-    fail,
     handle_errors,
     print_json,
     sigterm_as_exception,
-    stdout_console,
 )
-from shandy_cli.cli.render import (
-    already_present_note,
-    cell,
-    progress_for,
-    reasons_table,
-    summary_table,
-)
+from shandy_cli.cli.render import conclude, progress_for
 from shandy_cli.pipeline.chunking import API_MAX_BYTES, API_MAX_ROWS
 from shandy_cli.pipeline.events import Listener
 from shandy_cli.pipeline.mapping import parse_pairs
@@ -139,19 +131,20 @@ def import_(
             force=force,
         )
         options.check()
-        keyless_dry_run = dry_run and not sandbox
 
         def call(listener: Listener) -> ImportResult:
-            if keyless_dry_run:
+            # A dry run needs no key: without one (and no --sandbox) the client is None.
+            with api_session(api_key, base_url, state_dir, sandbox, key_optional=dry_run) as (
+                client,
+                conn,
+            ):
                 return import_files(
-                    files, options, api_key=api_key, base_url=base_url, state_dir=state_dir,
+                    files,
+                    options,
+                    client=client,
+                    state_dir=conn.settings.state_dir,
                     listener=listener,
-                )  # fmt: skip
-            with api_session(api_key, base_url, state_dir, sandbox) as (client, conn):
-                return import_files(
-                    files, options, client=client, state_dir=conn.settings.state_dir,
-                    listener=listener,
-                )  # fmt: skip
+                )
 
         run_and_render(call, json_out)
 
@@ -173,20 +166,7 @@ def document_on_every_exit(
 
 
 def run_and_render(call: Callable[[Listener], ImportResult], json_out: bool) -> None:
-    """Run an import with progress and signals handled, print its summary, exit its code."""
+    """Run an import with progress and signals handled, render its result, exit its code."""
     with progress_for(json_out) as listener, sigterm_as_exception():
         result = call(listener)
-    if json_out:
-        print_json(result.to_dict())
-    else:
-        console = stdout_console()
-        console.print(summary_table(result))
-        reasons = reasons_table(result.reasons)
-        if reasons is not None:
-            console.print(reasons)
-        note = already_present_note(result)
-        if note:
-            console.print(cell(note))
-    if result.error:
-        raise fail(result.error, result.exit_code)
-    raise typer.Exit(result.exit_code)
+    conclude(result, json_out)

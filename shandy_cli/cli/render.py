@@ -1,4 +1,5 @@
-"""How runs look: rich live progress on a terminal, timestamped lines elsewhere, a summary.
+"""How results look: rich live progress on a terminal, timestamped lines elsewhere, and
+one renderer per command's result (``render_result``; ``conclude`` renders and exits).
 
 Progress goes to stderr; the summary table (or JSON) to stdout. Off a TTY
 there are no ANSI codes, so cron mail and log files stay readable.
@@ -9,8 +10,10 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from typing import Any
+from functools import singledispatch
+from typing import Any, NoReturn
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -24,12 +27,16 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from shandy_cli.cli.common import GLOBALS, safe_text
+from shandy_cli.catalog import FieldsResult, SequencesResult
+from shandy_cli.cli.common import GLOBALS, fail, print_json, safe_text, stdout_console, warn
 from shandy_cli.pipeline.events import ChunkEvent, Event, Notice, Phase, ReadProgress
+from shandy_cli.pipeline.housekeeping import PruneResult
 from shandy_cli.pipeline.outcome import already_present_fails
 from shandy_cli.pipeline.run import ImportResult
+from shandy_cli.pipeline.runs import RUN_COLUMNS, RunsResult, run_cells
+from shandy_cli.preview import PreviewResult
 from shandy_cli.redaction import one_line
-from shandy_cli.status import RequestStatus
+from shandy_cli.status import RequestStatus, StatusResult
 
 
 class PlainProgress:
@@ -227,12 +234,138 @@ def reasons_table(reasons: list[tuple[str, int]], limit: int = 10) -> Table | No
 def status_table(results: list[RequestStatus]) -> Table:
     table = Table("request id", "completed", "failed rows", "already in sequence", "report")
     for r in results:
-        table.add_row(
-            cell(r.request_id), "yes" if r.completed else "no", _count(r.failed_rows),
-            _count(r.already_present_rows), cell(r.report_file or ""),
-        )  # fmt: skip
+        done = "yes" if r.completed else "no"
+        failed, present = _count(r.failed_rows), _count(r.already_present_rows)
+        table.add_row(cell(r.request_id), done, failed, present, cell(r.report_file or ""))
     return table
 
 
 def _count(value: int | None) -> str:
     return "?" if value is None else f"{value:,}"
+
+
+# -- one renderer per command's result ------------------------------------------------------
+
+
+def conclude(result: Any, json_out: bool) -> NoReturn:
+    """Render a command's result and exit with its code (an error said as one line)."""
+    render_result(result, json_out)
+    error = getattr(result, "error", None)
+    if error:
+        raise fail(error, result.exit_code)
+    raise typer.Exit(int(result.exit_code))
+
+
+@singledispatch
+def render_result(result: Any, json_out: bool) -> None:
+    raise TypeError(f"no renderer for {type(result).__name__}")
+
+
+@render_result.register
+def _import(result: ImportResult, json_out: bool) -> None:
+    if json_out:
+        print_json(result.to_dict())
+        return
+    console = stdout_console()
+    console.print(summary_table(result))
+    reasons = reasons_table(result.reasons)
+    if reasons is not None:
+        console.print(reasons)
+    note = already_present_note(result)
+    if note:
+        console.print(cell(note))
+
+
+@render_result.register
+def _status(result: StatusResult, json_out: bool) -> None:
+    if json_out:
+        print_json(result.to_dict())
+    else:
+        stdout_console().print(status_table(result.requests))
+
+
+@render_result.register
+def _preview(result: PreviewResult, json_out: bool) -> None:
+    doc = result.document
+    if json_out:
+        print_json(doc)
+        return
+    console = stdout_console()
+    delim = {"\t": "tab"}.get(doc["delimiter"] or "", doc["delimiter"])
+    console.print(
+        cell(f"{doc['file']}: {doc['format']}, encoding {doc['encoding']}, delimiter {delim!r}")
+    )
+    table = Table("column", "field label")
+    for column, label in doc["mapping"].items():
+        table.add_row(cell(column), cell(label or "(not mapped)"))
+    console.print(table)
+    if doc["problem"]:
+        warn(doc["problem"])
+    if doc["prospects"]:
+        labels_seen = list(dict.fromkeys(k for p in doc["prospects"] for k in p))
+        rows = Table(
+            *(escape(safe_text(x)) for x in labels_seen),
+            title=f"first {len(doc['prospects'])} prospect(s)",
+        )
+        for p in doc["prospects"]:
+            rows.add_row(*(cell(p.get(k, "")) for k in labels_seen))
+        console.print(rows)
+
+
+@render_result.register
+def _sequences(result: SequencesResult, json_out: bool) -> None:
+    if json_out:
+        print_json(result.to_json())
+        return
+    table = Table("sequence", "id", "active", "step", "step id")
+    for seq in result.sequences:
+        steps = seq["steps"] or [{"id": "", "name": ""}]
+        for n, step in enumerate(steps, 1):
+            first = n == 1
+            table.add_row(
+                cell(seq["title"] if first else ""),
+                cell(seq["id"] if first else ""),
+                ("yes" if seq["active"] else "no") if first else "",
+                cell(f"{n}. {step['name']}" if step["id"] else ""),
+                cell(step["id"] or ""),
+            )
+    stdout_console().print(table)
+
+
+@render_result.register
+def _fields(result: FieldsResult, json_out: bool) -> None:
+    if json_out:
+        print_json(result.to_json())
+        return
+    table = Table("label", "type", "id")
+    for f in result.fields:
+        table.add_row(cell(f["label"]), cell(f["fieldType"]), cell(f["id"]))
+    stdout_console().print(table)
+
+
+@render_result.register
+def _runs(result: RunsResult, json_out: bool) -> None:
+    if json_out:
+        print_json(result.to_json())
+        return
+    if not sys.stdout.isatty():
+        # Off a terminal, one tab-separated line a run with every value whole: a table
+        # fitted to 80 columns cut run ids to ``20261201T2…``, which ``resume`` cannot take.
+        for values in [list(RUN_COLUMNS), *map(run_cells, result.runs)]:
+            print("\t".join(safe_text(one_line(v)) for v in values))
+        return
+    table = Table(*RUN_COLUMNS)
+    for r in result.runs:
+        table.add_row(*map(cell, run_cells(r)))
+    stdout_console().print(table)
+
+
+@render_result.register
+def _pruned(result: PruneResult, json_out: bool) -> None:
+    if json_out:
+        print_json(result.to_json())
+        return
+    stdout_console().print(
+        f"pruned {len(result.runs)} run(s) and {result.files} stray stdin copies older than "
+        f"{result.older_than_days:g} day(s): {result.bytes_freed:,} bytes freed"
+    )

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-import time
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from shandy_cli.cli.common import (
     ApiKeyOpt,
@@ -18,48 +14,22 @@ from shandy_cli.cli.common import (
     StateDirOpt,
     api_session,
     handle_errors,
-    print_json,
-    safe_text,
     settings_from,
-    stdout_console,
 )
 from shandy_cli.cli.import_cmd import document_on_every_exit, run_and_render
-from shandy_cli.cli.render import cell
-from shandy_cli.journal import Journal, RunRecord
+from shandy_cli.cli.render import conclude
 from shandy_cli.pipeline.events import Listener
-from shandy_cli.pipeline.housekeeping import PRUNE_DAYS, prune_runs
+from shandy_cli.pipeline.housekeeping import PRUNE_DAYS
 from shandy_cli.pipeline.polling import FIRST_INTERVAL
 from shandy_cli.pipeline.results import ImportResult
 from shandy_cli.pipeline.run import resume_import
-from shandy_cli.redaction import one_line
-
-
-def run_record(journal: Journal, run: RunRecord) -> dict[str, Any]:
-    chunks = journal.chunks(run.id)
-    return {
-        "run_id": run.id,
-        "started": _iso(run.started),
-        "ended": _iso(run.ended),
-        "outcome": journal.live_outcome(run),
-        "pid": run.pid,
-        "step_id": run.step_id,
-        "files": run.files,
-        "rows_read": run.meta.get("rows_read"),
-        "rows_submitted": run.meta.get("rows_submitted"),
-        "chunks": len(chunks),
-        "chunks_accepted": sum(c.state in ("accepted", "completed", "failed") for c in chunks),
-        "request_ids": [c.request_id for c in chunks if c.request_id],
-    }
-
-
-def _iso(ts: float | None) -> str | None:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(ts)) if ts else None
+from shandy_cli.pipeline.runs import list_runs, prune
 
 
 @handle_errors
 def runs(
     limit: Annotated[int, typer.Option("--limit", help="How many runs.")] = 20,
-    prune: Annotated[
+    prune_: Annotated[
         bool,
         typer.Option(
             "--prune",
@@ -82,52 +52,9 @@ def runs(
       shandy runs --prune --older-than 3
     """
     settings = settings_from(None, None, state_dir)
-    if prune:
-        _prune(settings.state_dir, older_than, json_out)
-        return
-    with Journal(settings.state_dir) as journal:
-        records = [run_record(journal, r) for r in journal.runs(limit)]
-    if json_out:
-        print_json(records)
-        return
-    if not sys.stdout.isatty():
-        _print_lines(records)
-        return
-    table = Table(*RUN_COLUMNS)
-    for r in records:
-        table.add_row(*map(cell, _cells(r)))
-    stdout_console().print(table)
-
-
-RUN_COLUMNS = ("run", "started", "outcome", "step", "files", "rows", "chunks")
-
-
-def _cells(r: dict[str, Any]) -> list[str]:
-    return [
-        r["run_id"], r["started"] or "", r["outcome"], r["step_id"] or "list",
-        ", ".join(r["files"]), str(r["rows_read"] or 0), f"{r['chunks_accepted']}/{r['chunks']}",
-    ]  # fmt: skip
-
-
-def _print_lines(records: list[dict[str, Any]]) -> None:
-    """Off a terminal, one tab-separated line a run with every value whole: a table
-    fitted to 80 columns cut run ids to ``20261201T2…``, which ``resume`` cannot take."""
-    for values in [list(RUN_COLUMNS), *map(_cells, records)]:
-        print("\t".join(safe_text(one_line(v)) for v in values))
-
-
-def _prune(state_dir: Path, days: float, json_out: bool) -> None:
-    with Journal(state_dir) as journal:
-        done = prune_runs(journal, days)
-    if json_out:
-        print_json(
-            {"pruned_runs": done.runs, "files_removed": done.files, "bytes_freed": done.bytes_freed}
-        )
-        return
-    stdout_console().print(
-        f"pruned {len(done.runs)} run(s) and {done.files} stray stdin copies older than "
-        f"{days:g} day(s): {done.bytes_freed:,} bytes freed"
-    )
+    if prune_:
+        conclude(prune(older_than, state_dir=settings.state_dir), json_out)
+    conclude(list_runs(limit, state_dir=settings.state_dir), json_out)
 
 
 @handle_errors
@@ -156,9 +83,15 @@ def resume(
     def call(listener: Listener) -> ImportResult:
         with api_session(api_key, base_url, state_dir, sandbox) as (client, conn):
             return resume_import(
-                run_id, last=last, client=client, state_dir=conn.settings.state_dir,
-                listener=listener, wait=wait, timeout=timeout, poll_interval=poll_interval,
-            )  # fmt: skip
+                run_id,
+                last=last,
+                client=client,
+                state_dir=conn.settings.state_dir,
+                listener=listener,
+                wait=wait,
+                timeout=timeout,
+                poll_interval=poll_interval,
+            )
 
     with document_on_every_exit(json_out, []):
         run_and_render(call, json_out)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from shandy_cli._files import ensure_private_dir
-from shandy_cli.cli.common import StateDirOpt, fail, handle_errors, say, settings_from
+from shandy_cli.cli.common import GLOBALS, StateDirOpt, fail, handle_errors, say, settings_from
 
 
 @handle_errors
@@ -18,7 +18,13 @@ def sandbox(
     api_key: Annotated[
         str | None, typer.Option("--api-key", help="Accept only this key (default: any).")
     ] = None,
-    delay: Annotated[float, typer.Option(help="Seconds before an import completes.")] = 1.0,
+    delay: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds before an import completes [env: SHANDY_SANDBOX_DELAY; default: 1].",
+            show_default=False,
+        ),
+    ] = None,
     delay_per_row: Annotated[float, typer.Option(help="Extra seconds per prospect.")] = 0.00002,
     fault_rate: Annotated[float, typer.Option(help="Probability of a random fault.")] = 0.0,
     fault: Annotated[
@@ -74,7 +80,7 @@ def sandbox(
         check_rate_status(rate_status)
         check_reset_format(rate_reset_format)
     except ValueError as exc:
-        raise fail(str(exc)) from None  # a usage error: exit code 2
+        raise fail(str(exc)) from None  # a usage error: ExitCode.USAGE
 
     settings = settings_from(None, None, state_dir)
     config = SandboxConfig(
@@ -82,12 +88,12 @@ def sandbox(
         host=host,
         port=port,
         api_key=api_key,
-        delay_base=delay,
+        delay_base=settings.sandbox_delay if delay is None else delay,
         delay_per_row=delay_per_row,
         fault_rate=fault_rate,
         fault_kinds=tuple(fault or ("429", "502")),
         fault_seed=seed,
-        quiet=False,
+        quiet=GLOBALS.quiet,  # -q: no request log either
         rate_per_endpoint=None if no_rate_limit else rate_per_endpoint,
         rate_total=None if no_rate_limit else rate_total,
         rate_window=rate_window,

@@ -13,13 +13,10 @@ from shandy_cli.cli.common import (
     JsonOpt,
     SandboxOpt,
     StateDirOpt,
-    api_session,
-    fail,
+    client_session,
     handle_errors,
-    print_json,
-    stdout_console,
 )
-from shandy_cli.cli.render import progress_for, status_table
+from shandy_cli.cli.render import conclude, progress_for
 from shandy_cli.pipeline.polling import FIRST_INTERVAL
 from shandy_cli.status import check_status
 
@@ -53,9 +50,9 @@ def status(
     """
     with (
         progress_for(json_out) as listener,
-        api_session(api_key, base_url, state_dir, sandbox) as (client, conn),
+        client_session(api_key, base_url, state_dir, sandbox) as (client, conn),
     ):
-        results = check_status(
+        result = check_status(
             request_ids,
             client=client,
             state_dir=conn.settings.state_dir,
@@ -65,10 +62,4 @@ def status(
             poll_interval=poll_interval,
             listener=listener,
         )
-    if json_out:
-        print_json(results.to_dict())
-    else:
-        stdout_console().print(status_table(results.requests))
-    if results.error:  # the exit code is the library's (StatusResult.exit_code)
-        raise fail(results.error, results.exit_code)
-    raise typer.Exit(results.exit_code)
+    conclude(result, json_out)  # exits with the library's StatusResult.exit_code

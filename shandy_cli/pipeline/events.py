@@ -2,12 +2,22 @@
 
 Events are plain dataclasses passed to one callback, so a script, Airflow or
 Dagster task can log them however it likes without knowing about rich.
+
+A run's *notices* (what it decided and warns about, in words) are ``Notice`` events,
+which the CLI's progress renders in their place among the progress lines; ``notify``
+also logs them (the ``shandy_cli.pipeline`` logger, records marked ``notice=True``) for
+a caller that follows the library through ``logging``. The CLI's log handler skips
+those records: each notice is printed once.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+
+NOTICE = "notice"  # the attribute that marks a log record as a run's notice
+log = logging.getLogger("shandy_cli.pipeline")
 
 
 @dataclass(frozen=True)
@@ -47,3 +57,9 @@ Listener = Callable[[Event], None]
 
 def ignore(_event: Event) -> None:
     """The default listener: a library call is silent."""
+
+
+def notify(listener: Listener, text: str, level: str = "warning") -> None:
+    """Say a run's notice: logged (``level`` "warning" or "info"), and heard by ``listener``."""
+    log.log(logging.WARNING if level == "warning" else logging.INFO, text, extra={NOTICE: True})
+    listener(Notice(level, text))

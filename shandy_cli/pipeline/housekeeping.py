@@ -27,9 +27,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from shandy_cli._lock import RunLock
 from shandy_cli.errors import InputError
+from shandy_cli.exits import ExitCode
 from shandy_cli.journal import Journal, RunRecord
 from shandy_cli.pipeline.spool import remove_spools, spool_dir, stored_spools
 
@@ -92,12 +94,22 @@ class PruneResult:
     runs: list[str] = field(default_factory=list)  # ids whose leftovers were removed
     files: int = 0  # stray copies and partial copies removed
     bytes_freed: int = 0
+    older_than_days: float = PRUNE_DAYS  # what was asked
+    exit_code: ExitCode = ExitCode.OK
+
+    def to_json(self) -> dict[str, Any]:
+        """The contract's ``shandy runs --prune --json`` document."""
+        return {
+            "pruned_runs": self.runs,
+            "files_removed": self.files,
+            "bytes_freed": self.bytes_freed,
+        }
 
 
 def prune_runs(journal: Journal, older_than_days: float, now: float | None = None) -> PruneResult:
     """Remove what failed, interrupted and crashed runs older than N days left behind."""
     cutoff = (time.time() if now is None else now) - older_than_days * DAY
-    result = PruneResult()
+    result = PruneResult(older_than_days=older_than_days)
     runs = journal.runs(limit=-1)
     old = [r for r in runs if r.outcome in PRUNABLE and (r.ended or r.started) <= cutoff]
     with contextlib.ExitStack() as locks:

@@ -29,8 +29,11 @@ from shandy_cli.errors import ApiError, InputError, interrupt_exit_code
 from shandy_cli.exits import ExitCode
 from shandy_cli.faults import as_fault, fault_message
 from shandy_cli.journal import UNFINISHED, Journal, Plan, RunRecord, run_options
-from shandy_cli.pipeline.events import ChunkEvent, Listener, Notice, Phase, ignore
+from shandy_cli.pipeline.events import ChunkEvent, Listener, Phase, ignore, notify
 from shandy_cli.pipeline.housekeeping import drop_bodies, run_dir
+from shandy_cli.pipeline.labels import SYSTEM_LABELS as SYSTEM_LABELS
+from shandy_cli.pipeline.labels import field_labels
+from shandy_cli.pipeline.labels import field_type as field_type
 from shandy_cli.pipeline.outcome import (
     DONE_STATES,
     after_sending_code,
@@ -84,19 +87,7 @@ from shandy_cli.pipeline.submission import (
     submit_chunks,
 )
 
-# Used only by a --dry-run with no key: the system fields live clients see in every
-# account (the API notes' confirmed list; Website, State and the rest may be custom).
-SYSTEM_LABELS = [
-    "First Name",
-    "Last Name",
-    "Email",
-    "Company",
-    "Phone Number",
-    "Job Title",
-    "City",
-    "Country",
-    "LinkedIn",
-]
+# Re-exported: the labels' rules live in pipeline/labels.py (preview uses them too).
 
 
 def new_run_id() -> str:
@@ -267,9 +258,10 @@ class _Run:
         return OutputPaths.for_run(self.paths, self.opts.rejects, self.run_dir)
 
     def notice(self, text: str, level: str = "warning") -> None:
+        """Say ``text`` once: logged and heard by the listener (``events.notify``)."""
         if level == "warning":
             self.result.warnings.append(text)
-        self.listener(Notice(level, text))
+        notify(self.listener, text, level)
 
     # -- the layers ------------------------------------------------------------------------
 
@@ -492,19 +484,16 @@ class _Run:
     # -- before sending ----------------------------------------------------------------------
 
     def _labels(self) -> list[str]:
-        if self.client is None:
-            self.result.labels_source = "system"
+        found = field_labels(self.client)  # the rule preview follows too
+        self.result.labels_source = found.source
+        self.field_types = found.types
+        if found.source == "system":
             self.notice(
                 "no API key: mapping against Saleshandy's system field labels only "
                 "(set SALESHANDY_API_KEY or use --sandbox to map against your account)",
                 "info",
             )
-            return list(SYSTEM_LABELS)
-        fields = [f for f in self.client.list_fields(True) if f.get("label")]
-        # The types travel beside the labels: number and currency values are checked
-        # before sending (a text value there fails the whole row at Saleshandy).
-        self.field_types = {str(f["label"]): field_type(f) for f in fields}
-        return [str(f["label"]) for f in fields]
+        return found.labels
 
     def _target(self) -> str | None:
         if self.opts.sequence:
@@ -742,11 +731,6 @@ def journal_meta(
         "step_id": result.step_id,
         "inputs": inputs,
     }
-
-
-def field_type(field: dict[str, Any]) -> str:
-    """A field's type as ``GET /v1/fields`` gives it (``fieldType``; ``type`` tolerated)."""
-    return str(field.get("fieldType") or field.get("type") or "").strip().lower()
 
 
 __all__ = ["ChunkResult", "ImportOptions", "ImportResult", "import_files", "resume_import"]

@@ -23,19 +23,27 @@ from shandy_cli.errors import (
     ApiValidationError,
     AuthenticationError,
     ConfigError,
+    FaultError,
     ImportTimeout,
     InputError,
     Interrupted,
     RateLimitError,
     RequestTooLargeError,
+    RowsFailed,
     ServerError,
     ShandyError,
     TransportError,
 )
 from shandy_cli.exits import ExitCode
-from shandy_cli.pipeline.run import ChunkResult, ImportOptions, ImportResult, import_files
+from shandy_cli.pipeline.run import (
+    ChunkResult,
+    ImportOptions,
+    ImportResult,
+    import_files,
+    resume_import,
+)
 from shandy_cli.preview import preview_file
-from shandy_cli.status import RequestStatus, check_status
+from shandy_cli.status import RequestStatus, StatusResult, check_status
 
 __all__ = [
     "ApiError",
@@ -44,6 +52,7 @@ __all__ = [
     "ChunkResult",
     "ConfigError",
     "ExitCode",
+    "FaultError",
     "ImportOptions",
     "ImportResult",
     "ImportStatus",
@@ -54,16 +63,19 @@ __all__ = [
     "RequestStatus",
     "RequestTooLargeError",
     "RetryPolicy",
+    "RowsFailed",
     "SaleshandyClient",
     "ServerError",
     "Settings",
     "ShandyError",
+    "StatusResult",
     "TransportError",
     "__version__",
     "check_status",
     "import_files",
     "preview_file",
     "resolve_settings",
+    "resume_import",
 ]
 
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())

@@ -26,7 +26,7 @@ from shandy_cli.config import resolve_settings
 from shandy_cli.errors import InputError
 from shandy_cli.exits import ExitCode
 from shandy_cli.journal import ChunkRecord, Journal, RunRecord
-from shandy_cli.pipeline.events import ChunkEvent, Listener, Notice, ignore
+from shandy_cli.pipeline.events import ChunkEvent, Listener, ignore, notify
 from shandy_cli.pipeline.housekeeping import run_dir
 from shandy_cli.pipeline.outcome import (
     NO_UPDATE,
@@ -265,7 +265,7 @@ def _write_failures(journal: Journal, record: RunRecord, listener: Listener) -> 
     spools = stored_spools(stored)
 
     def warn(text: str) -> None:
-        listener(Notice("warning", text))
+        notify(listener, text)
 
     def fetch(wanted: dict[int, set[int]]) -> dict[tuple[int, int], list[str]]:
         return fetch_rows(stored["paths"], opts, spools, wanted, meta.get("inputs"), warn)

@@ -48,7 +48,6 @@ def formatter_escapes(root: Path) -> list[str]:
     ]
 
 
-@pytest.mark.xfail(reason="until the other branches merge", strict=True)
 def test_the_formatter_is_never_turned_off() -> None:
     """No ``# fmt: skip`` or ``# fmt: off`` in the package: reshape what needs one."""
     assert formatter_escapes(ROOT / "shandy_cli") == []

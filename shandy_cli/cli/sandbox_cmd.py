@@ -73,7 +73,7 @@ def sandbox(
       shandy sandbox --fault-rate 0.2 --fault 429 --fault 502 --seed 1\n
       shandy sandbox --rate-status 429 --rate-window 10 --sequences 150
     """
-    from shandy_cli.sandbox import SandboxConfig, serve_forever
+    from shandy_cli.sandbox import Sandbox, SandboxConfig, serve_forever
     from shandy_cli.sandbox.ratelimit import check_rate_status, check_reset_format
 
     try:
@@ -102,5 +102,11 @@ def sandbox(
         extra_sequences=sequences,
         extra_sequence_titles=tuple(sequence_title or ()),
     )
-    say(f"shandy sandbox on http://{host}:{port} (state in {config.state_dir}); Ctrl-C stops")
-    serve_forever(config)
+
+    def ready(sandbox: Sandbox) -> None:
+        say(
+            f"shandy sandbox listening on {sandbox.url} (state in {config.state_dir}); "
+            "Ctrl-C to stop"
+        )
+
+    serve_forever(config, on_ready=ready)

@@ -9,13 +9,13 @@ that answers for the API bypasses the rate limiter: it is neither counted nor gi
 
 from __future__ import annotations
 
+import logging
 import signal
 import socket
 import socketserver
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -43,6 +43,8 @@ from shandy_cli.sandbox.ratelimit import RateLimiter, format_reset
 from shandy_cli.sandbox.requestlog import RequestLog
 from shandy_cli.sandbox.seed import generated_sequences
 from shandy_cli.sandbox.store import Store
+
+log = logging.getLogger(__name__)
 
 CONTROL_PREFIX = "/_sandbox/"
 _BODY_METHODS = ("POST", "PUT", "PATCH")
@@ -190,7 +192,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         except (ConnectionError, TimeoutError):
             self.close_connection = True
         except Exception:
-            traceback.print_exc(file=sys.stderr)
+            log.exception("sandbox internal error answering %s %s", self.command, path)
             if entry["status"] is None:
                 with suppress(OSError):
                     self._send(error(500, "Sandbox internal error"), entry, close=True)
@@ -372,17 +374,17 @@ def start_sandbox(config: SandboxConfig) -> Sandbox:
     return sandbox
 
 
-def serve_forever(config: SandboxConfig) -> None:
-    """Run a sandbox in the foreground until Ctrl-C (or SIGTERM), then stop it cleanly."""
+def serve_forever(config: SandboxConfig, on_ready: Callable[[Sandbox], None] | None = None) -> None:
+    """Run a sandbox in the foreground until Ctrl-C (or SIGTERM), then stop it cleanly.
+
+    ``on_ready`` hears the listening sandbox (its ``url``): the ``shandy sandbox`` command
+    says where it listens; the library itself prints nothing.
+    """
     restore = _raise_on_sigterm()
     try:
         with start_sandbox(config) as sandbox:
-            print(
-                f"shandy sandbox listening on {sandbox.url} (state in {config.state_dir}); "
-                "Ctrl-C to stop",
-                file=sys.stderr,
-                flush=True,
-            )
+            if on_ready is not None:
+                on_ready(sandbox)
             with suppress(KeyboardInterrupt):
                 while True:
                     time.sleep(3600)

@@ -585,3 +585,36 @@ def test_reading_choice_takes_the_option_else_the_setting(tmp_path: Path) -> Non
         **reading_choice(ImportOptions(), dotenv),
     )
     assert (ctx.columnar_choice, ctx.fastexcel_choice) == ("always", False)
+
+
+@pytest.mark.parametrize(("dotenv", "columnar"), [("", False), ("SHANDY_COLUMNAR=1\n", True)])
+def test_the_columnar_setting_in_dotenv_reaches_the_reader(
+    tmp_path: Path, dotenv: str, columnar: bool
+) -> None:
+    """``import_files`` takes SHANDY_COLUMNAR from ``.env`` to the reader: with it, a small
+    CSV is read the columnar way (polars loaded); without it, row by row (never loaded)."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "a.csv").write_text(
+        "First Name,Email\n" + "".join(f"P{i},p{i}@example.test\n" for i in range(300))
+    )
+    (tmp_path / ".env").write_text(dotenv)
+    (tmp_path / ".env").chmod(0o600)
+    code = """
+import sys
+from shandy_cli import import_files
+result = import_files(["a.csv"], dry_run=True, step_id="S1", state_dir="state")
+print(result.rows_read, result.rows_submitted, "polars" in sys.modules, file=sys.stderr)
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHANDY_", "SALESHANDY_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+    )
+    assert done.stderr.split() == ["300", "300", str(columnar)], done.stderr

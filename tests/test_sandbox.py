@@ -1106,9 +1106,12 @@ def test_faults_over_http(sandbox: Sandbox, api: httpx.Client) -> None:
 
 
 def test_serve_forever_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    """The library prints nothing: its ``on_ready`` hook hears where the sandbox listens."""
     code = (
+        "import sys\n"
         "from shandy_cli.sandbox import SandboxConfig, serve_forever\n"
-        f"serve_forever(SandboxConfig(state_dir={str(tmp_path / 'fg')!r}))\n"
+        f"serve_forever(SandboxConfig(state_dir={str(tmp_path / 'fg')!r}),\n"
+        "              on_ready=lambda s: print('listening on', s.url, file=sys.stderr))\n"
     )
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     root = Path(__file__).resolve().parents[1]  # importable even when not installed

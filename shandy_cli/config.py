@@ -33,6 +33,8 @@ ENV_MAX_STREAM_BYTES = "SHANDY_MAX_STREAM_BYTES"
 ENV_COLUMNAR = "SHANDY_COLUMNAR"
 ENV_FASTEXCEL = "SHANDY_FASTEXCEL"
 ENV_SANDBOX_DELAY = "SHANDY_SANDBOX_DELAY"
+ENV_KEEP_DAYS = "SHANDY_KEEP_DAYS"
+DEFAULT_KEEP_DAYS = 90  # finished runs older than this are pruned (pipeline/housekeeping.py)
 # How a CSV is read: by size ("auto": the columnar reader from 2 MB up), "always" (tests,
 # benchmarks) or "never". The environment spells them "", "1" and "0".
 COLUMNAR_MODES = ("auto", "always", "never")
@@ -62,6 +64,7 @@ class Settings:
     columnar: str = "auto"  # SHANDY_COLUMNAR, one of COLUMNAR_MODES
     fastexcel: bool = True  # SHANDY_FASTEXCEL: text-only XLSX sheets loaded by fastexcel
     sandbox_delay: float = DEFAULT_SANDBOX_DELAY  # SHANDY_SANDBOX_DELAY, for --sandbox
+    keep_days: int = DEFAULT_KEEP_DAYS  # SHANDY_KEEP_DAYS: how long finished runs are kept
 
     def __repr__(self) -> str:  # never print the key, even in a debugger or traceback
         return (
@@ -166,6 +169,7 @@ def resolve_settings(
         columnar=columnar_mode(pick(ENV_COLUMNAR), ENV_COLUMNAR),
         fastexcel=_switch(pick(ENV_FASTEXCEL), ENV_FASTEXCEL),
         sandbox_delay=_seconds(pick(ENV_SANDBOX_DELAY), ENV_SANDBOX_DELAY, DEFAULT_SANDBOX_DELAY),
+        keep_days=_days(pick(ENV_KEEP_DAYS), ENV_KEEP_DAYS, DEFAULT_KEEP_DAYS),
     )
 
 
@@ -200,6 +204,16 @@ def _seconds(value: str | None, name: str, default: float) -> float:
     if not 0 <= seconds < float("inf"):
         raise ConfigError(f"{name} must be a number of seconds, zero or more, not {value!r}")
     return seconds
+
+
+def _days(value: str | None, name: str, default: int) -> int:
+    """A number of days: a whole number, 1 or more."""
+    if value is None:
+        return default
+    text = value.strip()
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"{name} must be a whole number of days, 1 or more, not {value!r}")
+    return int(text)
 
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}

@@ -290,6 +290,14 @@ class Journal:
         with self._tx() as db:
             db.execute(f"UPDATE runs SET {names} WHERE id = ?", (*fields.values(), run_id))
 
+    def forget_runs(self, run_ids: Iterable[str]) -> None:
+        """Remove runs' records and their chunks (pruning). The ledger is kept: it says
+        what landed, whichever run sent it."""
+        ids = [(run_id,) for run_id in run_ids]
+        with self._tx() as db:
+            db.executemany("DELETE FROM chunks WHERE run_id = ?", ids)
+            db.executemany("DELETE FROM runs WHERE id = ?", ids)
+
     def run_for_request(self, request_id: str) -> RunRecord | None:
         row = self.db.execute(
             "SELECT run_id FROM chunks WHERE request_id = ? LIMIT 1", (request_id,)

@@ -152,6 +152,7 @@ DOTENV_CASES = {
     "SHANDY_COLUMNAR": ("1", lambda s: s.columnar, "always"),
     "SHANDY_FASTEXCEL": ("0", lambda s: s.fastexcel, False),
     "SHANDY_SANDBOX_DELAY": ("0.25", lambda s: s.sandbox_delay, 0.25),
+    "SHANDY_KEEP_DAYS": ("30", lambda s: s.keep_days, 30),
 }
 
 

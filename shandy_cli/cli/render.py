@@ -369,3 +369,8 @@ def _pruned(result: PruneResult, json_out: bool) -> None:
         f"pruned {len(result.runs)} run(s) and {result.files} stray stdin copies older than "
         f"{result.older_than_days:g} day(s): {result.bytes_freed:,} bytes freed"
     )
+    if result.removed_runs:
+        stdout_console().print(
+            f"removed {len(result.removed_runs)} finished run(s) older than "
+            f"{result.keep_days:g} day(s) from the journal"
+        )

@@ -34,12 +34,19 @@ def runs(
         typer.Option(
             "--prune",
             help="Remove chunk bodies and stdin copies of failed, interrupted and crashed "
-            "runs older than --older-than days (a pruned stdin run cannot be resumed).",
+            "runs older than --older-than days (a pruned stdin run cannot be resumed), "
+            "and finished runs older than that whole (journal records, run dirs).",
         ),
     ] = False,
     older_than: Annotated[
-        float, typer.Option("--older-than", min=0, help="Days, for --prune.")
-    ] = PRUNE_DAYS,
+        float | None,
+        typer.Option(
+            "--older-than",
+            min=0,
+            help=f"Days, for --prune (default: {PRUNE_DAYS:g} for leftovers, "
+            "SHANDY_KEEP_DAYS (90) for finished runs).",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
     state_dir: StateDirOpt = None,
 ) -> None:

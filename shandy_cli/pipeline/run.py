@@ -24,13 +24,13 @@ from shandy_cli._files import ensure_private_dir
 from shandy_cli._lock import RunLock, lock_path
 from shandy_cli._version import __version__
 from shandy_cli.client import ImportStatus, SaleshandyClient
-from shandy_cli.config import DEFAULT_MAX_STREAM_BYTES, resolve_settings
+from shandy_cli.config import DEFAULT_KEEP_DAYS, DEFAULT_MAX_STREAM_BYTES, resolve_settings
 from shandy_cli.errors import ApiError, InputError, interrupt_exit_code
 from shandy_cli.exits import ExitCode
 from shandy_cli.faults import as_fault, fault_message
 from shandy_cli.journal import UNFINISHED, Journal, Plan, RunRecord, run_options
 from shandy_cli.pipeline.events import ChunkEvent, Listener, Phase, ignore, notify
-from shandy_cli.pipeline.housekeeping import drop_bodies, run_dir
+from shandy_cli.pipeline.housekeeping import drop_bodies, keep_runs, run_dir
 from shandy_cli.pipeline.labels import SYSTEM_LABELS as SYSTEM_LABELS
 from shandy_cli.pipeline.labels import field_labels
 from shandy_cli.pipeline.labels import field_type as field_type
@@ -139,6 +139,7 @@ def import_files(
         runner.spools = dict(spools or {})
         runner.max_stream_bytes = settings.max_stream_bytes
         runner.reading = reading_choice(opts, settings)
+        runner.keep_days = settings.keep_days
         return runner.run(resume_run)
     except (Exception, KeyboardInterrupt) as exc:
         raise _stopped(exc, runner, names, opts) from exc
@@ -236,6 +237,7 @@ class _Run:
         self.spools: dict[int, Path] = {}
         self.max_stream_bytes = DEFAULT_MAX_STREAM_BYTES
         self.reading: dict[str, Any] = {}  # how inputs are read (prepare.reading_choice)
+        self.keep_days = DEFAULT_KEEP_DAYS  # finished runs older than this are pruned
         self.run_id = new_run_id()
         names = ["<stdin>" if p == "-" else p for p in paths]
         self.result = ImportResult(
@@ -709,6 +711,7 @@ class _Run:
             self._record_end(outcome)  # the run's own error is the one to report
         elif outcome == "completed":
             complete_run(self.journal, self.run_id, self.spools.values())
+            keep_runs(self.journal, self.keep_days)  # at most once a day; never raises
         else:
             self.journal.update_run(self.run_id, outcome=outcome, ended=time.time())
 

@@ -10,7 +10,13 @@ from typing import Any
 from shandy_cli.config import resolve_settings
 from shandy_cli.exits import ExitCode
 from shandy_cli.journal import Journal, RunRecord
-from shandy_cli.pipeline.housekeeping import PruneResult, prune_runs
+from shandy_cli.pipeline.housekeeping import (
+    PRUNE_DAYS,
+    PruneResult,
+    expire_runs,
+    prune_runs,
+    touch_marker,
+)
 
 # What a run's line shows, in order (``runs`` off a terminal prints these as a header).
 RUN_COLUMNS = ("run", "started", "outcome", "step", "files", "rows", "chunks")
@@ -35,12 +41,21 @@ def list_runs(limit: int = 20, *, state_dir: str | os.PathLike[str] | None = Non
 
 
 def prune(
-    older_than_days: float, *, state_dir: str | os.PathLike[str] | None = None
+    older_than_days: float | None = None, *, state_dir: str | os.PathLike[str] | None = None
 ) -> PruneResult:
-    """``prune_runs`` on the journal of ``state_dir`` (``shandy runs --prune``)."""
+    """``shandy runs --prune`` on the journal of ``state_dir``: finished runs older than
+    ``older_than_days`` removed whole (``expire_runs``, as a completed import does once a
+    day; default the ``keep_days`` setting, ``SHANDY_KEEP_DAYS``), then the leftovers of
+    unfinished runs older than ``older_than_days`` (``prune_runs``; default a week)."""
     settings = resolve_settings(state_dir=state_dir)
+    leftovers = PRUNE_DAYS if older_than_days is None else older_than_days
+    keep = settings.keep_days if older_than_days is None else older_than_days
     with Journal(settings.state_dir) as journal:
-        return prune_runs(journal, older_than_days)
+        touch_marker(settings.state_dir)
+        # Finished runs first: a run whose stdin copy goes now says so if resumed, until
+        # the next prune (a completed import's, or this command's) removes it.
+        result = expire_runs(journal, keep)
+        return prune_runs(journal, leftovers, result=result)
 
 
 def run_record(journal: Journal, run: RunRecord) -> dict[str, Any]:

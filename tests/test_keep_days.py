@@ -283,3 +283,22 @@ def test_a_failure_while_pruning_only_warns(sandbox: Sandbox, tmp_path: Path) ->
     ran = shandy(sandbox, tmp_path, "runs", "--prune", "--json")
     assert ran.returncode == 0 and json.loads(ran.stdout)["removed_runs"] == []
     assert f"run {old} is kept" in ran.stderr
+
+
+def test_a_failure_before_pruning_only_warns(sandbox: Sandbox, tmp_path: Path) -> None:
+    """The marker cannot be written (a directory is in its place): the run still exits 0."""
+    old = imported(sandbox, tmp_path, "a.csv")
+    age(tmp_path, old, 100)
+    marker(tmp_path).unlink()
+    marker(tmp_path).mkdir()
+    os.utime(marker(tmp_path), (time.time() - 2 * DAY,) * 2)
+    src = tmp_path / "b.csv"
+    src.write_text(leads(3, start=10))
+    ran = shandy(sandbox, tmp_path, "import", str(src), "--step", "StepA1", "--json")
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)["completed"] is True
+    said = " ".join(ran.stderr.split())
+    assert (
+        "shandy: warning: pruning runs older than 90 days failed: [Errno 21] Is a directory" in said
+    )
+    assert old in run_ids(tmp_path)

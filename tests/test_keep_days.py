@@ -302,3 +302,22 @@ def test_a_failure_before_pruning_only_warns(sandbox: Sandbox, tmp_path: Path) -
         "shandy: warning: pruning runs older than 90 days failed: [Errno 21] Is a directory" in said
     )
     assert old in run_ids(tmp_path)
+
+
+def test_a_superseded_run_goes_with_its_copy(sandbox: Sandbox, tmp_path: Path) -> None:
+    """An old stdin run stopped part way, then a later stdin import into the same step
+    completed: it was abandoned for that one, so it is finished, and goes with its copy."""
+    args = ("import", "-", "--step", "StepA1", "--json", "--poll-interval", "0.05")
+    ran = shandy(sandbox, tmp_path, *args, "--no-wait", stdin=leads(3).encode())
+    assert ran.returncode == 0, ran.stderr
+    stopped = json.loads(ran.stdout)["run_id"]
+    with journal(tmp_path) as db:
+        db.execute("UPDATE runs SET outcome = 'interrupted' WHERE id = ?", (stopped,))
+        [options] = db.execute("SELECT options FROM runs WHERE id = ?", (stopped,)).fetchone()
+    [copy] = [Path(p) for p in json.loads(options)["spools"].values()]
+    age(tmp_path, stopped, 100)
+    assert not marker(tmp_path).exists()  # a run that did not complete does not prune
+    ran = shandy(sandbox, tmp_path, *args, stdin=leads(3, start=50).encode())
+    assert ran.returncode == 0, ran.stderr
+    assert run_ids(tmp_path) == {json.loads(ran.stdout)["run_id"]}
+    assert not copy.exists() and list(copy.parent.iterdir()) == []

@@ -33,6 +33,7 @@ ENV_MAX_STREAM_BYTES = "SHANDY_MAX_STREAM_BYTES"
 ENV_COLUMNAR = "SHANDY_COLUMNAR"
 ENV_FASTEXCEL = "SHANDY_FASTEXCEL"
 ENV_SANDBOX_DELAY = "SHANDY_SANDBOX_DELAY"
+ENV_SUPPRESS = "SHANDY_SUPPRESS"
 # How a CSV is read: by size ("auto": the columnar reader from 2 MB up), "always" (tests,
 # benchmarks) or "never". The environment spells them "", "1" and "0".
 COLUMNAR_MODES = ("auto", "always", "never")
@@ -62,6 +63,9 @@ class Settings:
     columnar: str = "auto"  # SHANDY_COLUMNAR, one of COLUMNAR_MODES
     fastexcel: bool = True  # SHANDY_FASTEXCEL: text-only XLSX sheets loaded by fastexcel
     sandbox_delay: float = DEFAULT_SANDBOX_DELAY  # SHANDY_SANDBOX_DELAY, for --sandbox
+    # SHANDY_SUPPRESS: suppression lists every import applies (os.pathsep between files);
+    # an import's own --suppress files are added to these, never in their place.
+    suppress: tuple[Path, ...] = ()
 
     def __repr__(self) -> str:  # never print the key, even in a debugger or traceback
         return (
@@ -166,6 +170,17 @@ def resolve_settings(
         columnar=columnar_mode(pick(ENV_COLUMNAR), ENV_COLUMNAR),
         fastexcel=_switch(pick(ENV_FASTEXCEL), ENV_FASTEXCEL),
         sandbox_delay=_seconds(pick(ENV_SANDBOX_DELAY), ENV_SANDBOX_DELAY, DEFAULT_SANDBOX_DELAY),
+        suppress=_paths(pick(ENV_SUPPRESS)),
+    )
+
+
+def _paths(value: str | None) -> tuple[Path, ...]:
+    """A list of files separated by ``os.pathsep`` (``:``, or ``;`` on Windows); empty
+    parts are ignored."""
+    if not value:
+        return ()
+    return tuple(
+        Path(part.strip()).expanduser() for part in value.split(os.pathsep) if part.strip()
     )
 
 

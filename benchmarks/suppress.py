@@ -42,16 +42,17 @@ def write_list(path: Path, rows: int, entries: int, domains: int) -> int:
     step = max(1, rows // max(1, entries - domains))
     used: list[str] = []
     lines = ["# benchmark suppression list: addresses from the data file, then domains"]
-    addresses = 0
+    addresses, due = 0, False
     for i, row in enumerate(generate.rows(rows)):
+        due = due or i % step == 0  # this row's, or the next valid one's
         email = row[2].strip()
         if not is_plausible_email(email):
             continue
         if i % 997 == 0:
             used.append(email.rpartition("@")[2].lower())
-        if i % step == 0 and addresses < entries - domains:
+        if due and addresses < entries - domains:
             lines.append(email.upper() if rng.random() < 0.1 else email)
-            addresses += 1
+            addresses, due = addresses + 1, False
     real = sorted(set(used))[:2]  # two domains the file uses
     names = [*real, *(f"blocked{i}.example" for i in range(domains - len(real)))]
     for n, domain in enumerate(names):

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from incli import run_cli
-from test_fastpath import BASE, HEADER, compare, csv_bytes
 
 from shandy_cli import ImportResult, SaleshandyClient, import_files
 from shandy_cli.config import resolve_settings
@@ -19,6 +18,8 @@ from shandy_cli.pipeline.columnar import framing
 from shandy_cli.pipeline.results import ImportOptions
 from shandy_cli.pipeline.suppression import load_suppression
 from shandy_cli.sandbox import Sandbox
+from tests.test_fastpath import BASE, HEADER, compare, csv_bytes
+from tests.test_fastsheet import compare_sheet, workbook
 
 LEAD_HEADER = ["First Name", "Last Name", "Email", "Company"]
 
@@ -306,6 +307,37 @@ def test_columnar_twin_gives_the_same_bytes(
     assert suppressed[f"suppressed by {dnc} line 2"] >= 1
     assert suppressed[f"suppressed by {dnc} line {len(lines) - 1}"] >= 1  # the IDN domain
     assert skipped == SUPPRESSED_IN_BASE
+
+
+def test_columnar_sheet_twin_gives_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shandy_cli.pipeline.columnar import sheet as columnar_sheet
+
+    monkeypatch.setattr(columnar_sheet, "SHEET_BLOCK", 257)  # many blocks
+    path = workbook(tmp_path / "a.xlsx", [HEADER, *BASE[:2000]])
+    dnc = tmp_path / "dnc.csv"
+    dnc.write_text("Email,Why\n" + "".join(f"user{i}@example.test,x\n" for i in range(0, 2000, 5)))
+    (tmp_path / "d.txt").write_text("@EXÄMPLE.test\n")
+    compare_sheet(path, tmp_path, monkeypatch, 2000, suppress=[dnc, tmp_path / "d.txt"])
+    prepared = snapshot_counts(path, tmp_path / "again", monkeypatch, [dnc, tmp_path / "d.txt"])
+    listed = {f"user{i}@example.test" for i in range(0, 2000, 5)}
+    simple = sum(
+        1
+        for row in BASE[:2000]
+        if row[2].strip().lower() in listed or row[2].strip().endswith("@exämple.test")
+    )
+    assert prepared == simple == 392
+
+
+def snapshot_counts(
+    path: Path, out: Path, monkeypatch: pytest.MonkeyPatch, lists: list[Path]
+) -> int:
+    from tests.test_fastpath import run as prepare_run
+
+    prepared, _ = prepare_run([path], out, "1", monkeypatch, fastexcel=True, suppress=lists)
+    assert prepared.rows_columnar == 2000
+    return prepared.rows_skipped
 
 
 # 421 rows at the 429 listed addresses (some listed users' rows hold a bad address, others

@@ -11,7 +11,8 @@ Entries are keyed as the run's dedupe key keys addresses (``validation.email_key
 trimmed, lowercased, XXH3-64), domains the same way: the rule has one home. A row
 whose plausible address matches is skipped, never sent, before it is deduplicated
 (a suppressed address is not a "duplicate"), with ``Suppression.reason`` naming the
-list, the line and the entry. The first list and line naming an address or domain
+list, the line and the entry (``suppressed by dnc.txt (line 12: @competitor.com)``;
+the summary's reasons group them by list). The first list and line naming an address or domain
 is the one named; an address entry wins over its domain's.
 
 The columnar reader's twin is ``match_many`` (sorted key arrays, ``searchsorted``),
@@ -67,7 +68,8 @@ class Suppression:
 
     def reason(self, index: int) -> Suppressed:
         name, line, entry = self.entries[index]
-        return Suppressed(f"{SUPPRESSED} {name} line {line} ({entry})")
+        # The summary groups by what is left outside the parentheses: the list.
+        return Suppressed(f"{SUPPRESSED} {name} (line {line}: {entry})")
 
     def match(self, email: str, key: int | None = None) -> Suppressed | None:
         """The reason a plausible, trimmed ``email`` (whose ``email_key`` is ``key``,

@@ -68,6 +68,7 @@ class _Commit:
         self.file_index = state.file_index
         self.skip = np.fromiter(state.skip_keys, np.uint64, len(state.skip_keys))
         self.suppression = state.suppression
+        self._suppressed: dict[int, tuple[str, str]] = {}  # entry -> (reason, its kind)
         self.counts, self.add_keys, self.planned = state.counts, state.add_keys, state.planned
         self.done = 0  # rows committed
         self.last = 0  # the number of the last one
@@ -175,9 +176,7 @@ class _Commit:
             # the file name is in the reason too: it may hold quotes or parentheses
             reasons[i] = (reason, reason_kind(reason))
         for i, entry in zip(sup_rows.tolist(), entries.tolist(), strict=True):
-            assert self.suppression is not None
-            reason = self.suppression.reason(entry)
-            reasons[i] = (reason, reason_kind(reason))
+            reasons[i] = self.suppressed_reason(entry)
         for i, size in zip(big_rows.tolist(), big_sizes.tolist(), strict=True):
             reason = self.chunker.oversize_reason(size)
             reasons[i] = (reason, reason_kind(reason))
@@ -187,6 +186,15 @@ class _Commit:
             [(int(numbers[i]), rows[i], *reasons[i]) for i in order],
         )
         return len(order)
+
+    def suppressed_reason(self, entry: int) -> tuple[str, str]:
+        """The reason and its kind for a row suppressed by ``entry``, made once per entry."""
+        found = self._suppressed.get(entry)
+        if found is None:
+            assert self.suppression is not None
+            reason = self.suppression.reason(entry)
+            found = self._suppressed[entry] = (reason, reason_kind(reason))
+        return found
 
     def raw_rows(self, p: _Parsed, order: list[int]) -> list[list[str]]:
         """The values of rows ``order`` as the per-row path reads them (``csv``, untrimmed).

@@ -6,8 +6,10 @@
 
 The CSV is bench.py's (``generate.py``, reused from ``--data-dir``). The list is made
 from the same generator: every ``rows / entries``-th row's address (one in ten
-upper-cased), then ``--domains`` ``@domain`` / ``*@domain`` entries, a few of them
-domains the file uses, the rest none. Each contender is ``shandy import --dry-run
+upper-cased), then ``--domains`` ``@domain`` / ``*@domain`` entries, two of them
+domains the file uses, the rest none. A third contender, ``no-match``, takes a list
+as long that matches no row: loading and matching alone, without the rejects file
+every suppressed row is written to. Each contender is ``shandy import --dry-run
 --sandbox`` in its own subprocess (bench.run_child: wall, CPU, peak RSS); rounds are
 interleaved so drift hits both alike; the table shows medians and the ratio of the
 two, measured in this same run.
@@ -33,6 +35,14 @@ import bench  # noqa: E402 -- a script beside this one
 import generate  # noqa: E402
 
 from shandy_cli.pipeline.validation import is_plausible_email  # noqa: E402
+
+
+def write_missing(path: Path, entries: int) -> None:
+    """A list as long that matches none of the file's rows: the cost of loading and
+    matching alone, without the rejects file the suppressed rows are written to."""
+    lines = [f"nobody{i}@blocked{i % 997}.example" for i in range(entries - 100)]
+    lines += [f"@blocked{i}.example" for i in range(100)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def write_list(path: Path, rows: int, entries: int, domains: int) -> int:
@@ -76,13 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     data = bench.ensure_data("csv", args.rows, args.data_dir)
     listing = args.data_dir / f"suppress-{args.rows}-{args.entries}.txt"
     entries = write_list(listing, args.rows, args.entries, args.domains)
+    missing = args.data_dir / f"suppress-none-{args.entries}.txt"
+    write_missing(missing, args.entries)
+    lists = {"without": None, "with": listing, "no-match": missing}
     print(f"data {data} ({data.stat().st_size / bench.MB:.0f} MB, {args.rows:,} rows)")
     print(f"list {listing}: {entries:,} entries ({args.domains} domains) -- {bench.git_state()}")
 
     base = bench.clean_env()
     ways = ["columnar", "per-row"] if args.per_row else ["columnar"]
-    contenders = [(way, sup) for way in ways for sup in (False, True)]
-    samples: dict[tuple[str, bool], list[tuple[float, float, float, dict]]] = {
+    contenders = [(way, sup) for way in ways for sup in lists]
+    samples: dict[tuple[str, str], list[tuple[float, float, float, dict]]] = {
         c: [] for c in contenders
     }
     for round_ in range(args.repeat):
@@ -91,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             env = dict(base, SHANDY_COLUMNAR="1" if way == "columnar" else "0")
             tmp = Path(tempfile.mkdtemp(prefix="bench-suppress-"))
             try:
-                extra = ["--dry-run", "--sandbox", *(["--suppress", str(listing)] if sup else [])]
+                chosen = lists[sup]
+                extra = ["--dry-run", "--sandbox", *(["--suppress", str(chosen)] if chosen else [])]
                 code, wall, cpu, rss, out, err = bench.run_child(
                     bench._shandy(*extra)(data, tmp), env, tmp, args.timeout
                 )
@@ -103,14 +117,14 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             doc = json.loads(out)
             samples[way, sup].append((wall, cpu, rss, doc))
-            print(f"  round {round_ + 1} {way:8} {'with' if sup else 'without':7} {wall:6.2f} s")
+            print(f"  round {round_ + 1} {way:8} {sup:8} {wall:6.2f} s")
 
     print()
     head = ("path", "list", "wall s", "cpu s", "RSS MB", "read", "submitted", "skipped")
     print("{:9} {:8} {:>7} {:>7} {:>7} {:>10} {:>10} {:>9}".format(*head))
     for way in ways:
         medians = {}
-        for sup in (False, True):
+        for sup in lists:
             got = samples[way, sup]
             wall = statistics.median(s[0] for s in got)
             cpu = statistics.median(s[1] for s in got)
@@ -118,10 +132,12 @@ def main(argv: list[str] | None = None) -> int:
             doc = got[-1][3]
             medians[sup] = wall
             print(
-                f"{way:9} {'with' if sup else 'without':8} {wall:7.2f} {cpu:7.2f} {rss:7.0f} "
+                f"{way:9} {sup:8} {wall:7.2f} {cpu:7.2f} {rss:7.0f} "
                 f"{doc['rows_read']:>10,} {doc['rows_submitted']:>10,} {doc['rows_skipped']:>9,}"
             )
-        print(f"{way:9} ratio with/without: {medians[True] / medians[False]:.3f}")
+        for sup in ("with", "no-match"):
+            ratio = medians[sup] / medians["without"]
+            print(f"{way:9} ratio {sup}/without: {ratio:.3f}")
     return 0
 
 

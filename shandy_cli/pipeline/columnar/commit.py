@@ -15,6 +15,7 @@ from shandy_cli.pipeline._readers.base import drop_empty_extras
 from shandy_cli.pipeline.chunking import PREFIX
 from shandy_cli.pipeline.columnar.state import Handover, RunState
 from shandy_cli.pipeline.reporting import reason_kind
+from shandy_cli.pipeline.suppression import SUPPRESSED
 from shandy_cli.pipeline.validation import (
     INVALID_EMAIL,
     MISSING_EMAIL,
@@ -68,7 +69,7 @@ class _Commit:
         self.file_index = state.file_index
         self.skip = np.fromiter(state.skip_keys, np.uint64, len(state.skip_keys))
         self.suppression = state.suppression
-        self._suppressed: dict[int, tuple[str, str]] = {}  # entry -> (reason, its kind)
+        self._suppressed: dict[str, str] = {}  # list name -> its rows' reason kind
         self.counts, self.add_keys, self.planned = state.counts, state.add_keys, state.planned
         self.done = 0  # rows committed
         self.last = 0  # the number of the last one
@@ -188,13 +189,22 @@ class _Commit:
         return len(order)
 
     def suppressed_reason(self, entry: int) -> tuple[str, str]:
-        """The reason and its kind for a row suppressed by ``entry``, made once per entry."""
-        found = self._suppressed.get(entry)
-        if found is None:
-            assert self.suppression is not None
-            reason = self.suppression.reason(entry)
-            found = self._suppressed[entry] = (reason, reason_kind(reason))
-        return found
+        """The reason and its kind (``reason_kind``'s, as the per-row rejects writer
+        finds it) for a row suppressed by ``entry``.
+
+        The kind drops the parenthesised line and entry: it is the list's, computed
+        once per list, unless a quote or parenthesis in the name or entry could make
+        ``reason_kind`` read it otherwise.
+        """
+        assert self.suppression is not None
+        reason = self.suppression.reason(entry)
+        name, _, text = self.suppression.entries[entry]
+        if any(c in name or c in text for c in "'\"()"):
+            return reason, reason_kind(reason)
+        kind = self._suppressed.get(name)
+        if kind is None:
+            kind = self._suppressed[name] = reason_kind(f"{SUPPRESSED} {name}")
+        return reason, kind
 
     def raw_rows(self, p: _Parsed, order: list[int]) -> list[list[str]]:
         """The values of rows ``order`` as the per-row path reads them (``csv``, untrimmed).

@@ -35,6 +35,7 @@ ENV_FASTEXCEL = "SHANDY_FASTEXCEL"
 ENV_SANDBOX_DELAY = "SHANDY_SANDBOX_DELAY"
 ENV_KEEP_DAYS = "SHANDY_KEEP_DAYS"
 DEFAULT_KEEP_DAYS = 90  # finished runs older than this are pruned (pipeline/housekeeping.py)
+ENV_SUPPRESS = "SHANDY_SUPPRESS"
 # How a CSV is read: by size ("auto": the columnar reader from 2 MB up), "always" (tests,
 # benchmarks) or "never". The environment spells them "", "1" and "0".
 COLUMNAR_MODES = ("auto", "always", "never")
@@ -65,6 +66,9 @@ class Settings:
     fastexcel: bool = True  # SHANDY_FASTEXCEL: text-only XLSX sheets loaded by fastexcel
     sandbox_delay: float = DEFAULT_SANDBOX_DELAY  # SHANDY_SANDBOX_DELAY, for --sandbox
     keep_days: int = DEFAULT_KEEP_DAYS  # SHANDY_KEEP_DAYS: how long finished runs are kept
+    # SHANDY_SUPPRESS: suppression lists every import applies (os.pathsep between files);
+    # an import's own --suppress files are added to these, never in their place.
+    suppress: tuple[Path, ...] = ()
 
     def __repr__(self) -> str:  # never print the key, even in a debugger or traceback
         return (
@@ -170,6 +174,17 @@ def resolve_settings(
         fastexcel=_switch(pick(ENV_FASTEXCEL), ENV_FASTEXCEL),
         sandbox_delay=_seconds(pick(ENV_SANDBOX_DELAY), ENV_SANDBOX_DELAY, DEFAULT_SANDBOX_DELAY),
         keep_days=_days(pick(ENV_KEEP_DAYS), ENV_KEEP_DAYS, DEFAULT_KEEP_DAYS),
+        suppress=_paths(pick(ENV_SUPPRESS)),
+    )
+
+
+def _paths(value: str | None) -> tuple[Path, ...]:
+    """A list of files separated by ``os.pathsep`` (``:``, or ``;`` on Windows); empty
+    parts are ignored."""
+    if not value:
+        return ()
+    return tuple(
+        Path(part.strip()).expanduser() for part in value.split(os.pathsep) if part.strip()
     )
 
 

@@ -153,6 +153,11 @@ DOTENV_CASES = {
     "SHANDY_FASTEXCEL": ("0", lambda s: s.fastexcel, False),
     "SHANDY_SANDBOX_DELAY": ("0.25", lambda s: s.sandbox_delay, 0.25),
     "SHANDY_KEEP_DAYS": ("30", lambda s: s.keep_days, 30),
+    "SHANDY_SUPPRESS": (
+        f"a.txt{os.pathsep}b.txt",
+        lambda s: s.suppress,
+        (Path("a.txt"), Path("b.txt")),
+    ),
 }
 
 

@@ -89,6 +89,16 @@ def import_(
     only_new: Annotated[
         bool, typer.Option("--only-new", help="Skip rows earlier runs imported to this step.")
     ] = False,
+    suppress: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--suppress",
+            metavar="FILE",
+            help="A suppression list: addresses, @domain entries, # comments, or a CSV "
+            "with an email column; matching rows are skipped, never sent (repeatable). "
+            "Added to the SHANDY_SUPPRESS lists, which always apply.",
+        ),
+    ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Import again what an earlier run completed.")
     ] = False,
@@ -128,6 +138,7 @@ def import_(
             report_dir=report_dir,
             poll_interval=poll_interval,
             only_new=only_new,
+            suppress=tuple(suppress or ()),
             force=force,
         )
         options.check()

@@ -37,6 +37,7 @@ from shandy_cli.pipeline.results import ImportOptions
 from shandy_cli.pipeline.sources import Row, Source, SourceInfo, open_source
 from shandy_cli.pipeline.spool import digest_file as _digest
 from shandy_cli.pipeline.spool import input_change
+from shandy_cli.pipeline.suppression import Suppressed, Suppression, load_suppression
 from shandy_cli.pipeline.validation import SKIPPED_REASON, Validator
 from shandy_cli.redaction import one_line
 
@@ -62,6 +63,7 @@ class Prepared:
     rows_submitted: int = 0
     rows_rejected: int = 0
     rows_skipped: int = 0
+    rows_suppressed: int = 0  # of rows_skipped: on a suppression list (--suppress)
     rejects_file: Path | None = None
     reasons: Counter[str] = field(default_factory=Counter)
     sent: SentIndex | None = None
@@ -131,6 +133,16 @@ def reading_choice(opts: ImportOptions, settings: Settings) -> dict[str, Any]:
     }
 
 
+def suppress_lists(opts: ImportOptions, settings: Settings) -> tuple[Path, ...]:
+    """The suppression lists an import applies: the ``suppress`` setting's
+    (``SHANDY_SUPPRESS``, with ``.env``) always, then the import's own
+    (``ImportOptions.suppress``), each file once."""
+    lists: dict[Path, None] = {}
+    for path in (*settings.suppress, *opts.suppress):
+        lists.setdefault(Path(path).expanduser().resolve(), None)
+    return tuple(lists)
+
+
 def body_options(opts: ImportOptions, step_id: str | None) -> bytes:
     """The request body's members after ``prospectList``, in the API's documented order."""
     options: dict[str, object] = {}
@@ -143,6 +155,7 @@ def body_options(opts: ImportOptions, step_id: str | None) -> bytes:
 
 
 def prepare(ctx: PrepareContext) -> Prepared:
+    suppression = load_suppression(ctx.opts.suppress)  # a bad line stops here (exit 2)
     sources = _open_sources(ctx)
     out = Prepared(names=[s.info.name for s in sources])
     chunker: Chunker | None = None
@@ -161,7 +174,7 @@ def prepare(ctx: PrepareContext) -> Prepared:
             spool_dir=None if ctx.opts.dry_run else ctx.run_dir / "chunks",
         )
         ctx.listener(Phase("reading"))
-        with _Reader(ctx, chunker, rejects, out) as reader:
+        with _Reader(ctx, chunker, rejects, out, suppression) as reader:
             for file_index, (src, mapping) in enumerate(zip(sources, mappings, strict=True)):
                 reader.read(src, mapping, file_index)
             reader.finish()
@@ -291,13 +304,19 @@ class _Reader:
     """The per-row loop: judge each row, then reject, skip, or add it to a chunk."""
 
     def __init__(
-        self, ctx: PrepareContext, chunker: Chunker, rejects: RowsWriter, out: Prepared
+        self,
+        ctx: PrepareContext,
+        chunker: Chunker,
+        rejects: RowsWriter,
+        out: Prepared,
+        suppression: Suppression | None = None,
     ) -> None:
         self.ctx = ctx
         self.chunker = chunker
         self.rejects = rejects
         self.out = out
-        self.validator = Validator()
+        self.suppression = suppression
+        self.validator = Validator(suppression=suppression)
         self.columnar = ctx.columnar_choice
         self.keys = array("Q")  # email keys of the chunk being built, for the ledger
         # Each closed chunk file is hashed on a thread of its own while reading goes
@@ -332,8 +351,13 @@ class _Reader:
                 continue
             item, reason = self._judge(row, ncols, mapping)
             if reason is not None:
+                # a suppressed row is skipped, not rejected, and written with its reason
                 self.rejects.add(info.name, row.number, info.columns, row.values, reason)
-                out.rows_rejected += 1
+                if isinstance(reason, Suppressed):
+                    out.rows_skipped += 1
+                    out.rows_suppressed += 1
+                else:
+                    out.rows_rejected += 1
                 continue
             key = self.validator.last_key
             if key in self.ctx.skip_keys:
@@ -410,6 +434,7 @@ class _Reader:
             sent=self.out.sent,
             file_index=file_index,
             skip_keys=self.ctx.skip_keys,
+            suppression=self.suppression,
             counts=self.out,
             add_keys=self._add_keys,
             planned=self._planned,

@@ -79,6 +79,11 @@ class ImportOptions:
             2 MB up), ``always`` or ``never``; None takes ``SHANDY_COLUMNAR``.
         fastexcel: load text-only XLSX sheets with fastexcel; None takes
             ``SHANDY_FASTEXCEL``. Neither changes what is sent.
+        suppress: suppression lists (``--suppress``, repeatable): files of addresses,
+            ``@domain`` / ``*@domain`` entries and ``#`` comments, or a CSV with an
+            email column. A matching row is skipped and never sent. ``import_files``
+            adds the ``SHANDY_SUPPRESS`` setting's lists before these. Their content
+            is part of the fingerprint.
     """
 
     step_id: str | None = None
@@ -106,6 +111,7 @@ class ImportOptions:
     force: bool = False
     columnar: str | None = None
     fastexcel: bool | None = None
+    suppress: Sequence[Path] = ()
 
     def check(self) -> None:
         if self.conflict not in CONFLICT_ACTIONS:
@@ -139,6 +145,7 @@ class ImportOptions:
             if data[key] is not None:
                 data[key] = str(Path(data[key]).resolve())
         data["tags"] = list(self.tags)
+        data["suppress"] = [str(Path(p).resolve()) for p in self.suppress]
         return data
 
     @classmethod
@@ -148,12 +155,17 @@ class ImportOptions:
         for key in ("mapping_file", "rejects", "report_dir"):
             value = getattr(opts, key)
             setattr(opts, key, Path(value) if value else None)
+        opts.suppress = tuple(Path(p) for p in opts.suppress)
         return opts
 
     def fingerprint_part(self) -> dict[str, Any]:
         data = self.to_json()
         if self.mapping_file:
             data["mapping_file"] = _file_digest(Path(self.mapping_file))
+        if self.suppress:  # what they say, not where they are
+            data["suppress"] = [_file_digest(Path(p)) for p in self.suppress]
+        else:  # fingerprints of runs from before --suppress stay as they were
+            data.pop("suppress")
         return {k: v for k, v in data.items() if k not in NOT_FINGERPRINTED}
 
 

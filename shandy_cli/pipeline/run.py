@@ -17,6 +17,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -57,6 +58,7 @@ from shandy_cli.pipeline.prepare import (
     fetch_rows,
     prepare,
     reading_choice,
+    suppress_lists,
 )
 from shandy_cli.pipeline.reporting import (
     OutputPaths,
@@ -135,6 +137,8 @@ def import_files(
             client = SaleshandyClient(
                 settings.base_url, settings.api_key, rate_limits=settings.rate_limits
             )
+        # the setting's suppression lists always apply; the import's are added to them
+        opts = replace(opts, suppress=suppress_lists(opts, settings))
         runner = _Run(names, opts, client, settings.state_dir, listener, stdin)
         runner.spools = dict(spools or {})
         runner.max_stream_bytes = settings.max_stream_bytes
@@ -583,8 +587,11 @@ class _Run:
             # every skip is one of the abandoned run's rows: the reason names it
             count = prepared.reasons.pop(SKIPPED_REASON, 0)
             prepared.reasons[f"imported by run {self.abandoned.id}"] += count
-        if prepared.rows_skipped:
-            self.notice(f"{prepared.rows_skipped:,} row(s) skipped: already imported", "info")
+        if prepared.rows_suppressed:
+            self.notice(f"{prepared.rows_suppressed:,} row(s) skipped: suppressed", "info")
+        if prepared.rows_skipped - prepared.rows_suppressed:
+            already = prepared.rows_skipped - prepared.rows_suppressed
+            self.notice(f"{already:,} row(s) skipped: already imported", "info")
         return prepared
 
     def _plan(self, prepared: Prepared) -> None:

@@ -2,8 +2,10 @@
 
 A prospect is refused, in this order of precedence, for: the reader's own
 problem with the row; no email; an email that does not look like an address;
-a value that is not a number in a ``number`` or ``currency`` field (see
-``is_number``); an email (case-insensitive) already seen earlier in this run.
+an address on a suppression list (``suppression.py``: a ``Suppressed`` reason,
+a skip rather than a rejection, and the row never claims its address); a value
+that is not a number in a ``number`` or ``currency`` field (see ``is_number``);
+an email (case-insensitive) already seen earlier in this run.
 The first occurrence of an address wins; a refused row does not claim its
 address, so a later, correct row with it is sent.
 
@@ -29,6 +31,8 @@ from xxhash import xxh3_64_intdigest
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from shandy_cli.pipeline.suppression import Suppression
 
 EMAIL_LABEL = "Email"
 MAX_EMAIL = 254
@@ -313,8 +317,11 @@ ROW_MASK = (1 << ROW_BITS) - 1
 class Validator:
     """Decides, row by row and in order, which prospects are sent."""
 
-    def __init__(self, *, email_label: str = EMAIL_LABEL) -> None:
+    def __init__(
+        self, *, email_label: str = EMAIL_LABEL, suppression: Suppression | None = None
+    ) -> None:
         self._email_label = email_label
+        self.suppression = suppression
         self._files: list[str] = []
         self._file_index: dict[str, int] = {}
         self._table = _DigestTable()
@@ -348,6 +355,11 @@ class Validator:
             return MISSING_EMAIL
         if not is_plausible_email(email):
             return invalid_email_reason(email)
+        key = email_key(email)
+        if self.suppression is not None:
+            suppressed = self.suppression.match(email, key)
+            if suppressed is not None:
+                return suppressed
         if typed:
             for label, field_type in typed.items():
                 value = prospect.get(label)
@@ -358,7 +370,6 @@ class Validator:
             self._switch_file(file)
         # A row beyond 2**40 cannot occur; clamping keeps it out of the file bits.
         where = self._file_bits | (row if 0 <= row <= ROW_MASK else ROW_MASK)
-        key = email_key(email)
         first = self._table.setdefault(key, where)
         if first is None:
             self.last_key = key

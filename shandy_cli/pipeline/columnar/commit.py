@@ -15,6 +15,7 @@ from shandy_cli.pipeline._readers.base import drop_empty_extras
 from shandy_cli.pipeline.chunking import PREFIX
 from shandy_cli.pipeline.columnar.state import Handover, RunState
 from shandy_cli.pipeline.reporting import reason_kind
+from shandy_cli.pipeline.suppression import SUPPRESSED
 from shandy_cli.pipeline.validation import (
     INVALID_EMAIL,
     MISSING_EMAIL,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from shandy_cli.pipeline.sources import SourceInfo
 
 _Rows = tuple[np.ndarray, np.ndarray]  # some of a block's rows, and a value for each
+_NONE = np.zeros(0, np.int64)
 WORKERS = 2  # parsing threads; the commit (in order) runs on the caller's thread
 
 
@@ -66,6 +68,8 @@ class _Commit:
         self.rejects, self.sent = state.rejects, state.sent
         self.file_index = state.file_index
         self.skip = np.fromiter(state.skip_keys, np.uint64, len(state.skip_keys))
+        self.suppression = state.suppression
+        self._suppressed: dict[str, str] = {}  # list name -> its rows' reason kind
         self.counts, self.add_keys, self.planned = state.counts, state.add_keys, state.planned
         self.done = 0  # rows committed
         self.last = 0  # the number of the last one
@@ -80,8 +84,17 @@ class _Commit:
             numbers = np.arange(self.done + 1, self.done + n + 1, dtype=np.int64)
         else:
             numbers = p.numbers.astype(np.int64)
-        # -- dedupe, first one wins, in the run's table (shared with the per-row path)
         vidx, keys = np.flatnonzero(p.valid), p.keys
+        # -- suppression lists, before dedupe: a suppressed row never claims its address
+        # (the per-row Validator.check's order; Suppression.match_many is match's twin)
+        sups: _Rows = (_NONE, _NONE)
+        if self.suppression is not None and len(vidx):
+            hit = self.suppression.match_many(keys, p.dkeys)
+            suppressed = hit >= 0
+            if suppressed.any():
+                sups = (vidx[suppressed], hit[suppressed])
+                vidx, keys = vidx[~suppressed], keys[~suppressed]
+        # -- dedupe, first one wins, in the run's table (shared with the per-row path)
         first = self.validator.check_many(keys, numbers[vidx], file=name)
         dup = first != 0
         keep, kept_keys = vidx[~dup], keys[~dup]
@@ -94,13 +107,15 @@ class _Commit:
         skipped = np.zeros(len(keep), bool)
         if len(self.skip):
             skipped = np.isin(kept_keys, self.skip) & ~oversize
-        rejected = self.reject(
-            p, numbers, (vidx[dup], first[dup]), (keep[oversize], sizes[oversize])
+        written = self.reject(
+            p, numbers, (vidx[dup], first[dup]), (keep[oversize], sizes[oversize]), sups
         )
+        nsup = len(sups[0])
         counts.rows_read += n
-        counts.rows_rejected += rejected
+        counts.rows_rejected += written - nsup
+        counts.rows_suppressed += nsup
         nskip = int(skipped.sum())
-        counts.rows_skipped += nskip
+        counts.rows_skipped += nskip + nsup
         if nskip:
             counts.reasons[SKIPPED_REASON] += nskip
         send = ~oversize & ~skipped
@@ -128,19 +143,24 @@ class _Commit:
         if n:
             self.last = int(numbers[-1])
 
-    def reject(self, p: _Parsed, numbers: np.ndarray, dups: _Rows, bigs: _Rows) -> int:
-        """Write the block's rejected rows, in row order, with the per-row path's reasons.
+    def reject(self, p: _Parsed, numbers: np.ndarray, dups: _Rows, bigs: _Rows, sups: _Rows) -> int:
+        """Write the block's rejected and suppressed rows, in row order, with the per-row
+        path's reasons; returns how many.
 
         ``dups``: the duplicates' rows in the block and the packed position of each
-        address's first row; ``bigs``: the oversize rows and their items' sizes.
+        address's first row; ``bigs``: the oversize rows and their items' sizes;
+        ``sups``: the suppressed rows and the index of the entry each matched.
 
         Their values are read again from the block (``raw_rows``), a duplicate's
         address too: a polars call on this thread would wait, holding the GIL,
         for the thread pool the workers keep busy.
         """
-        (dup_rows, first), (big_rows, big_sizes) = dups, bigs
+        (dup_rows, first), (big_rows, big_sizes), (sup_rows, entries) = dups, bigs, sups
         missing = np.flatnonzero(p.missing)
-        order = np.union1d(np.union1d(missing, p.bad), np.union1d(dup_rows, big_rows)).tolist()
+        order = np.union1d(np.union1d(missing, p.bad), np.union1d(dup_rows, big_rows))
+        if len(sup_rows):
+            order = np.union1d(order, sup_rows)
+        order = order.tolist()
         if not order:
             return 0
         rows = dict(zip(order, self.raw_rows(p, order), strict=True))
@@ -156,6 +176,8 @@ class _Commit:
             reason = self.validator.duplicate_reason(rows[i][at].strip(), f)
             # the file name is in the reason too: it may hold quotes or parentheses
             reasons[i] = (reason, reason_kind(reason))
+        for i, entry in zip(sup_rows.tolist(), entries.tolist(), strict=True):
+            reasons[i] = self.suppressed_reason(entry)
         for i, size in zip(big_rows.tolist(), big_sizes.tolist(), strict=True):
             reason = self.chunker.oversize_reason(size)
             reasons[i] = (reason, reason_kind(reason))
@@ -165,6 +187,24 @@ class _Commit:
             [(int(numbers[i]), rows[i], *reasons[i]) for i in order],
         )
         return len(order)
+
+    def suppressed_reason(self, entry: int) -> tuple[str, str]:
+        """The reason and its kind (``reason_kind``'s, as the per-row rejects writer
+        finds it) for a row suppressed by ``entry``.
+
+        The kind drops the parenthesised line and entry: it is the list's, computed
+        once per list, unless a quote or parenthesis in the name or entry could make
+        ``reason_kind`` read it otherwise.
+        """
+        assert self.suppression is not None
+        reason = self.suppression.reason(entry)
+        name, _, text = self.suppression.entries[entry]
+        if any(c in name or c in text for c in "'\"()"):
+            return reason, reason_kind(reason)
+        kind = self._suppressed.get(name)
+        if kind is None:
+            kind = self._suppressed[name] = reason_kind(f"{SUPPRESSED} {name}")
+        return reason, kind
 
     def raw_rows(self, p: _Parsed, order: list[int]) -> list[list[str]]:
         """The values of rows ``order`` as the per-row path reads them (``csv``, untrimmed).

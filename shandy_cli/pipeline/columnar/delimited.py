@@ -76,7 +76,8 @@ def read_columnar(path: str, info: SourceInfo, mapping: Mapping, state: RunState
     number ``done`` is then committed.
     """
     _check_json()
-    reader = _Columnar(mapping, encode=state.chunker.writes)
+    domains = state.suppression is not None and bool(state.suppression.domains)
+    reader = _Columnar(mapping, encode=state.chunker.writes, domains=domains)
     commit = _Commit(reader, info, state)
     assert info.delimiter is not None
     delimiter = info.delimiter

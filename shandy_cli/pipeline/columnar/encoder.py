@@ -24,6 +24,7 @@ from shandy_cli.pipeline.columnar.framing import (
 )
 from shandy_cli.pipeline.columnar.state import Handover
 from shandy_cli.pipeline.mapping import PY_WS, UNIT_SEPARATORS, Mapping
+from shandy_cli.pipeline.suppression import domain_key
 from shandy_cli.pipeline.validation import (
     EMAIL_LABEL,
     FAST_EMAIL,
@@ -52,14 +53,18 @@ class _Parsed:
     block: bytes = b""  # a CSV block's records, for rejects: see _Commit.raw_rows
     starts: np.ndarray | None = None  # byte offsets of each row's record in ``block``
     ends: np.ndarray | None = None
+    # the domain keys of the ``valid`` rows (suppression.domain_key), when the run's
+    # suppression lists name domains
+    dkeys: np.ndarray | None = None
 
 
 class _Columnar:
     """One source through the columnar stages, committing into the run's shared state."""
 
-    def __init__(self, mapping: Mapping, encode: bool = True) -> None:
+    def __init__(self, mapping: Mapping, encode: bool = True, domains: bool = False) -> None:
         self.mapping = mapping
         self.encode = encode  # False: the items' sizes only (a plan writes no bodies)
+        self.domains = domains  # compute each address's domain key (suppressed domains)
         self.ncols = len(mapping.columns)
         self.names = [f"c{i}" for i in range(self.ncols)]
         self.schema = dict.fromkeys(self.names, pl.String)
@@ -79,6 +84,12 @@ class _Columnar:
         # filter for blocks without a record this short).
         self.blank_bytes = 3 * self.ncols + 1
         self.key = plh.col("lowered").nchash.xxh3_64().alias("key")
+        # A plausible address has one "@": its domain is what follows, as in
+        # Suppression.match (``rpartition``); lowercased as the key's is.
+        self.domain = (
+            pl.col("lowered").str.splitn("@", 2).struct.field("field_1").fill_null("")
+        ).alias("domain")
+        self.dkey = plh.col("domain").nchash.xxh3_64().alias("dkey")
         # Columns found to need JSON escapes stay escaped: no need to ask again.
         self.sticky: frozenset[int] = frozenset()
         self._item_exprs: dict[tuple[tuple[bool, ...], str], pl.Expr] = {}
@@ -246,12 +257,12 @@ class _Columnar:
             query = query.filter(~self.blank)
         # The items (or their sizes) in the same query, escaped as the columns known
         # to need it are; built again below in the rare block where another does.
-        frame = (
-            query.with_columns(trim)
-            .with_columns(checks)
-            .with_columns(self.key, output)
-            .collect(engine="in-memory")
-        )
+        query = query.with_columns(trim).with_columns(checks)
+        if self.domains:
+            query = query.with_columns(self.domain).with_columns(self.key, self.dkey, output)
+        else:
+            query = query.with_columns(self.key, output)
+        frame = query.collect(engine="in-memory")
         out = frame.get_column("out")
         if frame.height and "escapes" in frame.columns and frame["escapes"][0]:
             sticky = sticky | self._new_escapes(frame, chars, sticky)
@@ -264,11 +275,13 @@ class _Columnar:
             raise Handover(str(exc)) from None
         missing = frame.get_column("missing").to_numpy()
         email = frame.get_column("email")
-        valid, keys, bad, bad_values = _judge(
-            frame.get_column("fast").to_numpy(), missing, email, frame.get_column("key")
-        )
+        fast = frame.get_column("fast").to_numpy()
+        valid, keys, bad, bad_values = _judge(fast, missing, email, frame.get_column("key"))
         records = frame.get_column("record").to_numpy()
-        return _Parsed(frame.height, records, valid, missing, keys, bad, bad_values, items)
+        p = _Parsed(frame.height, records, valid, missing, keys, bad, bad_values, items)
+        if self.domains:
+            p.dkeys = _domain_keys(fast, valid, email, frame.get_column("dkey"))
+        return p
 
 
 def _judge(
@@ -294,6 +307,21 @@ def _judge(
     keys[keys == 0] = 1  # as email_key folds it
     bad_values = [v for v, good in zip(values, ok, strict=True) if not good]
     return valid, keys, odd[~ok], bad_values
+
+
+def _domain_keys(
+    fast: np.ndarray, valid: np.ndarray, email: pl.Series, dkey: pl.Series
+) -> np.ndarray:
+    """The domain keys of the ``valid`` rows: polars' for the ASCII (``fast``) ones, whose
+    lowercase is Python's, ``suppression.domain_key``'s for the few others."""
+    vidx = np.flatnonzero(valid)
+    dkeys = dkey.to_numpy()[vidx].copy()
+    odd = np.flatnonzero(~fast[vidx])
+    if len(odd):
+        values = email.gather(vidx[odd]).to_list()
+        dkeys[odd] = [domain_key(v.rpartition("@")[2]) for v in values]
+    dkeys[dkeys == 0] = 1  # as email_key folds it
+    return dkeys
 
 
 def _escape_growth(text: pl.Expr, chars: str) -> pl.Expr:

@@ -42,7 +42,8 @@ def read_sheet(
     chars, columns = _sheet_escape_chars(data) if data.height else ("", frozenset())
     if "\x00" in chars:
         raise Handover("a NUL character")
-    reader = _Columnar(mapping, encode=state.chunker.writes)
+    domains = state.suppression is not None and bool(state.suppression.domains)
+    reader = _Columnar(mapping, encode=state.chunker.writes, domains=domains)
     reader.sticky = columns  # known for the whole sheet: no block needs to ask
     commit = _Commit(reader, info, state)
     state.validator.reserve(data.height)

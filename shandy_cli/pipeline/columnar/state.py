@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 
     from shandy_cli.pipeline.chunking import Chunk, Chunker
     from shandy_cli.pipeline.reporting import RowsWriter, SentIndex
+    from shandy_cli.pipeline.suppression import Suppression
     from shandy_cli.pipeline.validation import Validator
 
 
@@ -30,6 +31,7 @@ class Counts(Protocol):
     rows_submitted: int
     rows_rejected: int
     rows_skipped: int
+    rows_suppressed: int
     reasons: Counter[str]
 
 
@@ -39,7 +41,8 @@ class RunState:
 
     ``add_keys`` takes the email keys of rows added to the open chunk (native
     uint64s), ``planned`` each chunk closed (after the keys that belong to it),
-    ``progress`` (rows, bytes) after each block.
+    ``progress`` (rows, bytes) after each block. ``suppression``: the run's lists
+    (``suppression.Suppression.match_many``, before dedupe), or None.
     """
 
     validator: Validator
@@ -48,6 +51,7 @@ class RunState:
     sent: SentIndex
     file_index: int
     skip_keys: set[int]
+    suppression: Suppression | None
     counts: Counts
     add_keys: Callable[[bytes], None]
     planned: Callable[[Chunk], None]

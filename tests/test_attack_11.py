@@ -256,7 +256,7 @@ def test_killed_while_waiting_out_a_rate_limit_resumes_without_a_resend(
     seed_and_file(sandbox, tmp_path)
     sandbox.set_faults(["429:60"], match=STEP_IMPORT)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SALESHANDY_", "SHANDY_"))}
-    env.update(SALESHANDY_BASE_URL=sandbox.url, SALESHANDY_API_KEY="test-key-0001",
+    env.update(SALESHANDY_BASE_URL=sandbox.url, SALESHANDY_API_KEY="test-key",
                SHANDY_STATE_DIR=str(tmp_path / "state"))  # fmt: skip
     cmd = [sys.executable, "-m", "shandy_cli"]
     proc = subprocess.Popen(

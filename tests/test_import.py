@@ -73,7 +73,7 @@ def test_clean_file_exits_zero_and_lands(sandbox: Sandbox, tmp_path: Path) -> No
     assert result.exit_code == 0, result
     assert result.rows_submitted == 25 and result.rejects_file is None
     assert result.failures_file is None
-    with SaleshandyClient(sandbox.url, "k") as client:
+    with SaleshandyClient(sandbox.url, "test-key") as client:
         found = client.list_prospects(search="person7@example.com")
     emails = [p["email"] for p in found]
     assert "person7@example.com" in emails
@@ -203,7 +203,7 @@ def test_map_and_set(sandbox: Sandbox, tmp_path: Path) -> None:
         column_map={"Mail": "Email", "Org": "Company"}, constants={"Lead Source": "Webinar"},
     )  # fmt: skip
     assert result.exit_code == 0
-    with SaleshandyClient(sandbox.url, "k") as client:
+    with SaleshandyClient(sandbox.url, "test-key") as client:
         found = client.list_prospects(search="m1@example.com")[0]
     attrs = {a["key"]: a["value"] for a in found["attributes"]}
     assert attrs["Lead Source"] == "Webinar" and attrs["Company"] == "Acme"
@@ -243,7 +243,7 @@ def test_no_wait_then_status(sandbox: Sandbox, tmp_path: Path) -> None:
     src = write_csv(tmp_path / "nw.csv", HEADER, leads(4))
     result = run(sandbox, tmp_path, [str(src)], step_id="StepA1", wait=False)
     assert result.exit_code == 0 and [c.state for c in result.chunks] == ["accepted"]
-    with SaleshandyClient(sandbox.url, "k") as client:
+    with SaleshandyClient(sandbox.url, "test-key") as client:
         statuses = check_status(
             result.request_ids, client=client, wait=True, timeout=20, poll_interval=0.05,
             state_dir=tmp_path / "state",

@@ -47,17 +47,40 @@ Live behaviours:
   "message": "40000: Prospect import request not found"}``: the rate limit's code.
 * Validation errors: ``{"statusCode": 400, "message": "..." | [...], "error": "Bad
   Request"}``, a list when there are several. A GET with ``Content-Type`` is fine.
-* The step import fails the row of a prospect already in any step of the step's
-  sequence ("Prospect already present in another step of same sequence") and writes
-  none of its fields; the account import (optional ``stepId``) upserts by email per
-  ``conflictAction`` (``upsert`` acts as ``overwrite``). Imports run one after
-  another, each taking ``delay_base + rows * delay_per_row``.
+* Accounts: each API key is its own account (with ``api_key`` set, only that one).
+  An account holds one prospect per email, compared case-insensitively, with its
+  field values, tags and step memberships; another key never sees them, nor its
+  import ids (their status is "not found"). Fields and sequences are shared.
+* The step import (``POST /v1/sequences/prospects/import-with-field-name``):
+
+  - a prospect new to the account is created and enrolled in the step;
+  - one already in any step of the step's sequence (the same step included) fails
+    its row ("Prospect already present in another step of same sequence"), and none
+    of its fields or tags is written, whatever ``conflictAction`` says (live);
+  - one the account knows but not in that sequence is enrolled in the step, and
+    ``conflictAction`` applies to its fields. The API notes record nothing live for
+    this case, so it follows the docs (``conflictAction`` decides an existing
+    prospect's fields).
+* The account import (``POST /v1/prospects/import-with-field-name``) creates new
+  prospects and updates existing ones by email per ``conflictAction`` whatever their
+  sequences: ``noUpdate`` leaves their fields, ``overwrite`` replaces the given ones,
+  ``addMissingFields`` fills only empty or absent ones, ``upsert`` acts as
+  ``overwrite``. Without ``stepId`` no membership changes; with one (the official
+  spec allows it) new prospects and those in none of that sequence's steps join the
+  step, and enrolled ones stay where they are.
+* Both apply the request's ``tags`` to every prospect they write. An account's
+  imports run one after another, each taking ``delay_base + rows * delay_per_row``;
+  what they decide is visible in ``GET /v1/prospects`` once they complete.
 * ``GET /v1/sequences`` and ``GET /v1/prospects`` answer bare arrays, paged
   (sequences: pageSize 100 by default, at most 1000, ``sequenceName`` filter;
-  prospects: pageSize capped at 100).
+  prospects: pageSize capped at 100, oldest first). ``GET /v1/prospects?search=``
+  keeps the prospects whose email or a field value contains the text (any case).
+  Each prospect reads ``{"id", "email", "attributes": [{"key", "value"}], "steps",
+  "tags"}``: ``steps`` (step ids, in listing order) and ``tags`` (sorted) are the
+  sandbox's own, there for tests to read a prospect's memberships.
 
 Test hooks (no key needed): ``POST /_sandbox/faults``, ``GET /_sandbox/faults``,
-``GET /_sandbox/requests``, ``POST /_sandbox/reset``; see ``faults`` for fault specs
+``GET /_sandbox/requests``, ``POST /_sandbox/reset`` (every account); see ``faults`` for fault specs
 (among them ``rl400`` and ``rl4000``, the live rate-limit answers) and ``requestlog``
 for what a request log entry holds (``endpoint``, ``limited``).
 """

@@ -38,7 +38,7 @@ from shandy_cli.sandbox.ratelimit import (
 )
 from shandy_cli.sandbox.requestlog import RequestLog
 from shandy_cli.sandbox.seed import EMAIL_LABEL, FIELD_TYPES
-from shandy_cli.sandbox.store import Prospect, Store
+from shandy_cli.sandbox.store import Prospect, Store, account_of
 
 JSON_TYPE = "application/json; charset=utf-8"
 CSV_TYPE = "text/csv; charset=utf-8"
@@ -80,6 +80,11 @@ class ApiRequest:
     @property
     def key(self) -> str:
         return (self.headers.get("x-api-key") or "").strip()
+
+    @property
+    def account(self) -> str:
+        """The account the key opens (each key its own, as live); only read once authenticated."""
+        return account_of(self.key)
 
 
 @dataclass
@@ -287,12 +292,14 @@ class Api:
             step_ids=self.store.step_ids(),
         )
         duration = self.timing.delay_base + len(parsed.prospects) * self.timing.delay_per_row
-        request_id = self.store.accept_import(parsed, now=time.time(), duration=duration)
+        request_id = self.store.accept_import(
+            parsed, account=request.account, now=time.time(), duration=duration
+        )
         return reply(201, IMPORT_STARTED, {"requestId": request_id})
 
     def import_status(self, request: ApiRequest, match: re.Match[str]) -> Response:
         request_id = unquote(match["id"])
-        state = self.store.import_state(request_id)
+        state = self.store.import_state(request_id, request.account)
         if state is None:
             raise AppError(import_not_found())
         completed = time.time() >= state.done_at
@@ -319,7 +326,11 @@ class Api:
         # what it asked for.
         size = min(_int_param(request, "pageSize", DEFAULT_PAGE_SIZE, minimum=1), MAX_PAGE_SIZE)
         prospects = self.store.prospects(
-            search=request.param("search"), page=page, page_size=size, now=time.time()
+            account=request.account,
+            search=request.param("search"),
+            page=page,
+            page_size=size,
+            now=time.time(),
         )
         return reply(200, "Prospects fetched successfully", [_prospect_json(p) for p in prospects])
 

@@ -1,5 +1,12 @@
 """The sandbox's state in SQLite, so it outlives the process that served the import.
 
+Prospects and imports belong to an *account*, as live: the account of an API key is a
+digest of the key (``account_of``; the key itself is never stored), so two keys never
+see each other's prospects, imports or reports' import ids. Within an account there is
+one prospect per email (compared case-insensitively) holding its field values and tags,
+plus its step memberships. The seeded fields and sequences, and created custom fields,
+are shared by every account.
+
 Two views of the prospects are kept:
 
 * the *decided* state (``prospects``, ``step_members``) holds the effect of every
@@ -7,15 +14,17 @@ Two views of the prospects are kept:
   the way a queue that processes imports in order would judge it.
 * the *visible* state (``v_*`` tables) is what ``GET /v1/prospects`` shows: the
   ``writes`` of imports whose completion time has passed, replayed ("settled")
-  lazily. Each value remembers the import (``seq``) that wrote it, so imports that
-  finish out of order still end with the latest-accepted value.
+  lazily, keyed by the prospect's id (``pos``, unique across accounts). Each value
+  remembers the import (``seq``) that wrote it, so imports that finish out of order
+  still end with the latest-accepted value.
 
 Completion is a timestamp (``done_at``) fixed at receipt, so any process opening the
-same database agrees on it. Imports are processed one after another, as live: each
-starts when the previous accepted one is done. Connections are short-lived (one per
-call) because the HTTP server runs every request on its own thread; WAL lets readers
-and a writer in several processes share the file. A database from an older sandbox
-(another ``SCHEMA_VERSION``) is emptied and rebuilt: sandbox state is disposable.
+same database agrees on it. An account's imports are processed one after another, as
+live: each starts when that account's previous accepted one is done. Connections are
+short-lived (one per call) because the HTTP server runs every request on its own
+thread; WAL lets readers and a writer in several processes share the file. A database
+from an older sandbox (another ``SCHEMA_VERSION``) is emptied and rebuilt: sandbox
+state is disposable.
 
 The extra sequences of ``--sequences N`` are the server's, not the database's: each
 server lists the ones its config asks for, so servers sharing a file never fight.
@@ -23,6 +32,7 @@ server lists the ones its config asks for, so servers sharing a file never fight
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import sqlite3
@@ -48,7 +58,7 @@ from shandy_cli.sandbox.imports import (
 from shandy_cli.sandbox.seed import SeedSequence
 
 DB_NAME = "sandbox.sqlite3"
-SCHEMA_VERSION = 2  # PRAGMA user_version; bump when a table changes
+SCHEMA_VERSION = 3  # PRAGMA user_version; bump when a table changes
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS fields (
@@ -61,29 +71,36 @@ CREATE TABLE IF NOT EXISTS steps (
     pos INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, sequence_id TEXT NOT NULL,
     name TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS imports (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, request_id TEXT NOT NULL UNIQUE, step_id TEXT,
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, request_id TEXT NOT NULL UNIQUE,
+    account TEXT NOT NULL, step_id TEXT,
     accepted_at REAL NOT NULL, done_at REAL NOT NULL, rows INTEGER NOT NULL,
     failed INTEGER NOT NULL, report_key TEXT UNIQUE, conflict_action TEXT NOT NULL,
     verify INTEGER NOT NULL, tags TEXT NOT NULL, settled INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS failures (
     request_id TEXT NOT NULL, idx INTEGER NOT NULL, data TEXT NOT NULL, reason TEXT NOT NULL,
     PRIMARY KEY (request_id, idx)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS imports_by_account ON imports (account, done_at);
 CREATE TABLE IF NOT EXISTS prospects (
-    email TEXT PRIMARY KEY, pos INTEGER NOT NULL, fields TEXT NOT NULL) WITHOUT ROWID;
+    account TEXT NOT NULL, email TEXT NOT NULL, pos INTEGER NOT NULL, fields TEXT NOT NULL,
+    PRIMARY KEY (account, email)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS step_members (
-    step_id TEXT NOT NULL, email TEXT NOT NULL, PRIMARY KEY (step_id, email)) WITHOUT ROWID;
+    account TEXT NOT NULL, step_id TEXT NOT NULL, email TEXT NOT NULL,
+    PRIMARY KEY (account, step_id, email)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS writes (
     request_id TEXT NOT NULL, email TEXT NOT NULL, pos INTEGER NOT NULL, fields TEXT NOT NULL,
     joins INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS writes_by_request ON writes (request_id);
-CREATE TABLE IF NOT EXISTS v_prospects (pos INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS v_prospects (
+    pos INTEGER PRIMARY KEY, account TEXT NOT NULL, email TEXT NOT NULL,
+    UNIQUE (account, email));
+CREATE INDEX IF NOT EXISTS v_prospects_by_account ON v_prospects (account, pos);
 CREATE TABLE IF NOT EXISTS v_values (
-    email TEXT NOT NULL, label TEXT NOT NULL, value TEXT NOT NULL, seq INTEGER NOT NULL,
-    PRIMARY KEY (email, label)) WITHOUT ROWID;
+    pos INTEGER NOT NULL, label TEXT NOT NULL, value TEXT NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (pos, label)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS v_steps (
-    email TEXT NOT NULL, step_id TEXT NOT NULL, PRIMARY KEY (email, step_id)) WITHOUT ROWID;
+    pos INTEGER NOT NULL, step_id TEXT NOT NULL, PRIMARY KEY (pos, step_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS v_tags (
-    email TEXT NOT NULL, tag TEXT NOT NULL, PRIMARY KEY (email, tag)) WITHOUT ROWID;
+    pos INTEGER NOT NULL, tag TEXT NOT NULL, PRIMARY KEY (pos, tag)) WITHOUT ROWID;
 """
 
 # Tables holding prospects and imports, decided and visible; ``reset`` empties them
@@ -96,6 +113,11 @@ _ID_ALPHABET = string.ascii_letters + string.digits
 
 def _random_id(length: int = 10) -> str:
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
+
+
+def account_of(key: str) -> str:
+    """The account an API key opens: a digest, so the database never holds the key itself."""
+    return hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
 def _dumps(value: Any) -> str:
@@ -201,7 +223,7 @@ class Store:
             )
 
     def reset(self) -> None:
-        """Forget every prospect, import and created field; keep the seeded account."""
+        """Forget every account's prospects and imports and every created field; keep the seed."""
         with self._write() as db:
             for table in (*_DECIDED_TABLES, *_VISIBLE_TABLES):
                 db.execute(f"DELETE FROM {table}")
@@ -269,32 +291,40 @@ class Store:
 
     # -- imports -----------------------------------------------------------------------
 
-    def accept_import(self, request: ImportRequest, *, now: float, duration: float) -> str:
-        """Decide every row of an import now, store the outcome, and return its request id.
+    def accept_import(
+        self, request: ImportRequest, *, account: str, now: float, duration: float
+    ) -> str:
+        """Decide every row of an import into ``account`` now, store it, return its request id.
 
-        It completes ``duration`` seconds after the previous accepted import does (or
-        after ``now`` when the queue is idle): imports run one after another.
+        It completes ``duration`` seconds after the account's previous accepted import
+        does (or after ``now`` when its queue is idle): imports run one after another.
         """
         rows = classify(request.prospects, request.numeric_labels)
         siblings = self.sibling_steps(request.step_id) if request.step_id else []
         request_id = secrets.token_hex(6)
         with self._write() as db:
-            (queue_end,) = db.execute("SELECT MAX(done_at) FROM imports").fetchone()
+            sql = "SELECT MAX(done_at) FROM imports WHERE account = ?"
+            (queue_end,) = db.execute(sql, (account,)).fetchone()
             done_at = max(now, queue_end or now) + duration
-            plan = _plan(db, request, rows, siblings)
+            plan = _plan(db, account, request, rows, siblings)
             failures = sorted(plan.failures, key=_first)
-            db.executemany("INSERT INTO prospects (email, pos, fields) VALUES (?,?,?)", plan.new)
+            sql = "INSERT INTO prospects (account, email, pos, fields) VALUES (?,?,?,?)"
+            db.executemany(sql, ((account, *new) for new in plan.new))
             # json_patch merges the written fields into the stored ones, all inside SQLite.
-            sql = "UPDATE prospects SET fields = json_patch(fields, ?) WHERE email = ?"
-            db.executemany(sql, plan.patches)
-            sql = "INSERT INTO step_members (step_id, email) VALUES (?,?)"
-            db.executemany(sql, plan.members)
+            sql = (
+                "UPDATE prospects SET fields = json_patch(fields, ?)"
+                " WHERE account = ? AND email = ?"
+            )
+            db.executemany(sql, ((text, account, email) for text, email in plan.patches))
+            sql = "INSERT INTO step_members (account, step_id, email) VALUES (?,?,?)"
+            db.executemany(sql, ((account, *member) for member in plan.members))
             sql = "INSERT INTO writes (request_id, email, pos, fields, joins) VALUES (?,?,?,?,?)"
             db.executemany(sql, ((request_id, *w) for w in plan.writes))
             sql = "INSERT INTO failures (request_id, idx, data, reason) VALUES (?,?,?,?)"
             db.executemany(sql, ((request_id, i, _dumps(row), why) for i, row, why in failures))
             accepted = {
                 "request_id": request_id,
+                "account": account,
                 "step_id": request.step_id,
                 "accepted_at": now,
                 "done_at": done_at,
@@ -308,10 +338,14 @@ class Store:
             db.execute(_insert("imports", accepted), accepted)
         return request_id
 
-    def import_state(self, request_id: str) -> ImportState | None:
-        sql = "SELECT request_id, done_at, failed, report_key FROM imports WHERE request_id = ?"
+    def import_state(self, request_id: str, account: str) -> ImportState | None:
+        """The import ``request_id`` of ``account``; another account's is not found."""
+        sql = (
+            "SELECT request_id, done_at, failed, report_key FROM imports"
+            " WHERE request_id = ? AND account = ?"
+        )
         with self._connect() as db:
-            row = db.execute(sql, (request_id,)).fetchone()
+            row = db.execute(sql, (request_id, account)).fetchone()
         return ImportState(*row) if row else None
 
     def report(self, key: str) -> tuple[ImportState, list[tuple[dict[str, str], str]]] | None:
@@ -338,24 +372,32 @@ class Store:
                 return  # the common case: nothing to do, and no write lock taken
             with _transaction(db):
                 due = db.execute(
-                    "SELECT seq, request_id, step_id, tags FROM imports"
+                    "SELECT seq, request_id, account, step_id, tags FROM imports"
                     " WHERE settled = 0 AND done_at <= ? ORDER BY seq",
                     (now,),
                 ).fetchall()
-                for seq, request_id, step_id, tags in due:
-                    _settle_one(db, seq, request_id, step_id, tags)
+                for seq, request_id, account, step_id, tags in due:
+                    _settle_one(db, seq, request_id, account, step_id, tags)
 
-    def prospects(self, *, search: str, page: int, page_size: int, now: float) -> list[Prospect]:
-        """One page of visible prospects (oldest first)."""
+    def prospects(
+        self, *, account: str, search: str, page: int, page_size: int, now: float
+    ) -> list[Prospect]:
+        """One page of ``account``'s visible prospects (oldest first).
+
+        ``search``: only those whose email or a field value contains it (case-insensitive).
+        """
         self.settle(now)
-        where, params = (
-            "",
-            {"s": search.casefold(), "limit": page_size, "offset": (page - 1) * page_size},
-        )
+        params = {
+            "a": account,
+            "s": search.casefold(),
+            "limit": page_size,
+            "offset": (page - 1) * page_size,
+        }
+        where = "WHERE p.account = :a"
         if search:
-            where = (
-                "WHERE sb_contains(p.email, :s) OR EXISTS (SELECT 1 FROM v_values v"
-                " WHERE v.email = p.email AND sb_contains(v.value, :s))"
+            where += (
+                " AND (sb_contains(p.email, :s) OR EXISTS (SELECT 1 FROM v_values v"
+                " WHERE v.pos = p.pos AND sb_contains(v.value, :s)))"
             )
         with self._connect() as db:
             page_rows = db.execute(
@@ -425,17 +467,28 @@ class _Plan:
 
 
 def _plan(
-    db: sqlite3.Connection, request: ImportRequest, rows: Classified, siblings: list[str]
+    db: sqlite3.Connection,
+    account: str,
+    request: ImportRequest,
+    rows: Classified,
+    siblings: list[str],
 ) -> _Plan:
-    """Judge each accepted row against the decided state: new or existing, enrolled or not.
+    """Judge each accepted row against ``account``'s decided state: new, known, enrolled.
 
     ``siblings``: the steps of the target step's sequence. A prospect in any of them
-    is *enrolled*: the sequence import fails its row and writes nothing (live, whatever
-    ``conflictAction`` says); the account-level import updates it but leaves its step.
+    is *enrolled*: the sequence import fails its row and writes nothing, not even its
+    tags (live, whatever ``conflictAction`` says); the account-level import updates it
+    per ``conflictAction`` but leaves it in the step it is in. A prospect the account
+    knows but that is in none of them is enrolled in the step and gets
+    ``conflictAction`` applied to its fields, by either import: the API notes record
+    nothing live about this case, so it follows the docs, where ``conflictAction``
+    decides what happens to an existing prospect's fields. New prospects are created
+    (and enrolled when there is a ``stepId``). Without a ``stepId`` (the account import)
+    no membership changes. Ids (``pos``) count up across accounts.
     """
     action, step_id = request.conflict_action, request.step_id
-    existing = _existing(db, rows.accepted, with_fields=action == "addMissingFields")
-    enrolled = _in_steps(db, siblings) if existing and step_id else set()
+    existing = _existing(db, account, rows.accepted, with_fields=action == "addMissingFields")
+    enrolled = _in_steps(db, account, siblings) if existing and step_id else set()
     next_pos = db.execute("SELECT COALESCE(MAX(pos), 0) + 1 FROM prospects").fetchone()[0]
     plan = _Plan(failures=list(rows.failures))
     for email, (index, given) in rows.accepted.items():
@@ -460,54 +513,60 @@ def _plan(
 
 
 def _existing(
-    db: sqlite3.Connection, emails: dict[str, Any], *, with_fields: bool
+    db: sqlite3.Connection, account: str, emails: dict[str, Any], *, with_fields: bool
 ) -> dict[str, tuple[int, dict[str, str]]]:
-    """The decided prospects among ``emails``; their fields are parsed only ``with_fields``.
+    """``account``'s decided prospects among ``emails``; fields are parsed only ``with_fields``.
 
-    One scan of the table beats 100k indexed lookups (or a temp-table join) by far at
-    the sizes a sandbox holds, and costs nothing while the account is empty.
+    One scan of the account's range of the table beats 100k indexed lookups (or a
+    temp-table join) by far at the sizes a sandbox holds, and costs nothing while the
+    account is empty.
     """
     if with_fields:
-        rows = db.execute("SELECT email, pos, fields FROM prospects")
+        rows = db.execute("SELECT email, pos, fields FROM prospects WHERE account = ?", (account,))
         return {e: (pos, orjson.loads(f)) for e, pos, f in rows if e in emails}
     no_fields: dict[str, str] = {}  # shared and never mutated: callers only read it
-    rows = db.execute("SELECT email, pos FROM prospects")
+    rows = db.execute("SELECT email, pos FROM prospects WHERE account = ?", (account,))
     return {e: (pos, no_fields) for e, pos in rows if e in emails}
 
 
-def _in_steps(db: sqlite3.Connection, step_ids: list[str]) -> set[str]:
-    """Every email already in one of ``step_ids`` (the primary key makes each a range scan)."""
+def _in_steps(db: sqlite3.Connection, account: str, step_ids: list[str]) -> set[str]:
+    """Every email of ``account`` already in one of ``step_ids`` (each a primary-key range)."""
     marks = ",".join("?" * len(step_ids))
-    sql = f"SELECT email FROM step_members WHERE step_id IN ({marks})"
-    return {email for (email,) in db.execute(sql, step_ids)}
+    sql = f"SELECT email FROM step_members WHERE account = ? AND step_id IN ({marks})"
+    return {email for (email,) in db.execute(sql, [account, *step_ids])}
 
 
 def _settle_one(
-    db: sqlite3.Connection, seq: int, request_id: str, step_id: str | None, tags: str
+    db: sqlite3.Connection,
+    seq: int,
+    request_id: str,
+    account: str,
+    step_id: str | None,
+    tags: str,
 ) -> None:
     db.execute(
-        "INSERT OR IGNORE INTO v_prospects (pos, email)"
-        " SELECT pos, email FROM writes WHERE request_id = ?",
-        (request_id,),
+        "INSERT OR IGNORE INTO v_prospects (pos, account, email)"
+        " SELECT pos, ?, email FROM writes WHERE request_id = ?",
+        (account, request_id),
     )
     # A value is replaced only by a later-accepted import's, whatever order they finish in.
     db.execute(
-        "INSERT INTO v_values (email, label, value, seq)"
-        " SELECT w.email, j.key, j.value, ? FROM writes w, json_each(w.fields) j"
+        "INSERT INTO v_values (pos, label, value, seq)"
+        " SELECT w.pos, j.key, j.value, ? FROM writes w, json_each(w.fields) j"
         " WHERE w.request_id = ?"
-        " ON CONFLICT (email, label) DO UPDATE SET value = excluded.value, seq = excluded.seq"
+        " ON CONFLICT (pos, label) DO UPDATE SET value = excluded.value, seq = excluded.seq"
         " WHERE excluded.seq > v_values.seq",
         (seq, request_id),
     )
     if step_id is not None:
         db.execute(
-            "INSERT OR IGNORE INTO v_steps (email, step_id)"
-            " SELECT email, ? FROM writes WHERE request_id = ? AND joins = 1",
+            "INSERT OR IGNORE INTO v_steps (pos, step_id)"
+            " SELECT pos, ? FROM writes WHERE request_id = ? AND joins = 1",
             (step_id, request_id),
         )
     db.execute(
-        "INSERT OR IGNORE INTO v_tags (email, tag)"
-        " SELECT w.email, t.value FROM writes w, json_each(?) t WHERE w.request_id = ?",
+        "INSERT OR IGNORE INTO v_tags (pos, tag)"
+        " SELECT w.pos, t.value FROM writes w, json_each(?) t WHERE w.request_id = ?",
         (tags, request_id),
     )
     db.execute("UPDATE imports SET settled = 1 WHERE seq = ?", (seq,))
@@ -517,14 +576,14 @@ def _settle_one(
 def _load_prospect(db: sqlite3.Connection, pos: int, email: str) -> Prospect:
     values = db.execute(
         "SELECT v.label, v.value FROM v_values v LEFT JOIN fields f ON f.label = v.label"
-        " WHERE v.email = ? ORDER BY f.pos, v.label",
-        (email,),
+        " WHERE v.pos = ? ORDER BY f.pos, v.label",
+        (pos,),
     ).fetchall()
     steps = db.execute(
         "SELECT v.step_id FROM v_steps v LEFT JOIN steps s ON s.id = v.step_id"
-        " WHERE v.email = ? ORDER BY s.pos",
-        (email,),
+        " WHERE v.pos = ? ORDER BY s.pos",
+        (pos,),
     ).fetchall()
-    tags = db.execute("SELECT tag FROM v_tags WHERE email = ? ORDER BY tag", (email,)).fetchall()
+    tags = db.execute("SELECT tag FROM v_tags WHERE pos = ? ORDER BY tag", (pos,)).fetchall()
     shown_email = dict(values).get(seed.EMAIL_LABEL, email)
     return Prospect(str(pos), shown_email, values, [s for (s,) in steps], [t for (t,) in tags])

@@ -63,7 +63,7 @@ def posts(sandbox: Sandbox) -> list[dict]:
 def landed(sandbox: Sandbox) -> set[str]:
     """Every address the sandbox holds (GET /v1/prospects, page by page)."""
     found: set[str] = set()
-    with SaleshandyClient(sandbox.url, "k") as client:
+    with SaleshandyClient(sandbox.url, "test-key") as client:
         page = 1
         while batch := client.list_prospects(page=page):
             found |= {p["email"].lower() for p in batch}

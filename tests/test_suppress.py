@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from incli import run_cli
 
-from shandy_cli import ImportResult, SaleshandyClient, import_files
+from shandy_cli import SaleshandyClient
 from shandy_cli.config import resolve_settings
 from shandy_cli.errors import InputError
 from shandy_cli.pipeline.columnar import framing
@@ -20,6 +20,7 @@ from shandy_cli.pipeline.suppression import load_suppression
 from shandy_cli.sandbox import Sandbox
 from tests.test_fastpath import BASE, HEADER, compare, csv_bytes
 from tests.test_fastsheet import compare_sheet, workbook
+from tests.test_import import posts, run  # the same import against the sandbox
 
 LEAD_HEADER = ["First Name", "Last Name", "Email", "Company"]
 
@@ -47,17 +48,6 @@ def leads(tmp_path: Path) -> Path:
         ["Jo", "J", "jo@sub.competitor.com", "Co"],  # a subdomain is another domain
     ]
     return write_csv(tmp_path / "leads.csv", LEAD_HEADER, rows)
-
-
-def run(sandbox: Sandbox, tmp_path: Path, files: list[str], **options: object) -> ImportResult:
-    options.setdefault("poll_interval", 0.05)
-    options.setdefault("timeout", 30)
-    with SaleshandyClient(sandbox.url, "test-key") as client:
-        return import_files(files, client=client, state_dir=tmp_path / "state", **options)
-
-
-def posts(sandbox: Sandbox) -> list[dict]:
-    return [r for r in sandbox.requests() if r["method"] == "POST"]
 
 
 def landed(sandbox: Sandbox) -> set[str]:

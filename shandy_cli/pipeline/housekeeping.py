@@ -151,18 +151,22 @@ def prune_runs(
     with contextlib.ExitStack() as locks:
         idle_runs = [r for r in old if locks.enter_context(idle(journal.state_dir, r))]
         taken = {r.id for r in idle_runs}
-        # Copies a run that stays (busy, newer, or processing) still reads: kept.
-        held = {
-            path
-            for r in runs
-            if r.outcome != "completed" and r.id not in taken
-            for path in stored_spools(r.options).values()
-        }
+        held = _held_spools(runs, taken)
         for run in idle_runs:
             result.bytes_freed += _prune_one(journal.state_dir, run, held)
             result.runs.append(run.id)
         _prune_spool_dir(journal.state_dir, cutoff, held, result)
     return result
+
+
+def _held_spools(runs: list[RunRecord], taken: set[str]) -> set[Path]:
+    """The stream copies a run that stays (busy, newer, or unfinished) still reads: kept."""
+    return {
+        path
+        for r in runs
+        if r.outcome != "completed" and r.id not in taken
+        for path in stored_spools(r.options).values()
+    }
 
 
 def expire_runs(
@@ -181,12 +185,7 @@ def expire_runs(
     with contextlib.ExitStack() as locks:
         idle_runs = [r for r in old if locks.enter_context(idle(journal.state_dir, r))]
         taken = {r.id for r in idle_runs}
-        held = {
-            path
-            for r in runs
-            if r.outcome != "completed" and r.id not in taken
-            for path in stored_spools(r.options).values()
-        }
+        held = _held_spools(runs, taken)
         gone = []
         for run in idle_runs:
             folder = run_dir(journal.state_dir, run.id)

@@ -344,3 +344,38 @@ def test_the_pinned_count_is_the_simple_count() -> None:
         if row[2].strip().lower() in listed or row[2].strip().endswith("@exämple.test")
     )
     assert simple == SUPPRESSED_IN_BASE
+
+
+@pytest.mark.parametrize("kind", ["device", "directory", "pipe"])
+def test_a_list_that_is_not_a_file_is_refused_before_anything_is_read(
+    sandbox: Sandbox, tmp_path: Path, kind: str
+) -> None:
+    """/dev/zero would be read for ever; a pipe could not be read again (fingerprint,
+    matching, resume): both stop with exit 2 naming the list, and nothing is sent."""
+    if kind == "device":
+        listed = Path("/dev/zero")
+    elif kind == "directory":
+        listed = tmp_path / "lists"
+        listed.mkdir()
+    else:
+        listed = tmp_path / "fifo"
+        os.mkfifo(listed)
+    with pytest.raises(InputError) as caught:
+        run(sandbox, tmp_path, [str(leads(tmp_path))], step_id="StepA1", suppress=[listed])
+    assert caught.value.exit_code == 2
+    assert f"the suppression list is a {kind}, not a file" in str(caught.value)
+    assert posts(sandbox) == []
+
+
+def test_a_list_larger_than_the_bound_is_refused(
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shandy_cli.pipeline import suppression
+
+    monkeypatch.setattr(suppression, "MAX_LIST_BYTES", 100)
+    dnc = tmp_path / "dnc.txt"
+    dnc.write_text("".join(f"a{i}@example.test\n" for i in range(10)))  # 160 bytes
+    with pytest.raises(InputError) as caught:
+        run(sandbox, tmp_path, [str(leads(tmp_path))], step_id="StepA1", suppress=[dnc])
+    assert "larger than" in str(caught.value)
+    assert posts(sandbox) == []

@@ -37,7 +37,7 @@ from shandy_cli.pipeline.results import ImportOptions
 from shandy_cli.pipeline.sources import Row, Source, SourceInfo, open_source
 from shandy_cli.pipeline.spool import digest_file as _digest
 from shandy_cli.pipeline.spool import input_change
-from shandy_cli.pipeline.suppression import Suppressed, Suppression, load_suppression
+from shandy_cli.pipeline.suppression import Suppressed, Suppression, check_list, load_suppression
 from shandy_cli.pipeline.validation import SKIPPED_REASON, Validator
 from shandy_cli.redaction import one_line
 
@@ -139,7 +139,9 @@ def suppress_lists(opts: ImportOptions, settings: Settings) -> tuple[Path, ...]:
     (``ImportOptions.suppress``), each file once."""
     lists: dict[Path, None] = {}
     for path in (*settings.suppress, *opts.suppress):
-        lists.setdefault(Path(path).expanduser().resolve(), None)
+        given = Path(path).expanduser()
+        check_list(given)  # before resolving: /dev/fd/63 resolves to no file at all
+        lists.setdefault(given.resolve(), None)
     return tuple(lists)
 
 

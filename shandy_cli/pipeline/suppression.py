@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import io
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 SUPPRESSED = "suppressed by"  # every reason starts so
+# Far above any real list (10M addresses are ~300 MB), far below what would exhaust memory.
+MAX_LIST_BYTES = 1_000_000_000
 _DELIMITERS = ",;\t|"
 _SHOWN = 80
 _EMAIL_HEADER = _Labels([EMAIL_LABEL])  # mapping's own header matching, for one label
@@ -144,10 +147,40 @@ def load_suppression(paths: Iterable[str | Path]) -> Suppression | None:
     return out if out.entries else None
 
 
+def check_list(path: Path, name: str | None = None) -> None:
+    """Refuse a list that is not a regular file: a device (``/dev/zero`` would be read for
+    ever), a directory, or a pipe (``<(curl ...)``: a list is read more than once, for the
+    import's fingerprint, for matching, and again by ``shandy resume``)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # reading it says what is wrong with it
+    if stat.S_ISREG(mode):
+        return
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a pipe"), (stat.S_ISSOCK, "a socket"))
+    what = next((text for test, text in kinds if test(mode)), "a device")
+    raise InputError(
+        f"the suppression list is {what}, not a file (save the list to a file first)",
+        file=name or one_line(str(path)),
+    )
+
+
+def _read_list(path: Path, name: str) -> bytes:
+    """A list's bytes, at most ``MAX_LIST_BYTES``: a regular file only (``check_list``)."""
+    check_list(path, name)
+    with path.open("rb") as fh:
+        data = fh.read(MAX_LIST_BYTES + 1)
+    if len(data) > MAX_LIST_BYTES:
+        raise InputError(
+            f"the suppression list is larger than {MAX_LIST_BYTES // 10**6:,} MB", file=name
+        )
+    return data
+
+
 def _entries(path: Path, name: str) -> Iterator[tuple[int, str]]:
     """(line number, entry) of each entry of one list file."""
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        text = _read_list(path, name).decode("utf-8-sig")
     except OSError as exc:
         raise InputError(
             f"cannot read suppression list: {exc.strerror or exc}", file=name

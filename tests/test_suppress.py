@@ -20,17 +20,9 @@ from shandy_cli.pipeline.suppression import load_suppression
 from shandy_cli.sandbox import Sandbox
 from tests.test_fastpath import BASE, HEADER, compare, csv_bytes
 from tests.test_fastsheet import compare_sheet, workbook
-from tests.test_import import posts, run  # the same import against the sandbox
+from tests.test_import import posts, run, write_csv  # the same import against the sandbox
 
 LEAD_HEADER = ["First Name", "Last Name", "Email", "Company"]
-
-
-def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
 
 
 def leads(tmp_path: Path) -> Path:

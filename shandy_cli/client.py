@@ -39,7 +39,7 @@ from shandy_cli.errors import (
     TransportError,
 )
 from shandy_cli.ratelimit import RateBudget, RateLimits, WaitHook, parse_reset
-from shandy_cli.redaction import check_api_key, mask_secret, printable, redact
+from shandy_cli.redaction import account_id, check_api_key, mask_secret, printable, redact
 
 USER_AGENT = (
     f"shandy/{__version__} (+https://github.com/shandy-cli/shandy) httpx/{httpx.__version__}"
@@ -323,6 +323,12 @@ class SaleshandyClient:
 
     def __repr__(self) -> str:
         return f"SaleshandyClient(base_url={self.base_url!r})"
+
+    @property
+    def account(self) -> str:
+        """The account this client's key is, as the journal's ledgers name it
+        (``redaction.account_id``: a keyed digest, never the key)."""
+        return account_id(self.base_url, self._api_key)
 
     def __enter__(self) -> SaleshandyClient:
         return self

@@ -7,8 +7,10 @@ move is committed (``synchronous=FULL``) before the next step is taken, so:
   sent again on resume (``conflictAction`` makes that harmless);
 - a chunk marked ``accepted`` the moment its answer arrives is never sent again.
 
-The ledger holds (step, email) pairs Saleshandy accepted, for ``--only-new``.
-Emails are stored as their 64-bit dedupe key, never as text.
+The ledger holds (account, step, email) triples Saleshandy accepted, for
+``--only-new``, and with each the digest of the prospect as it landed, for
+``--only-changed``. Emails are stored as their 64-bit dedupe key, never as text;
+an account as a keyed digest of its API key and base URL (``redaction.account_id``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import orjson
 
 from shandy_cli._files import ensure_private_dir
@@ -57,6 +60,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     failed_rows INTEGER,            -- rows Saleshandy's report says failed
     updated REAL,
     already_present_rows INTEGER,   -- rows it says were already in the sequence (version 3)
+    endpoint TEXT,                  -- 'step' | 'prospects'; NULL: the run's target (version 4)
+    updates INTEGER,                -- 1: its rows update landed prospects (version 4)
     PRIMARY KEY (run_id, idx)
 );
 CREATE INDEX IF NOT EXISTS chunks_request ON chunks (request_id);
@@ -65,6 +70,9 @@ CREATE TABLE IF NOT EXISTS ledger_chunks (
     run_id TEXT NOT NULL,
     idx INTEGER NOT NULL,
     keys BLOB NOT NULL,             -- the chunk's email keys, packed uint64 (one write a chunk)
+    account TEXT NOT NULL DEFAULT '', -- redaction.account_id; '' before version 4: any
+    hashes BLOB,                    -- the prospects' digests, parallel to keys (version 4)
+    updates INTEGER,                -- 1: an update chunk's, to the account-level import
     PRIMARY KEY (run_id, idx)
 );
 CREATE INDEX IF NOT EXISTS ledger_chunks_step ON ledger_chunks (step);
@@ -73,14 +81,30 @@ CREATE TABLE IF NOT EXISTS ledger_refused (
     email_key INTEGER NOT NULL,
     PRIMARY KEY (run_id, email_key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ledger_stale (
+    run_id TEXT NOT NULL,           -- rows of that run's step chunks Saleshandy found already
+    email_key INTEGER NOT NULL,     -- in the sequence: in it, but their fields did not land
+    PRIMARY KEY (run_id, email_key)
+) WITHOUT ROWID;
 """
 
 # The journal's version (PRAGMA user_version): 1 = ledger keys are BLAKE2b-64,
-# 2 = they are XXH3-64, 3 = chunks also record ``already_present_rows``.
-JOURNAL_VERSION = 3
+# 2 = they are XXH3-64, 3 = chunks also record ``already_present_rows``, 4 = chunks
+# record their endpoint, the ledger its account and the prospects' digests.
+JOURNAL_VERSION = 4
 # Ledger keys of a version below this are of another kind and can never match this
 # version's: they are dropped once. A new key function sets both to JOURNAL_VERSION + 1.
 KEYS_VERSION = 2
+
+# Columns later versions added to tables an older shandy created: (table, column, type).
+_ADDED_COLUMNS = (
+    ("chunks", "already_present_rows", "INTEGER"),
+    ("chunks", "endpoint", "TEXT"),
+    ("chunks", "updates", "INTEGER"),
+    ("ledger_chunks", "account", "TEXT NOT NULL DEFAULT ''"),
+    ("ledger_chunks", "hashes", "BLOB"),
+    ("ledger_chunks", "updates", "INTEGER"),
+)
 
 UNFINISHED = ("running", "interrupted", "failed", "processing")
 # A chunk in one of these states reached Saleshandy: a resume never sends it again.
@@ -115,6 +139,8 @@ class ChunkRecord:
     report_url: str | None
     failed_rows: int | None
     already_present_rows: int | None = None
+    endpoint: str | None = None  # None: the run's target (journals before version 4)
+    updates: bool | None = None
 
 
 class PlannedChunk(Protocol):
@@ -130,6 +156,10 @@ class PlannedChunk(Protocol):
     def first(self) -> tuple[str, int]: ...
     @property
     def last(self) -> tuple[str, int]: ...
+    @property
+    def endpoint(self) -> str: ...
+    @property
+    def update(self) -> bool: ...
 
 
 @dataclass
@@ -190,9 +220,11 @@ class Journal:
             if version < KEYS_VERSION:  # an older shandy's keys: they would never match again
                 db.execute("DELETE FROM ledger_chunks")
                 db.execute("DELETE FROM ledger_refused")
-            columns = {row[1] for row in db.execute("PRAGMA table_info(chunks)")}
-            if "already_present_rows" not in columns:  # CREATE IF NOT EXISTS kept the old table
-                db.execute("ALTER TABLE chunks ADD COLUMN already_present_rows INTEGER")
+            # CREATE IF NOT EXISTS kept the old tables: add what they lack
+            for table, column, kind in _ADDED_COLUMNS:
+                columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                if column not in columns:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             db.execute(f"PRAGMA user_version = {JOURNAL_VERSION}")
 
     def _version(self) -> int:
@@ -334,6 +366,8 @@ class Journal:
         digest: str,
         first: tuple[str, int],
         last: tuple[str, int],
+        endpoint: str | None = None,
+        update: bool = False,
     ) -> None:
         """Record a prepared chunk; one of an earlier attempt with other content is replanned."""
         with self._tx() as db:
@@ -344,9 +378,9 @@ class Journal:
                 return
             db.execute(
                 "INSERT OR REPLACE INTO chunks (run_id, idx, first_file, first_row, last_file,"
-                " last_row, rows, bytes, hash, state, updated)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'planned', ?)",
-                (run_id, idx, *first, *last, rows, size, digest, time.time()),
+                " last_row, rows, bytes, hash, state, updated, endpoint, updates)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?, ?)",
+                (run_id, idx, *first, *last, rows, size, digest, time.time(), endpoint, update),
             )
 
     def mark(self, run_id: str, idx: int, state: str, **fields: Any) -> None:
@@ -399,6 +433,8 @@ class Journal:
                 digest=digest,
                 first=chunk.first,
                 last=chunk.last,
+                endpoint=chunk.endpoint,
+                update=chunk.update,
             )
         self.drop_chunks_from(run_id, len(chunks))
         return plan
@@ -413,21 +449,21 @@ class Journal:
         with self._tx() as db:
             db.execute("DELETE FROM chunks WHERE run_id = ? AND idx >= ?", (run_id, idx))
 
-    # -- the ledger for --only-new -----------------------------------------------------------
+    # -- the ledger for --only-new and --only-changed -------------------------------------------
 
     def ledger_keys(
-        self, step: str | None, exclude_run: str | None = None, only_run: str | None = None
+        self,
+        step: str | None,
+        exclude_run: str | None = None,
+        only_run: str | None = None,
+        account: str | None = None,
     ) -> set[int]:
-        """Email keys Saleshandy accepted into ``step`` in earlier runs (or in ``only_run``)."""
-        refused: dict[str, set[int]] = {}
-        for run_id, key in self.db.execute("SELECT run_id, email_key FROM ledger_refused"):
-            refused.setdefault(run_id, set()).add(key + (1 << 64) if key < 0 else key)
+        """Email keys Saleshandy accepted into ``step`` in earlier runs (or in ``only_run``),
+        of ``account`` (None: any; the ledger's rows from before accounts were kept match
+        every account)."""
+        refused = self._ledger_marks("ledger_refused")
         keys: set[int] = set()
-        rows = self.db.execute(
-            "SELECT run_id, keys FROM ledger_chunks WHERE step = ? AND run_id != ?",
-            (step or "", exclude_run or ""),
-        )
-        for run_id, blob in rows:
+        for run_id, blob, _, _ in self._ledger_rows(step, exclude_run, account):
             if only_run is not None and run_id != only_run:
                 continue
             packed = array("Q")
@@ -436,43 +472,174 @@ class Journal:
             keys.difference_update(refused.get(run_id, ()))
         return keys
 
-    def accept(self, run_id: str, idx: int, request_id: str, step: str | None, keys: array) -> None:
-        """A chunk was accepted: its request id and its email keys, in one transaction, so
-        a crash between the two cannot leave an accepted chunk whose rows the ledger lacks
-        (they would be sent again by --only-new, or by a rerun after a crash)."""
+    def ledger_state(
+        self, step: str | None, account: str | None, exclude_run: str | None = None
+    ) -> LedgerState:
+        """Each address's prospect digest as it last landed in ``step`` for ``account``, and
+        the run that landed it: the ``--only-changed`` comparison's other side.
+
+        Rows Saleshandy refused did not land (an earlier landing counts); rows it found
+        already in the sequence are in it with fields it did not write: digest 0, which no
+        prospect has, so they count as changed.
+        """
+        refused = self._ledger_marks("ledger_refused")
+        stale = self._ledger_marks("ledger_stale")
+        runs: list[str] = []
+        keys: list[np.ndarray] = []
+        hashes: list[np.ndarray] = []
+        owners: list[np.ndarray] = []
+        for run_id, blob, hblob, updates in self._ledger_rows(step, exclude_run, account):
+            k = np.frombuffer(blob, np.uint64)
+            h = np.frombuffer(hblob, np.uint64) if hblob else np.zeros(len(k), np.uint64)
+            if len(h) != len(k):  # a damaged row: its digests are unknown
+                h = np.zeros(len(k), np.uint64)
+            if run_id in stale and not updates:  # an update chunk's rows were written
+                h = np.where(np.isin(k, _marks(stale[run_id])), np.uint64(0), h)
+            if run_id in refused:
+                landed = ~np.isin(k, _marks(refused[run_id]))
+                k, h = k[landed], h[landed]
+            if not runs or runs[-1] != run_id:
+                runs.append(run_id)
+            keys.append(k)
+            hashes.append(h)
+            owners.append(np.full(len(k), len(runs) - 1, np.int32))
+        return LedgerState.latest(runs, keys, hashes, owners)
+
+    def _ledger_rows(
+        self, step: str | None, exclude_run: str | None, account: str | None
+    ) -> Iterator[tuple[str, bytes, bytes | None, int | None]]:
+        """(run, keys, digests, updates) of the ledger's chunks for ``step``, oldest first:
+        run ids begin with their start time, and outlive the runs' records."""
+        sql = (
+            "SELECT run_id, keys, hashes, updates FROM ledger_chunks WHERE step = ? AND run_id != ?"
+        )
+        args: list[str] = [step or "", exclude_run or ""]
+        if account is not None:
+            sql += " AND account IN (?, '')"
+            args.append(account)
+        yield from self.db.execute(sql + " ORDER BY run_id, idx", args)
+
+    def _ledger_marks(self, table: str) -> dict[str, set[int]]:
+        marks: dict[str, set[int]] = {}
+        for run_id, key in self.db.execute(f"SELECT run_id, email_key FROM {table}"):
+            marks.setdefault(run_id, set()).add(key + (1 << 64) if key < 0 else key)
+        return marks
+
+    def accept(
+        self,
+        run_id: str,
+        idx: int,
+        request_id: str,
+        step: str | None,
+        keys: array,
+        *,
+        hashes: array | None = None,
+        account: str = "",
+        update: bool = False,
+    ) -> None:
+        """A chunk was accepted: its request id and its email keys (and the prospects'
+        digests; ``update``: an update chunk's), in one transaction, so a crash between
+        the two cannot leave an accepted chunk whose rows the ledger lacks (they would be
+        sent again by --only-new, or by a rerun after a crash)."""
         with self._tx() as db:
             db.execute(
                 "UPDATE chunks SET state = 'accepted', updated = ?, request_id = ?"
                 " WHERE run_id = ? AND idx = ?",
                 (time.time(), request_id, run_id, idx),
             )
-            db.execute(
-                "INSERT OR REPLACE INTO ledger_chunks (step, run_id, idx, keys)"
-                " VALUES (?, ?, ?, ?)",
-                (step or "", run_id, idx, keys.tobytes()),
-            )
+            _ledger_insert(db, step, run_id, idx, keys, hashes, account, update)
 
-    def ledger_add(self, step: str | None, keys: array, run_id: str, idx: int) -> None:
+    def ledger_add(
+        self,
+        step: str | None,
+        keys: array,
+        run_id: str,
+        idx: int,
+        *,
+        hashes: array | None = None,
+        account: str = "",
+    ) -> None:
         """Record an accepted chunk's email keys: one row a chunk, not one a prospect."""
         with self._tx() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO ledger_chunks (step, run_id, idx, keys)"
-                " VALUES (?, ?, ?, ?)",
-                (step or "", run_id, idx, keys.tobytes()),
-            )
+            _ledger_insert(db, step, run_id, idx, keys, hashes, account)
 
     def ledger_refuse(self, run_id: str, keys: Iterable[int]) -> None:
         """Rows of ``run_id`` that Saleshandy refused: not imported after all."""
+        self._ledger_mark("ledger_refused", run_id, keys)
+
+    def ledger_unwritten(self, run_id: str, keys: Iterable[int]) -> None:
+        """Rows of ``run_id`` that Saleshandy found already in the sequence: in it, but
+        their fields are not what was sent (``ledger_state`` counts them as changed)."""
+        self._ledger_mark("ledger_stale", run_id, keys)
+
+    def _ledger_mark(self, table: str, run_id: str, keys: Iterable[int]) -> None:
         with self._tx() as db:
             db.executemany(
-                "INSERT OR IGNORE INTO ledger_refused (run_id, email_key) VALUES (?, ?)",
+                f"INSERT OR IGNORE INTO {table} (run_id, email_key) VALUES (?, ?)",
                 ((run_id, signed64(k)) for k in keys),
             )
 
 
+@dataclass
+class LedgerState:
+    """Addresses' last landed prospect digests, sorted by email key (``Journal.ledger_state``).
+
+    ``runs[owner[i]]`` landed ``keys[i]`` with digest ``hashes[i]`` (0: unknown).
+    """
+
+    keys: np.ndarray  # uint64, sorted, unique
+    hashes: np.ndarray  # uint64
+    owner: np.ndarray  # int32: index into runs
+    runs: list[str]
+
+    @classmethod
+    def latest(
+        cls,
+        runs: list[str],
+        keys: list[np.ndarray],
+        hashes: list[np.ndarray],
+        owners: list[np.ndarray],
+    ) -> LedgerState:
+        """The last entry of each key in the given (oldest first) order."""
+        if not keys:
+            empty = np.zeros(0, np.uint64)
+            return cls(empty, empty, np.zeros(0, np.int32), runs)
+        k, h, o = np.concatenate(keys), np.concatenate(hashes), np.concatenate(owners)
+        order = np.argsort(k, kind="stable")  # stable: a key's entries stay oldest first
+        k, h, o = k[order], h[order], o[order]
+        last = np.ones(len(k), bool)
+        last[:-1] = k[:-1] != k[1:]
+        return cls(k[last], h[last], o[last], runs)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def _marks(keys: set[int]) -> np.ndarray:
+    return np.fromiter(keys, np.uint64, len(keys))
+
+
+def _ledger_insert(
+    db: sqlite3.Connection,
+    step: str | None,
+    run_id: str,
+    idx: int,
+    keys: array,
+    hashes: array | None,
+    account: str,
+    update: bool = False,
+) -> None:
+    packed = None if hashes is None else hashes.tobytes()
+    db.execute(
+        "INSERT OR REPLACE INTO ledger_chunks"
+        " (step, run_id, idx, keys, account, hashes, updates) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (step or "", run_id, idx, keys.tobytes(), account, packed, int(update)),
+    )
+
+
 _CHUNK_COLUMNS = (
     "run_id, idx, rows, bytes, hash, state, request_id, attempts, report, report_url,"
-    " failed_rows, already_present_rows"
+    " failed_rows, already_present_rows, endpoint, updates"
 )
 
 

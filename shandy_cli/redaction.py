@@ -7,6 +7,7 @@ drive the terminal or forge a log line).
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from shandy_cli.errors import ConfigError
@@ -77,3 +78,13 @@ def check_api_key(key: str | None) -> str | None:
             "characters; check SALESHANDY_API_KEY"
         )
     return stripped
+
+
+def account_id(base_url: str, api_key: str | None) -> str:
+    """Which Saleshandy account a key is, as the journal's ledgers record it: a keyed
+    digest of the key and the API's base URL, so neither is stored, and two accounts'
+    (or the sandbox's and the live API's) ledgers never mix. '' without a key."""
+    if not api_key:
+        return ""
+    text = f"{base_url.rstrip('/')}\n{api_key}".encode()
+    return hashlib.blake2b(text, key=b"shandy account v1", digest_size=12).hexdigest()

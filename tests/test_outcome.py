@@ -252,7 +252,7 @@ def test_the_summary_says_why_and_what_to_do(sandbox: Sandbox, tmp_path: Path) -
     assert "already in the sequence" in over.stdout
     note = " ".join(over.stdout.split())
     assert "3 row(s) were already in the sequence: a step import never updates them" in note
-    assert "without --step" in note and "account-level import" in note
+    assert "--update-existing" in note and "account-level import" in note
     kept = shandy(sandbox, tmp_path, *args, "--force")
     assert kept.returncode == 0, kept.stderr
     assert "3 row(s) were already in the sequence" in " ".join(kept.stdout.split())

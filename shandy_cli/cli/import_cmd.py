@@ -89,6 +89,23 @@ def import_(
     only_new: Annotated[
         bool, typer.Option("--only-new", help="Skip rows earlier runs imported to this step.")
     ] = False,
+    only_changed: Annotated[
+        bool,
+        typer.Option(
+            "--only-changed",
+            help="Send rows no earlier run landed in this step to it, rows whose mapped "
+            "values or tags changed since they last landed as updates to the account's "
+            "prospects (--conflict, overwrite under noUpdate); skip the unchanged.",
+        ),
+    ] = False,
+    update_existing: Annotated[
+        bool,
+        typer.Option(
+            "--update-existing",
+            help="Once the step's reports are in, send the rows Saleshandy found already "
+            "in the sequence to the account's prospects, so their fields are updated.",
+        ),
+    ] = False,
     suppress: Annotated[
         list[Path] | None,
         typer.Option(
@@ -138,6 +155,8 @@ def import_(
             report_dir=report_dir,
             poll_interval=poll_interval,
             only_new=only_new,
+            only_changed=only_changed,
+            update_existing=update_existing,
             suppress=tuple(suppress or ()),
             force=force,
         )

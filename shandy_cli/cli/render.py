@@ -169,6 +169,7 @@ def summary_table(result: ImportResult) -> Table:
         ("files", ", ".join(result.files)),
         ("rows read", f"{result.rows_read:,}"),
         ("submitted", f"{result.rows_submitted:,}"),
+        *([("of them updates", f"{result.rows_updated:,}")] if result.rows_updated else []),
         ("rejected here", f"{result.rows_rejected:,}"),
         ("skipped", f"{result.rows_skipped:,}"),
         ("failed at Saleshandy", f"{result.rows_failed:,}"),
@@ -202,9 +203,9 @@ def already_present_note(result: ImportResult) -> str | None:
     return (
         f"{n:,} row(s) were already in the sequence: a step import never updates them "
         f"(Saleshandy), so --conflict {result.conflict} did not change them; they are in the "
-        "failures file. To update their fields, import the file again without --step or "
-        "--sequence (the account-level import updates prospects by email): "
-        f"shandy import FILE --conflict {result.conflict}"
+        "failures file. To update their fields, import the file again with "
+        "--update-existing (those rows then go to the account-level import, which updates "
+        "prospects by email)."
     )
 
 
@@ -214,7 +215,7 @@ def _chunks_text(chunks: list[Any]) -> str:
         return "none"
     if len(chunks) <= 3:
         return "\n".join(
-            f"#{c.index + 1}: {c.rows:,} rows, {c.state}"
+            f"#{c.index + 1}: {c.rows:,} rows{' (updates)' if c.update else ''}, {c.state}"
             + (f" (request {c.request_id})" if c.request_id else "")
             for c in chunks
         )

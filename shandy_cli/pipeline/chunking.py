@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 import orjson
+from xxhash import xxh3_64_intdigest
 
 from shandy_cli._files import make_missing_dirs
 from shandy_cli.errors import InputError
@@ -52,6 +53,20 @@ def encode_prospect(prospect: dict[str, str]) -> bytes:
         return orjson.dumps(prospect)
     except orjson.JSONEncodeError as exc:
         raise ValueError(f"prospect cannot be encoded as JSON: {exc}") from exc
+
+
+def prospect_salt(tags: Iterable[str]) -> int:
+    """What of the body, beyond its item, belongs to a prospect as it lands: its tags
+    (as a set). Mixed into every ``prospect_hash`` of a run."""
+    return xxh3_64_intdigest(orjson.dumps(sorted({t.strip() for t in tags})))
+
+
+def prospect_hash(item: bytes, salt: int) -> int:
+    """The 64-bit digest of a prospect as sent: its item's bytes (labels, values and
+    constants, exactly as in the body) with the run's ``prospect_salt``, for
+    ``--only-changed``. Hashed with the comma that leads it in the body, as the columnar
+    twin (``columnar/encoder.py``, polars-hash over the same item) hashes it."""
+    return xxh3_64_intdigest(b"," + item) ^ salt
 
 
 # The encoder's columnar twin: the JSON string escapes exactly as orjson writes them
@@ -124,6 +139,10 @@ def plan_chunks(
     return plan
 
 
+# Where a chunk goes: the step import, or the account-level prospects import.
+STEP, PROSPECTS = "step", "prospects"
+
+
 @dataclass
 class Chunk:
     index: int
@@ -132,6 +151,8 @@ class Chunk:
     path: Path | None  # the complete body, valid JSON, mode 0600 (None: a plan, no body)
     first: tuple[str, int]  # (file, row) of the first prospect
     last: tuple[str, int]
+    endpoint: str = STEP  # STEP or PROSPECTS
+    update: bool = False  # its rows update prospects that landed before (--only-changed)
 
 
 class Sink(Protocol):
@@ -165,7 +186,12 @@ class Chunker:
         max_rows: int = API_MAX_ROWS,
         max_bytes: int = API_MAX_BYTES,
         spool_dir: Path | None,
+        endpoint: str = STEP,
+        update: bool = False,
+        prefix: str = "chunk",
     ) -> None:
+        """``endpoint``/``update`` are each chunk's (``Chunk``); bodies are spooled as
+        ``{prefix}-NNNNN-*.json``."""
         _check_limits(suffix, max_rows, max_bytes)
         self.suffix = suffix
         self.max_rows = max_rows
@@ -173,6 +199,7 @@ class Chunker:
         self.spool_dir = None if spool_dir is None else Path(spool_dir)
         self.writes = spool_dir is not None
         self._fill = _Fill(len(suffix), max_rows, max_bytes)
+        self.endpoint, self.update, self.prefix = endpoint, update, prefix
         self._index = 0
         self._out: BinaryIO | _Discard | None = None
         self._path: Path | None = None
@@ -283,7 +310,7 @@ class Chunker:
         # mkstemp creates the file 0600 and never reuses a name, so two runs
         # sharing a spool directory cannot clobber each other's bodies.
         fd, name = tempfile.mkstemp(
-            prefix=f"chunk-{self._index:05d}-", suffix=".json", dir=self.spool_dir
+            prefix=f"{self.prefix}-{self._index:05d}-", suffix=".json", dir=self.spool_dir
         )
         self._path = Path(name)
         self._out = os.fdopen(fd, "wb", buffering=_BUFFER)
@@ -301,6 +328,8 @@ class Chunker:
             path=self._path,
             first=self._first,
             last=self._last,
+            endpoint=self.endpoint,
+            update=self.update,
         )
         self._out, self._path = None, None
         self._index += 1

@@ -188,10 +188,14 @@ def settle_run(journal: Journal, run_id: str, conflict: str) -> RunOutcome:
 
 def refuse_in_ledger(journal: Journal, run_id: str, outcome: RunOutcome) -> None:
     """Failed rows did not land: ``--only-new`` must send them again. Already-present rows
-    are in the sequence (sending them to the step again would change nothing): kept."""
+    are in the sequence (sending them to the step again would change nothing): kept, but
+    their fields are not what was sent, so ``--only-changed`` counts them as changed."""
     refused = [email_key(f.email) for f in outcome.failed if f.email]
     if refused:
         journal.ledger_refuse(run_id, refused)
+    unwritten = [email_key(f.email) for f in outcome.already_present if f.email]
+    if unwritten:
+        journal.ledger_unwritten(run_id, unwritten)
 
 
 def write_run_failures(

@@ -22,7 +22,17 @@ from shandy_cli.client import SaleshandyClient
 from shandy_cli.config import columnar_mode
 from shandy_cli.errors import InputError, ShandyError
 from shandy_cli.pipeline._readers.spreadsheet import WorkbookSource
-from shandy_cli.pipeline.chunking import Chunk, Chunker, body_suffix, encode_prospect
+from shandy_cli.pipeline.changes import CHANGED, UNCHANGED, Changes, update_conflict
+from shandy_cli.pipeline.chunking import (
+    PROSPECTS,
+    STEP,
+    Chunk,
+    Chunker,
+    body_suffix,
+    encode_prospect,
+    prospect_hash,
+    prospect_salt,
+)
 from shandy_cli.pipeline.events import ChunkEvent, Listener, Phase, ReadProgress
 from shandy_cli.pipeline.mapping import (
     Mapping,
@@ -42,8 +52,11 @@ from shandy_cli.pipeline.validation import SKIPPED_REASON, Validator
 from shandy_cli.redaction import one_line
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from shandy_cli.config import Settings
     from shandy_cli.pipeline import columnar
+    from shandy_cli.pipeline.columnar.arrow import Items, Sizes
 
 # When "auto" takes the columnar reader (pipeline/columnar/): decided here, before
 # anything imports polars, so small files never load it.
@@ -76,16 +89,33 @@ class Prepared:
         """(name, columns) of each input, in file-index order."""
         return [(name, self.file_columns.get(name, [])) for name in self.names]
 
+    @property
+    def rows_updated(self) -> int:
+        """Rows in update chunks (``--only-changed``): sent to the account-level import."""
+        return sum(c.rows for c in self.chunks if c.update)
+
     def keys_path(self, chunk: Chunk) -> Path:
+        """The chunk's email keys (uint64, in body order), beside its body."""
         assert chunk.path is not None, "a planned chunk has no files"
-        return chunk.path.with_name(f"keys-{chunk.index:05d}.bin")
+        return chunk.path.with_name(f"keys-{chunk.path.stem}.bin")
+
+    def hashes_path(self, chunk: Chunk) -> Path:
+        """Its prospects' digests (``chunking.prospect_hash``), parallel to the keys."""
+        assert chunk.path is not None, "a planned chunk has no files"
+        return chunk.path.with_name(f"hashes-{chunk.path.stem}.bin")
 
     def chunk_keys(self, chunk: Chunk) -> array:
-        keys = array("Q")
-        path = self.keys_path(chunk)
-        if path.exists():
-            keys.frombytes(path.read_bytes())
-        return keys
+        return _packed(self.keys_path(chunk))
+
+    def chunk_hashes(self, chunk: Chunk) -> array:
+        return _packed(self.hashes_path(chunk))
+
+
+def _packed(path: Path) -> array:
+    values = array("Q")
+    if path.exists():
+        values.frombytes(path.read_bytes())
+    return values
 
 
 @dataclass
@@ -102,6 +132,8 @@ class PrepareContext:
     stdin: BinaryIO | None = None
     spools: dict[int, Path] = field(default_factory=dict)
     skip_keys: set[int] = field(default_factory=set)
+    # --only-changed: the ledger's last landings (None: every row goes to the target)
+    changes: Changes | None = None
     # Label -> fieldType of the account's fields (empty without a key): which
     # values must be numbers.
     field_types: dict[str, str] = field(default_factory=dict)
@@ -145,22 +177,49 @@ def suppress_lists(opts: ImportOptions, settings: Settings) -> tuple[Path, ...]:
     return tuple(lists)
 
 
-def body_options(opts: ImportOptions, step_id: str | None) -> bytes:
-    """The request body's members after ``prospectList``, in the API's documented order."""
+def body_options(opts: ImportOptions, step_id: str | None, *, update: bool = False) -> bytes:
+    """The request body's members after ``prospectList``, in the API's documented order.
+    ``update``: an update chunk's, to the account-level import (no step), with the
+    conflict action that updates (``changes.update_conflict``)."""
     options: dict[str, object] = {}
-    if step_id:
+    if step_id and not update:
         options["stepId"] = step_id
     options["verifyProspects"] = opts.verify
-    options["conflictAction"] = opts.conflict
+    options["conflictAction"] = update_conflict(opts.conflict) if update else opts.conflict
     options["tags"] = [t.strip() for t in opts.tags]
     return body_suffix(options)
+
+
+def _chunkers(ctx: PrepareContext) -> list[Chunker]:
+    """The run's chunk streams: to the target, and (``--only-changed``) the updates."""
+    spool = None if ctx.opts.dry_run else ctx.run_dir / "chunks"
+    opts = ctx.opts
+    target = Chunker(
+        body_options(ctx.opts, ctx.step_id),
+        spool_dir=spool,
+        endpoint=STEP if ctx.step_id else PROSPECTS,
+        max_rows=opts.max_rows,
+        max_bytes=opts.max_bytes,
+    )
+    if ctx.changes is None:
+        return [target]
+    updates = Chunker(
+        body_options(ctx.opts, ctx.step_id, update=True),
+        spool_dir=spool,
+        endpoint=PROSPECTS,
+        update=True,
+        prefix="update",
+        max_rows=opts.max_rows,
+        max_bytes=opts.max_bytes,
+    )
+    return [target, updates]
 
 
 def prepare(ctx: PrepareContext) -> Prepared:
     suppression = load_suppression(ctx.opts.suppress)  # a bad line stops here (exit 2)
     sources = _open_sources(ctx)
     out = Prepared(names=[s.info.name for s in sources])
-    chunker: Chunker | None = None
+    chunkers: list[Chunker] = []
     rejects: RowsWriter | None = None
     try:
         mappings = _mappings(ctx, sources)
@@ -168,15 +227,10 @@ def prepare(ctx: PrepareContext) -> Prepared:
         out.file_columns = {s.info.name: s.info.columns for s in sources}
         rejects = RowsWriter(ctx.rejects_path, out.columns)
         out.sent = SentIndex(ctx.run_dir / "sent.idx")
-        chunker = Chunker(
-            body_options(ctx.opts, ctx.step_id),
-            max_rows=ctx.opts.max_rows,
-            max_bytes=ctx.opts.max_bytes,
-            # A dry run plans the same chunks without writing their bodies.
-            spool_dir=None if ctx.opts.dry_run else ctx.run_dir / "chunks",
-        )
+        # A dry run plans the same chunks without writing their bodies.
+        chunkers = _chunkers(ctx)
         ctx.listener(Phase("reading"))
-        with _Reader(ctx, chunker, rejects, out, suppression) as reader:
+        with _Reader(ctx, chunkers, rejects, out, suppression) as reader:
             for file_index, (src, mapping) in enumerate(zip(sources, mappings, strict=True)):
                 reader.read(src, mapping, file_index)
             reader.finish()
@@ -185,7 +239,7 @@ def prepare(ctx: PrepareContext) -> Prepared:
         out.reasons.update(rejects.reasons)
         return out
     except BaseException:
-        if chunker is not None:
+        for chunker in chunkers:
             chunker.abort()
         if rejects is not None:
             rejects.close(ok=False)
@@ -302,29 +356,42 @@ def _create_fields(ctx: PrepareContext, mappings: list[Mapping | None]) -> None:
         known.add(label.casefold())
 
 
+class _Stream:
+    """One stream of chunks: its chunker, and the email keys and prospect digests of the
+    rows of the chunk it is building (written beside each body when it closes)."""
+
+    def __init__(self, chunker: Chunker) -> None:
+        self.chunker = chunker
+        self.keys = array("Q")
+        self.hashes = array("Q")
+        self.chunks: list[Chunk] = []
+        self.digests: list[Future[str]] = []
+
+
 class _Reader:
     """The per-row loop: judge each row, then reject, skip, or add it to a chunk."""
 
     def __init__(
         self,
         ctx: PrepareContext,
-        chunker: Chunker,
+        chunkers: list[Chunker],
         rejects: RowsWriter,
         out: Prepared,
         suppression: Suppression | None = None,
     ) -> None:
         self.ctx = ctx
-        self.chunker = chunker
+        self.streams = [_Stream(c) for c in chunkers]  # the target's, then the updates'
+        self.chunker = chunkers[0]
         self.rejects = rejects
         self.out = out
         self.suppression = suppression
         self.validator = Validator(suppression=suppression)
         self.columnar = ctx.columnar_choice
-        self.keys = array("Q")  # email keys of the chunk being built, for the ledger
+        self.changes = ctx.changes
+        self.salt = prospect_salt(ctx.opts.tags)
         # Each closed chunk file is hashed on a thread of its own while reading goes
         # on: the body is never read back on this thread.
         self._hasher = ThreadPoolExecutor(1, thread_name_prefix="shandy-digest")
-        self._digests: list[Future[str]] = []
 
     def __enter__(self) -> _Reader:
         return self
@@ -366,10 +433,21 @@ class _Reader:
                 out.rows_skipped += 1
                 out.reasons[SKIPPED_REASON] += 1
                 continue
-            closed = self.chunker.add(item, file=info.name, row=row.number)
+            digest = prospect_hash(item, self.salt)
+            stream = self.streams[0]
+            if self.changes is not None:
+                route, owner = self.changes.route(key, digest)
+                if route == UNCHANGED:
+                    out.rows_skipped += 1
+                    out.reasons[self.changes.reason(owner)] += 1
+                    continue
+                if route == CHANGED:
+                    stream = self.streams[1]
+            closed = stream.chunker.add(item, file=info.name, row=row.number)
             if closed:
-                self._planned(closed)
-            self.keys.append(key)
+                self._planned(stream, closed)
+            stream.keys.append(key)
+            stream.hashes.append(digest)
             out.sent.add(key, file_index, row.number)
             out.rows_submitted += 1
         self.ctx.listener(ReadProgress(info.name, count, src.bytes_read, info.size, done=True))
@@ -438,32 +516,70 @@ class _Reader:
             skip_keys=self.ctx.skip_keys,
             suppression=self.suppression,
             counts=self.out,
-            add_keys=self._add_keys,
-            planned=self._planned,
+            feed=self._feed,
             progress=progress,
+            suffix_len=max(len(s.chunker.suffix) for s in self.streams),
+            changes=self.changes,
+            salt=self.salt,
         )
 
-    def _add_keys(self, packed: bytes) -> None:
-        self.keys.frombytes(packed)  # not a bound method of self.keys: _planned replaces it
+    def _feed(
+        self,
+        update: bool,
+        sizes: np.ndarray,
+        items: Items | Sizes,
+        keys: np.ndarray,
+        hashes: np.ndarray,
+        rows: np.ndarray,
+        file: str,
+    ) -> None:
+        """Rows of a columnar block into a stream, packed as ``read`` packs them one by one."""
+        stream = self.streams[1 if update else 0]
+        closed = stream.chunker.add_many(sizes, items.write, file=file, rows=rows)
+        start = 0
+        for chunk, stop in closed:
+            stream.keys.frombytes(keys[start:stop].tobytes())
+            stream.hashes.frombytes(hashes[start:stop].tobytes())
+            self._planned(stream, chunk)
+            start = stop
+        stream.keys.frombytes(keys[start:].tobytes())
+        stream.hashes.frombytes(hashes[start:].tobytes())
 
     def finish(self) -> None:
-        last = self.chunker.finish()
-        if last:
-            self._planned(last)
-        self.out.digests = [future.result() for future in self._digests]
+        for stream in self.streams:
+            last = stream.chunker.finish()
+            if last:
+                self._planned(stream, last)
+        # The update chunks follow the target's, numbered on from them: the same
+        # numbers whichever path read which rows.
+        first, *rest = self.streams
+        for stream in rest:
+            for chunk in stream.chunks:
+                chunk.index = len(first.chunks)
+                first.chunks.append(chunk)
+                self.ctx.listener(ChunkEvent(chunk.index, "planned", chunk.rows, chunk.bytes))
+            first.digests.extend(stream.digests)
+        self.out.chunks = first.chunks
+        self.out.digests = [future.result() for future in first.digests]
 
-    def _planned(self, chunk: Chunk) -> None:
+    def _planned(self, stream: _Stream, chunk: Chunk) -> None:
         # Called before the key of the row that closed ``chunk`` is appended:
         # every key collected so far belongs to ``chunk``.
-        keys, self.keys = self.keys, array("Q")
-        self.out.chunks.append(chunk)
+        keys, stream.keys = stream.keys, array("Q")
+        hashes, stream.hashes = stream.hashes, array("Q")
+        stream.chunks.append(chunk)
         if chunk.path is not None:  # None: a plan (dry run), nothing to hash or send
-            self._digests.append(self._hasher.submit(_digest, chunk.path))
-            with open_private(self.out.keys_path(chunk), "wb") as fh:  # 0600, as the body
-                fh.write(keys.tobytes())
+            stream.digests.append(self._hasher.submit(_digest, chunk.path))
+            for path, values in (
+                (self.out.keys_path(chunk), keys),
+                (self.out.hashes_path(chunk), hashes),
+            ):
+                with open_private(path, "wb") as fh:  # 0600, as the body
+                    fh.write(values.tobytes())
         else:
-            self._digests.append(_done(""))
-        self.ctx.listener(ChunkEvent(chunk.index, "planned", chunk.rows, chunk.bytes))
+            stream.digests.append(_done(""))
+        if stream is self.streams[0]:  # the updates' are numbered, and said, at the end
+            self.ctx.listener(ChunkEvent(chunk.index, "planned", chunk.rows, chunk.bytes))
 
     def _judge(self, row: Row, ncols: int, mapping: Mapping) -> tuple[bytes, str | None]:
         """The encoded prospect a row becomes, and why it must be rejected (or None)."""
@@ -484,7 +600,7 @@ class _Reader:
             item = encode_prospect(prospect)
         except ValueError:  # text that is not valid Unicode (a lone surrogate)
             return b"", "a value is not valid text"
-        if not self.chunker.fits_alone(item):
+        if not all(s.chunker.fits_alone(item) for s in self.streams):
             return b"", self.chunker.oversize_reason(item)
         return item, None
 

@@ -22,7 +22,7 @@ from shandy_cli.errors import (
 from shandy_cli.exits import INTERRUPT_CODES, ExitCode
 from shandy_cli.faults import fault_message, stop_code
 from shandy_cli.journal import ChunkRecord, RunRecord
-from shandy_cli.pipeline.chunking import API_MAX_BYTES, API_MAX_ROWS
+from shandy_cli.pipeline.chunking import API_MAX_BYTES, API_MAX_ROWS, PROSPECTS, STEP
 from shandy_cli.pipeline.outcome import already_present_fails
 from shandy_cli.pipeline.polling import FIRST_INTERVAL
 
@@ -74,6 +74,13 @@ class ImportOptions:
         report_dir: where Saleshandy's reports and the failures file go.
         poll_interval: seconds before the first status poll; later polls slow down.
         only_new: skip addresses earlier runs already imported into this target.
+        only_changed: send addresses no earlier run landed in this target to it, those
+            whose prospect (mapped labels and values, constants, tags) changed since
+            it last landed as updates to the account-level import (``conflict``, or
+            ``overwrite`` under ``noUpdate``), and skip the unchanged ones.
+        update_existing: once the step's reports are in, send the rows Saleshandy
+            found already in the sequence to the account-level import, as
+            ``only_changed`` sends changed rows, so their fields are updated.
         force: import again what an earlier run of this same import completed.
         columnar: how CSV/TSV inputs are read: ``auto`` (the columnar reader from
             2 MB up), ``always`` or ``never``; None takes ``SHANDY_COLUMNAR``.
@@ -108,6 +115,8 @@ class ImportOptions:
     report_dir: Path | None = None
     poll_interval: float = FIRST_INTERVAL
     only_new: bool = False
+    only_changed: bool = False
+    update_existing: bool = False
     force: bool = False
     columnar: str | None = None
     fastexcel: bool | None = None
@@ -137,6 +146,16 @@ class ImportOptions:
             raise InputError("--tag must not be empty")
         if self.columnar is not None:
             self.columnar = columnar_mode(self.columnar)
+        if self.only_new and self.only_changed:
+            raise InputError(
+                "give --only-new or --only-changed, not both (--only-changed skips the "
+                "unchanged rows --only-new would, and updates the changed ones)"
+            )
+        if self.update_existing and not (self.step_id or self.sequence):
+            raise InputError(
+                "--update-existing needs --step or --sequence: an import to the prospect "
+                "list updates prospects itself (--conflict)"
+            )
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe copy, stored in the journal so ``shandy resume`` can run it again."""
@@ -166,6 +185,9 @@ class ImportOptions:
             data["suppress"] = [_file_digest(Path(p)) for p in self.suppress]
         else:  # fingerprints of runs from before --suppress stay as they were
             data.pop("suppress")
+        for later in ("only_changed", "update_existing"):  # so do those from before these
+            if not data[later]:
+                data.pop(later)
         return {k: v for k, v in data.items() if k not in NOT_FINGERPRINTED}
 
 
@@ -190,10 +212,13 @@ class ChunkResult:
     report_url: str | None = None
     failed_rows: int = 0  # Saleshandy's report: not imported
     already_present_rows: int = 0  # ... already in the sequence: not added, not updated
+    endpoint: str = STEP  # "step" (the step import) or "prospects" (the account-level one)
+    update: bool = False  # its rows update prospects (--only-changed, --update-existing)
 
     @classmethod
-    def from_record(cls, record: ChunkRecord) -> ChunkResult:
-        """A chunk as the journal recorded it."""
+    def from_record(cls, record: ChunkRecord, step_id: str | None = None) -> ChunkResult:
+        """A chunk as the journal recorded it (``step_id``: its run's target, where the
+        journal did not record its endpoint)."""
         return cls(
             record.idx,
             record.rows,
@@ -203,6 +228,8 @@ class ChunkResult:
             record.report_url,
             record.failed_rows or 0,
             record.already_present_rows or 0,
+            record.endpoint or (STEP if step_id else PROSPECTS),
+            bool(record.updates),
         )
 
 
@@ -226,7 +253,7 @@ class ImportResult:
     # Of rows_submitted: failed at Saleshandy, and already in the sequence (disjoint).
     rows_failed: int = 0
     rows_already_present: int = 0
-    rows_updated: int = 0  # rows sent to the account-level import to update them: none yet
+    rows_updated: int = 0  # rows sent to the account-level import to update them
     conflict: str = "noUpdate"
     reasons: list[tuple[str, int]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -257,6 +284,7 @@ class ImportResult:
         self.rows_submitted = prepared.rows_submitted
         self.rows_rejected = prepared.rows_rejected
         self.rows_skipped = prepared.rows_skipped
+        self.rows_updated = prepared.rows_updated
         self.rejects_file = str(prepared.rejects_file) if prepared.rejects_file else None
 
     def take_completed(self, prior: RunRecord, chunks: list[ChunkRecord]) -> None:
@@ -269,7 +297,8 @@ class ImportResult:
         self.rows_rejected = meta.get("rows_rejected", 0)
         self.rows_skipped = meta.get("rows_skipped", 0)
         self.rejects_file = meta.get("rejects_file")
-        self.chunks.extend(ChunkResult.from_record(rec) for rec in chunks)
+        self.chunks.extend(ChunkResult.from_record(rec, prior.step_id) for rec in chunks)
+        self.rows_updated = sum(c.rows for c in self.chunks if c.update)
         self.rows_failed = sum(c.failed_rows for c in self.chunks)
         self.rows_already_present = sum(c.already_present_rows for c in self.chunks)
         self.exit_code = ExitCode.OK

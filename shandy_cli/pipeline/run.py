@@ -30,6 +30,8 @@ from shandy_cli.errors import ApiError, InputError, interrupt_exit_code
 from shandy_cli.exits import ExitCode
 from shandy_cli.faults import as_fault, fault_message
 from shandy_cli.journal import UNFINISHED, Journal, Plan, RunRecord, run_options
+from shandy_cli.pipeline.changes import UNCHANGED_SINCE, Changes
+from shandy_cli.pipeline.chunking import STEP
 from shandy_cli.pipeline.events import ChunkEvent, Listener, Phase, ignore, notify
 from shandy_cli.pipeline.housekeeping import drop_bodies, keep_runs, run_dir
 from shandy_cli.pipeline.labels import SYSTEM_LABELS as SYSTEM_LABELS
@@ -84,7 +86,6 @@ from shandy_cli.pipeline.spool import (
 from shandy_cli.pipeline.submission import (
     Attempts,
     Submitted,
-    import_endpoint,
     resolve_step,
     submit_chunks,
 )
@@ -255,6 +256,8 @@ class _Run:
         # Each input as it was read: a failures file is joined only to the same file.
         self.inputs: list[dict[str, Any] | None] = []
         self.abandoned: RunRecord | None = None  # a crashed run of the same inputs' paths
+        # whose ledgers this run reads and writes (redaction.account_id; '' without a key)
+        self.account = client.account if client is not None else ""
 
     @property
     def run_dir(self) -> Path:
@@ -329,8 +332,9 @@ class _Run:
     def _prepare_journalled(self, labels: list[str], step_id: str | None) -> Prepared:
         """Prepare what is to be sent; a run that stops here journals its end."""
         skip = self._skip_keys(step_id)
+        changes = self._changes(self._journal(), step_id)
         try:
-            return self._prepare(labels, step_id, skip)
+            return self._prepare(labels, step_id, skip, changes)
         except KeyboardInterrupt:
             self._record_end("interrupted")
             raise
@@ -391,13 +395,20 @@ class _Run:
                 self._poller().add(earlier.request_id)
         chunks = [c for c in prepared.chunks if c.index in set(to_send)]
         attempts = self._attempts()
+        keep_bodies = self.opts.update_existing
         with attempts.retries_heard(client):
-            listener, to_step = attempts.hearing(self.listener), step_id is not None
-            for sub in submit_chunks(
-                client, chunks, to_step=to_step, listener=listener, idle=self._idle
-            ):
-                attempts.accepted(sub, step_id, prepared.chunk_keys(sub.chunk))
-                self._accepted(sub, results[sub.chunk.index])
+            listener = attempts.hearing(self.listener)
+            for sub in submit_chunks(client, chunks, listener=listener, idle=self._idle):
+                chunk = sub.chunk
+                attempts.accepted(
+                    sub,
+                    step_id,
+                    prepared.chunk_keys(chunk),
+                    hashes=prepared.chunk_hashes(chunk),
+                    account=self.account,
+                    keep_body=keep_bodies and chunk.endpoint == STEP,
+                )
+                self._accepted(sub, results[chunk.index])
 
     def _wait_and_report(self, prepared: Prepared) -> None:
         poller = self._poller()
@@ -480,7 +491,11 @@ class _Run:
     def _dry_run(self, labels: list[str], step_id: str | None) -> ImportResult:
         ensure_private_dir(self.run_dir)
         try:
-            prepared = self._prepare(labels, step_id, set())
+            changes = None
+            if self.opts.only_changed:  # what landed, read from the journal: nothing written
+                with Journal(self.state_dir) as journal:
+                    changes = self._changes(journal, step_id)
+            prepared = self._prepare(labels, step_id, set(), changes)
             self._plan(prepared)
             self._finish(prepared)
         finally:
@@ -557,14 +572,27 @@ class _Run:
     def _skip_keys(self, step_id: str | None) -> set[int]:
         """The ledger's rows not to send: imported by earlier runs (``--only-new``), or by
         the abandoned run this one replaces (its failures included)."""
-        journal = self._journal()
-        only_new = self.opts.only_new
-        skip = journal.ledger_keys(step_id, exclude_run=self.run_id) if only_new else set()
+        journal, account = self._journal(), self.account
+        skip: set[int] = set()
+        if self.opts.only_new:
+            skip = journal.ledger_keys(step_id, exclude_run=self.run_id, account=account)
         if self.abandoned is not None:
-            skip |= journal.ledger_keys(step_id, only_run=self.abandoned.id)
+            skip |= journal.ledger_keys(step_id, only_run=self.abandoned.id, account=account)
         return skip
 
-    def _prepare(self, labels: list[str], step_id: str | None, skip: set[int]) -> Prepared:
+    def _changes(self, journal: Journal, step_id: str | None) -> Changes | None:
+        """``--only-changed``: what of the target landed in earlier runs, and as what."""
+        if not self.opts.only_changed:
+            return None
+        return Changes(journal.ledger_state(step_id, self.account, exclude_run=self.run_id))
+
+    def _prepare(
+        self,
+        labels: list[str],
+        step_id: str | None,
+        skip: set[int],
+        changes: Changes | None = None,
+    ) -> Prepared:
         ctx = PrepareContext(
             paths=self.paths,
             opts=self.opts,
@@ -578,6 +606,7 @@ class _Run:
             stdin=self.stdin,
             spools=self.spools,
             skip_keys=skip,
+            changes=changes,
             field_types=self.field_types,
             **self.reading,
         )
@@ -587,12 +616,24 @@ class _Run:
             # every skip is one of the abandoned run's rows: the reason names it
             count = prepared.reasons.pop(SKIPPED_REASON, 0)
             prepared.reasons[f"imported by run {self.abandoned.id}"] += count
+        self._say_skipped(prepared)
+        return prepared
+
+    def _say_skipped(self, prepared: Prepared) -> None:
+        unchanged = sum(n for r, n in prepared.reasons.items() if r.startswith(UNCHANGED_SINCE))
         if prepared.rows_suppressed:
             self.notice(f"{prepared.rows_suppressed:,} row(s) skipped: suppressed", "info")
-        if prepared.rows_skipped - prepared.rows_suppressed:
-            already = prepared.rows_skipped - prepared.rows_suppressed
+        if unchanged:
+            self.notice(f"{unchanged:,} row(s) skipped: unchanged since they last landed", "info")
+        already = prepared.rows_skipped - prepared.rows_suppressed - unchanged
+        if already:
             self.notice(f"{already:,} row(s) skipped: already imported", "info")
-        return prepared
+        if prepared.rows_updated:
+            self.notice(
+                f"{prepared.rows_updated:,} row(s) changed since they last landed: sent as "
+                "updates to the account's prospects",
+                "info",
+            )
 
     def _plan(self, prepared: Prepared) -> None:
         """Chunk results, merged with what the journal knows of a resumed run."""
@@ -603,9 +644,15 @@ class _Run:
         for chunk in prepared.chunks:
             landed = plan.landed.get(chunk.index)
             self.result.chunks.append(
-                ChunkResult.from_record(landed)
+                ChunkResult.from_record(landed, self.result.step_id)
                 if landed
-                else ChunkResult(chunk.index, chunk.rows, chunk.bytes)
+                else ChunkResult(
+                    chunk.index,
+                    chunk.rows,
+                    chunk.bytes,
+                    endpoint=chunk.endpoint,
+                    update=chunk.update,
+                )
             )
         self.result.chunks_resent.extend(plan.resent)
         if journal is not None:
@@ -640,13 +687,12 @@ class _Run:
             )
         return self.poller
 
-    def _idle(self, seconds: float) -> None:
+    def _idle(self, seconds: float, endpoint: str) -> None:
         """The import endpoint's budget makes the next POST wait: poll meanwhile. What is
         left of the wait (all of it, with nothing to poll) the client waits out, and says."""
         poller = self._poller()
         if not (self.opts.wait and poller.pending):
             return
-        endpoint = import_endpoint(self.result.step_id is not None)
         self._budget_wait(endpoint, seconds, "; polling accepted chunks meanwhile")
         poller.run_until(time.monotonic() + seconds)
 

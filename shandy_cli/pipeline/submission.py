@@ -20,7 +20,7 @@ from shandy_cli.errors import (
     TransportError,
 )
 from shandy_cli.journal import Journal
-from shandy_cli.pipeline.chunking import Chunk
+from shandy_cli.pipeline.chunking import STEP, Chunk
 from shandy_cli.pipeline.events import ChunkEvent, Listener
 
 # A POST answered with one of these was refused outright: nothing of it was imported.
@@ -49,11 +49,31 @@ class Attempts:
         if self.counts[index] == 2 and index not in self.resent:
             self.resent.append(index)  # the first may have landed
 
-    def accepted(self, sub: Submitted, step_id: str | None, keys: array) -> None:
-        """Journal an accepted chunk, its rows in the ledger; its body has served."""
-        self.journal.accept(self.run_id, sub.chunk.index, sub.request_id, step_id, keys)
+    def accepted(
+        self,
+        sub: Submitted,
+        step_id: str | None,
+        keys: array,
+        *,
+        hashes: array | None = None,
+        account: str = "",
+        keep_body: bool = False,
+    ) -> None:
+        """Journal an accepted chunk, its rows (and their prospects' digests) in the
+        ledger of ``account``; its body has served, unless ``keep_body`` (the rows
+        Saleshandy finds already present are read from it again: --update-existing)."""
+        self.journal.accept(
+            self.run_id,
+            sub.chunk.index,
+            sub.request_id,
+            step_id,
+            keys,
+            hashes=hashes,
+            account=account,
+            update=sub.chunk.update,
+        )
         self.sending = None
-        if sub.chunk.path is not None:
+        if sub.chunk.path is not None and not keep_body:
             sub.chunk.path.unlink(missing_ok=True)  # accepted: never needed again
 
     def hearing(self, listener: Listener) -> Listener:
@@ -174,27 +194,28 @@ def submit_chunks(
     client: SaleshandyClient,
     chunks: Iterable[Chunk],
     *,
-    to_step: bool,
     listener: Listener,
-    idle: Callable[[float], None] | None = None,
+    idle: Callable[[float, str], None] | None = None,
 ) -> Iterator[Submitted]:
-    """POST each chunk's spooled body in order, yielding as each is accepted.
+    """POST each chunk's spooled body in order, to its endpoint (``Chunk.endpoint``: the
+    step import, or the account-level one), yielding as each is accepted.
 
-    Before a POST that must wait for the import endpoint's budget, ``idle(seconds)``
-    is given that time (the run polls accepted chunks in it); otherwise the
-    client waits by itself. Raises the client's error for the first chunk that
+    Before a POST that must wait for its endpoint's budget, ``idle(seconds,
+    endpoint)`` is given that time (the run polls accepted chunks in it); otherwise
+    the client waits by itself. Raises the client's error for the first chunk that
     could not be sent after retries; the caller knows which chunks were accepted
     from what was yielded.
     """
-    endpoint = import_endpoint(to_step)
     for chunk in chunks:
+        to_step = chunk.endpoint == STEP
+        endpoint = import_endpoint(to_step)
 
         def sending(attempt: int, chunk: Chunk = chunk) -> None:
             listener(ChunkEvent(chunk.index, "sending", chunk.rows, chunk.bytes))
 
         wait = client.budget.delay(endpoint)
         if idle is not None and wait > 0:
-            idle(wait)
+            idle(wait, endpoint)
         if chunk.path is None:
             raise ValueError(f"chunk {chunk.index + 1} has no body: a plan-only chunk")
         try:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from shandy_cli.pipeline._readers.base import drop_empty_extras
+from shandy_cli.pipeline.changes import CHANGED, UNCHANGED
 from shandy_cli.pipeline.chunking import PREFIX
 from shandy_cli.pipeline.columnar.state import Handover, RunState
 from shandy_cli.pipeline.reporting import reason_kind
@@ -70,7 +71,9 @@ class _Commit:
         self.skip = np.fromiter(state.skip_keys, np.uint64, len(state.skip_keys))
         self.suppression = state.suppression
         self._suppressed: dict[str, str] = {}  # list name -> its rows' reason kind
-        self.counts, self.add_keys, self.planned = state.counts, state.add_keys, state.planned
+        self.counts, self.feed = state.counts, state.feed
+        self.suffix_len, self.changes = state.suffix_len, state.changes
+        self.salt = np.uint64(state.salt)
         self.done = 0  # rows committed
         self.last = 0  # the number of the last one
         self.nbytes = 0
@@ -102,8 +105,8 @@ class _Commit:
         sizes = items.size - 1  # without the leading comma
         chunker = self.chunker
         # The per-row order: validator, then encoding and size (a row too big for any
-        # request is rejected, its address stays seen), then --only-new.
-        oversize = len(PREFIX) + sizes + len(chunker.suffix) > chunker.max_bytes
+        # request is rejected, its address stays seen), then --only-new, --only-changed.
+        oversize = len(PREFIX) + sizes + self.suffix_len > chunker.max_bytes
         skipped = np.zeros(len(keep), bool)
         if len(self.skip):
             skipped = np.isin(kept_keys, self.skip) & ~oversize
@@ -122,15 +125,33 @@ class _Commit:
         if not send.all():
             sel = np.flatnonzero(send)
             items, kept_keys, keep, sizes = items.take(sel), kept_keys[sel], keep[sel], sizes[sel]
+        hashes = np.zeros(len(keep), np.uint64) if p.hashes is None else p.hashes[keep] ^ self.salt
         rownums = numbers[keep]
         assert not len(sizes) or sizes.min() >= 12, "an item to send is inline"
-        closed = chunker.add_many(sizes, items.write, file=name, rows=rownums)
-        start = 0
-        for chunk, stop in closed:
-            self.add_keys(kept_keys[start:stop].tobytes())
-            self.planned(chunk)
-            start = stop
-        self.add_keys(kept_keys[start:].tobytes())
+        update = np.zeros(len(keep), bool)
+        if self.changes is not None:
+            routes, owners = self.changes.route_many(kept_keys, hashes)
+            same = routes == UNCHANGED
+            if same.any():
+                self.unchanged(owners[same])
+                sel = np.flatnonzero(~same)
+                items, kept_keys, sizes = items.take(sel), kept_keys[sel], sizes[sel]
+                hashes, rownums, routes = hashes[sel], rownums[sel], routes[sel]
+            update = routes == CHANGED
+        if update.any():  # each stream's rows, in order
+            for to_update in (False, True):
+                sel = np.flatnonzero(update == to_update)
+                self.feed(
+                    to_update,
+                    sizes[sel],
+                    items.take(sel),
+                    kept_keys[sel],
+                    hashes[sel],
+                    rownums[sel],
+                    name,
+                )
+        else:
+            self.feed(False, sizes, items, kept_keys, hashes, rownums, name)
         packed = np.empty((len(kept_keys), 2), np.uint64)
         packed[:, 0] = kept_keys
         packed[:, 1] = (np.uint64(self.file_index) << np.uint64(ROW_BITS)) | rownums.astype(
@@ -142,6 +163,15 @@ class _Commit:
         self.nbytes += p.nbytes
         if n:
             self.last = int(numbers[-1])
+
+    def unchanged(self, owners: np.ndarray) -> None:
+        """Rows skipped as unchanged (``--only-changed``), counted under the run that
+        landed each (``Changes.reason``)."""
+        assert self.changes is not None
+        self.counts.rows_skipped += len(owners)
+        runs, counts = np.unique(owners, return_counts=True)
+        for run, count in zip(runs.tolist(), counts.tolist(), strict=True):
+            self.counts.reasons[self.changes.reason(run)] += count
 
     def reject(self, p: _Parsed, numbers: np.ndarray, dups: _Rows, bigs: _Rows, sups: _Rows) -> int:
         """Write the block's rejected and suppressed rows, in row order, with the per-row

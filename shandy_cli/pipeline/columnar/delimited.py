@@ -77,7 +77,7 @@ def read_columnar(path: str, info: SourceInfo, mapping: Mapping, state: RunState
     """
     _check_json()
     domains = state.suppression is not None and bool(state.suppression.domains)
-    reader = _Columnar(mapping, encode=state.chunker.writes, domains=domains)
+    reader = _Columnar(mapping, encode=state.encodes, domains=domains)
     commit = _Commit(reader, info, state)
     assert info.delimiter is not None
     delimiter = info.delimiter

@@ -56,6 +56,9 @@ class _Parsed:
     # the domain keys of the ``valid`` rows (suppression.domain_key), when the run's
     # suppression lists name domains
     dkeys: np.ndarray | None = None
+    # every row's ``chunking.prospect_hash`` before the run's salt (uint64, parallel to
+    # ``items``), when items are built
+    hashes: np.ndarray | None = None
 
 
 class _Columnar:
@@ -279,9 +282,19 @@ class _Columnar:
         valid, keys, bad, bad_values = _judge(fast, missing, email, frame.get_column("key"))
         records = frame.get_column("record").to_numpy()
         p = _Parsed(frame.height, records, valid, missing, keys, bad, bad_values, items)
+        if self.encode:
+            p.hashes = _item_hashes(out)
         if self.domains:
             p.dkeys = _domain_keys(fast, valid, email, frame.get_column("dkey"))
         return p
+
+
+def _item_hashes(out: pl.Series) -> np.ndarray:
+    """``chunking.prospect_hash``'s twin before the salt: XXH3-64 of each item as it is
+    here, with its leading comma (a null, a row with nothing to send, hashes as 0)."""
+    frame = out.to_frame("item")
+    hashed = frame.select(plh.col("item").nchash.xxh3_64().fill_null(0)).to_series()
+    return hashed.to_numpy().astype(np.uint64, copy=False)
 
 
 def _judge(

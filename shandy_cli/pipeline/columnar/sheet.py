@@ -43,7 +43,7 @@ def read_sheet(
     if "\x00" in chars:
         raise Handover("a NUL character")
     domains = state.suppression is not None and bool(state.suppression.domains)
-    reader = _Columnar(mapping, encode=state.chunker.writes, domains=domains)
+    reader = _Columnar(mapping, encode=state.encodes, domains=domains)
     reader.sticky = columns  # known for the whole sheet: no block needs to ask
     commit = _Commit(reader, info, state)
     state.validator.reserve(data.height)

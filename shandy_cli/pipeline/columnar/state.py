@@ -9,7 +9,11 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from collections import Counter
 
-    from shandy_cli.pipeline.chunking import Chunk, Chunker
+    import numpy as np
+
+    from shandy_cli.pipeline.changes import Changes
+    from shandy_cli.pipeline.chunking import Chunker
+    from shandy_cli.pipeline.columnar.arrow import Items, Sizes
     from shandy_cli.pipeline.reporting import RowsWriter, SentIndex
     from shandy_cli.pipeline.suppression import Suppression
     from shandy_cli.pipeline.validation import Validator
@@ -39,10 +43,15 @@ class Counts(Protocol):
 class RunState:
     """The run's state the columnar readers commit into, shared with the per-row path.
 
-    ``add_keys`` takes the email keys of rows added to the open chunk (native
-    uint64s), ``planned`` each chunk closed (after the keys that belong to it),
-    ``progress`` (rows, bytes) after each block. ``suppression``: the run's lists
+    ``feed(update, sizes, items, keys, hashes, rows, file)`` adds rows to the chunks
+    of the step (or prospect list) or, with ``update``, of the updates
+    (``--only-changed``), exactly as the per-row path adds them one by one;
+    ``progress`` (rows, bytes) after each block. ``chunker`` is the first stream's:
+    whether bodies are written; ``suffix_len`` the longest body suffix of the
+    streams, which the oversize rule uses. ``suppression``: the run's lists
     (``suppression.Suppression.match_many``, before dedupe), or None.
+    ``changes``: the ledger's last landings (``--only-changed``), or None; ``salt``
+    the run's ``chunking.prospect_salt``.
     """
 
     validator: Validator
@@ -53,6 +62,13 @@ class RunState:
     skip_keys: set[int]
     suppression: Suppression | None
     counts: Counts
-    add_keys: Callable[[bytes], None]
-    planned: Callable[[Chunk], None]
+    feed: Callable[[bool, np.ndarray, Items | Sizes, np.ndarray, np.ndarray, np.ndarray, str], None]
     progress: Callable[[int, int], None]
+    suffix_len: int
+    changes: Changes | None = None
+    salt: int = 0
+
+    @property
+    def encodes(self) -> bool:
+        """Whether the items' bytes are built: for bodies, or to compare their digests."""
+        return self.chunker.writes or self.changes is not None

@@ -484,7 +484,7 @@ class Journal:
         """
         refused = self._ledger_marks("ledger_refused")
         stale = self._ledger_marks("ledger_stale")
-        runs: list[str] = []
+        runs: dict[str, int] = {}  # run id -> its index, in order of appearance
         keys: list[np.ndarray] = []
         hashes: list[np.ndarray] = []
         owners: list[np.ndarray] = []
@@ -498,18 +498,17 @@ class Journal:
             if run_id in refused:
                 landed = ~np.isin(k, _marks(refused[run_id]))
                 k, h = k[landed], h[landed]
-            if not runs or runs[-1] != run_id:
-                runs.append(run_id)
+            owner = runs.setdefault(run_id, len(runs))
             keys.append(k)
             hashes.append(h)
-            owners.append(np.full(len(k), len(runs) - 1, np.int32))
-        return LedgerState.latest(runs, keys, hashes, owners)
+            owners.append(np.full(len(k), owner, np.int32))
+        return LedgerState.latest(list(runs), keys, hashes, owners)
 
     def _ledger_rows(
         self, step: str | None, exclude_run: str | None, account: str | None
     ) -> Iterator[tuple[str, bytes, bytes | None, int | None]]:
-        """(run, keys, digests, updates) of the ledger's chunks for ``step``, oldest first:
-        run ids begin with their start time, and outlive the runs' records."""
+        """(run, keys, digests, updates) of the ledger's chunks for ``step``, in the order
+        they were accepted (each accepted chunk is a new row: rowids only grow)."""
         sql = (
             "SELECT run_id, keys, hashes, updates FROM ledger_chunks WHERE step = ? AND run_id != ?"
         )
@@ -517,7 +516,7 @@ class Journal:
         if account is not None:
             sql += " AND account IN (?, '')"
             args.append(account)
-        yield from self.db.execute(sql + " ORDER BY run_id, idx", args)
+        yield from self.db.execute(sql + " ORDER BY rowid", args)
 
     def _ledger_marks(self, table: str) -> dict[str, set[int]]:
         marks: dict[str, set[int]] = {}

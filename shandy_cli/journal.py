@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     updated REAL,
     already_present_rows INTEGER,   -- rows it says were already in the sequence (version 3)
     endpoint TEXT,                  -- 'step' | 'prospects'; NULL: the run's target (version 4)
-    updates INTEGER,                -- 1: its rows update landed prospects (version 4)
+    updates INTEGER,                -- 1: its rows update landed prospects, 2: rows a step
+                                    -- chunk found already present (late; version 4)
     PRIMARY KEY (run_id, idx)
 );
 CREATE INDEX IF NOT EXISTS chunks_request ON chunks (request_id);
@@ -105,6 +106,8 @@ _ADDED_COLUMNS = (
     ("ledger_chunks", "hashes", "BLOB"),
     ("ledger_chunks", "updates", "INTEGER"),
 )
+
+LATE = 2  # chunks.updates of a late update chunk (--update-existing)
 
 UNFINISHED = ("running", "interrupted", "failed", "processing")
 # A chunk in one of these states reached Saleshandy: a resume never sends it again.
@@ -368,8 +371,10 @@ class Journal:
         last: tuple[str, int],
         endpoint: str | None = None,
         update: bool = False,
+        late: bool = False,
     ) -> None:
-        """Record a prepared chunk; one of an earlier attempt with other content is replanned."""
+        """Record a prepared chunk; one of an earlier attempt with other content is replanned.
+        ``late``: an update chunk built from the run's reports (``--update-existing``)."""
         with self._tx() as db:
             old = db.execute(
                 "SELECT hash, state FROM chunks WHERE run_id = ? AND idx = ?", (run_id, idx)
@@ -380,7 +385,10 @@ class Journal:
                 "INSERT OR REPLACE INTO chunks (run_id, idx, first_file, first_row, last_file,"
                 " last_row, rows, bytes, hash, state, updated, endpoint, updates)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?, ?)",
-                (run_id, idx, *first, *last, rows, size, digest, time.time(), endpoint, update),
+                (
+                    *(run_id, idx, *first, *last, rows, size, digest, time.time(), endpoint),
+                    LATE if late else int(update),
+                ),
             )
 
     def mark(self, run_id: str, idx: int, state: str, **fields: Any) -> None:
@@ -410,12 +418,18 @@ class Journal:
             )
 
     def merge_plan(
-        self, run_id: str, chunks: Sequence[PlannedChunk], digests: Sequence[str]
+        self,
+        run_id: str,
+        chunks: Sequence[PlannedChunk],
+        digests: Sequence[str],
+        *,
+        late: bool = False,
     ) -> Plan:
         """Journal a prepared run's chunks, merged with what an earlier attempt of the run
         recorded: a chunk with the same body that landed is kept as it is (not sent
         again), one whose POST was under way is ``resent``, every other one is planned;
-        chunks past the new end are forgotten."""
+        chunks past the new end are forgotten, but for the late ones (``late``: these
+        are those, built once the others' reports are in)."""
         known = {c.idx: c for c in self.chunks(run_id)}
         plan = Plan()
         for chunk, digest in zip(chunks, digests, strict=True):
@@ -435,8 +449,10 @@ class Journal:
                 last=chunk.last,
                 endpoint=chunk.endpoint,
                 update=chunk.update,
+                late=late,
             )
-        self.drop_chunks_from(run_id, len(chunks))
+        end = chunks[-1].index + 1 if late and chunks else len(chunks)
+        self.drop_chunks_from(run_id, end, late=late)
         return plan
 
     def landed_of(self, record: RunRecord) -> tuple[list[ChunkRecord], list[ChunkRecord]]:
@@ -444,10 +460,16 @@ class Journal:
         chunks = self.chunks(record.id)
         return [c for c in chunks if c.state in LANDED], chunks
 
-    def drop_chunks_from(self, run_id: str, idx: int) -> None:
-        """Forget planned chunks past the end of a re-prepared run."""
+    def drop_chunks_from(self, run_id: str, idx: int, *, late: bool = False) -> None:
+        """Forget chunks past the end of a re-prepared run: the late ones (``late``), or
+        the others, which late ones follow (those wait for the reports to be built)."""
+        kept = "=" if late else "!="
         with self._tx() as db:
-            db.execute("DELETE FROM chunks WHERE run_id = ? AND idx >= ?", (run_id, idx))
+            db.execute(
+                "DELETE FROM chunks WHERE run_id = ? AND idx >= ?"
+                f" AND COALESCE(updates, 0) {kept} ?",
+                (run_id, idx, LATE),
+            )
 
     # -- the ledger for --only-new and --only-changed -------------------------------------------
 
@@ -561,6 +583,16 @@ class Journal:
         """Record an accepted chunk's email keys: one row a chunk, not one a prospect."""
         with self._tx() as db:
             _ledger_insert(db, step, run_id, idx, keys, hashes, account)
+
+    def ledger_chunk(self, run_id: str, idx: int) -> array:
+        """The email keys an accepted chunk put in the ledger (empty: none)."""
+        row = self.db.execute(
+            "SELECT keys FROM ledger_chunks WHERE run_id = ? AND idx = ?", (run_id, idx)
+        ).fetchone()
+        keys = array("Q")
+        if row:
+            keys.frombytes(row[0])
+        return keys
 
     def ledger_refuse(self, run_id: str, keys: Iterable[int]) -> None:
         """Rows of ``run_id`` that Saleshandy refused: not imported after all."""

@@ -354,3 +354,89 @@ def test_the_latest_landing_wins_and_refused_rows_fall_back(tmp_path: Path) -> N
     assert changes.route(3, 30) == (NEW, -1)  # refused in b, never landed before
     assert changes.route(4, 40) == (NEW, -1)  # another account's
     assert changes.reason(1) == "unchanged since 20260102T000000-b"
+
+
+# -- --update-existing ---------------------------------------------------------------------------
+
+
+def test_update_existing_updates_the_prospects_a_step_import_found_present(
+    open_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    sandbox = open_sandbox
+    first = night(
+        sandbox, tmp_path, write_csv(tmp_path / "a.csv", HEADER, export(5)), only_changed=False
+    )
+    assert first.exit_code == 0
+    # Another step of the same sequence: the five are already in it; two are new.
+    rows = export(7, company="Newco")
+    plain = night(
+        sandbox, tmp_path, write_csv(tmp_path / "b.csv", HEADER, rows), step_id="StepA2",
+        only_changed=False, conflict="overwrite",
+    )  # fmt: skip
+    assert plain.exit_code == 1 and plain.rows_already_present == 5  # not updated: failures
+    assert prospects(sandbox)["person0@example.com"]["attrs"]["Company"] == "Co 0"
+    fixed = night(
+        sandbox, tmp_path, write_csv(tmp_path / "b.csv", HEADER, rows), step_id="StepA2",
+        only_changed=False, conflict="overwrite", update_existing=True,
+    )  # fmt: skip
+    assert fixed.exit_code == 0, fixed.error
+    assert (fixed.rows_already_present, fixed.rows_updated, fixed.rows_failed) == (7, 7, 0)
+    assert fixed.failures_file is None
+    assert [(c.endpoint, c.update, c.rows, c.state) for c in fixed.chunks] == [
+        ("step", False, 7, "completed"),
+        ("prospects", True, 7, "completed"),
+    ]
+    landed = prospects(sandbox)
+    assert {landed[f"person{i}@example.com"]["attrs"]["Company"] for i in range(7)} == {
+        f"Newco {i}" for i in range(7)
+    }
+    assert landed["person0@example.com"]["steps"] == ["StepA1"]  # memberships as they were
+
+
+def test_update_existing_with_only_changed_and_no_update(
+    open_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Rows another tool enrolled: new to the ledger, so they go to the step, are found
+    present, and are updated; the next night they are unchanged."""
+    sandbox = open_sandbox
+    night(sandbox, tmp_path, write_csv(tmp_path / "a.csv", HEADER, export(4)), only_changed=False)
+    with Journal(tmp_path / "state") as journal:
+        journal.db.execute("DELETE FROM ledger_chunks")  # another machine's run, say
+    path = write_csv(tmp_path / "b.csv", HEADER, export(6, changed=range(4)))
+    one = night(sandbox, tmp_path, path, update_existing=True)
+    assert one.exit_code == 0, one.error
+    assert (one.rows_submitted, one.rows_already_present, one.rows_updated) == (6, 4, 4)
+    assert prospects(sandbox)["person2@example.com"]["attrs"]["Company"] == "Co 2 v2"
+    two = night(sandbox, tmp_path, path, update_existing=True, force=True)
+    assert (two.rows_submitted, two.rows_skipped) == (0, 6)
+
+
+def test_a_resumed_run_sends_its_late_updates_once(open_sandbox: Sandbox, tmp_path: Path) -> None:
+    sandbox = open_sandbox
+    night(sandbox, tmp_path, write_csv(tmp_path / "a.csv", HEADER, export(5)), only_changed=False)
+    path = write_csv(tmp_path / "b.csv", HEADER, export(8, company="Newco"))
+    options = {"step_id": "StepA2", "only_changed": False, "update_existing": True}
+    sandbox.set_faults(["503"] * 4, match=IMPORT_TO_LIST)
+    broken = night(
+        sandbox,
+        tmp_path,
+        path,
+        retry=RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02),
+        **options,
+    )
+    assert broken.exit_code == 4, broken
+    assert [(c.state, c.update) for c in broken.chunks] == [("completed", False), ("planned", True)]
+    sandbox.set_faults()
+    resumed = night(sandbox, tmp_path, path, **options)
+    assert resumed.exit_code == 0, resumed.error
+    assert resumed.resumed and resumed.run_id == broken.run_id
+    assert (resumed.rows_already_present, resumed.rows_updated) == (5, 5)
+    assert import_posts(sandbox) == [IMPORT_TO_STEP, IMPORT_TO_STEP, IMPORT_TO_LIST]
+    assert prospects(sandbox)["person4@example.com"]["attrs"]["Company"] == "Newco 4"
+
+
+def test_update_existing_needs_a_step_and_the_reports(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="--update-existing needs --step"):
+        import_files([str(tmp_path / "x.csv")], update_existing=True, dry_run=True)
+    with pytest.raises(InputError, match="--no-wait"):
+        import_files([str(tmp_path / "x.csv")], step_id="S", update_existing=True, wait=False)

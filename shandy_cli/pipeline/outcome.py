@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shandy_cli.exits import INTERRUPT_CODES, ExitCode
-from shandy_cli.journal import ChunkRecord, Journal
+from shandy_cli.journal import LATE, ChunkRecord, Journal
 from shandy_cli.pipeline.housekeeping import drop_superseded, run_dir
 from shandy_cli.pipeline.reporting import (
     RowFetcher,
@@ -160,12 +160,21 @@ class RunOutcome:
     conflict: str
     failed: list[ServerFailure] = field(default_factory=list)
     already_present: list[ServerFailure] = field(default_factory=list)
+    # email keys of already-present rows a late update chunk updated (--update-existing)
+    updated: set[int] = field(default_factory=set)
+
+    @property
+    def not_updated(self) -> list[ServerFailure]:
+        """The already-present rows whose fields nothing updated."""
+        if not self.updated:
+            return self.already_present
+        return [f for f in self.already_present if email_key(f.email) not in self.updated]
 
     @property
     def listed(self) -> list[ServerFailure]:
         """The rows the failures file and the top reasons name: those not done as asked."""
         if already_present_fails(self.conflict):
-            return [*self.failed, *self.already_present]
+            return [*self.failed, *self.not_updated]
         return self.failed
 
 
@@ -176,6 +185,9 @@ def run_outcome(journal: Journal, run_id: str, conflict: str) -> RunOutcome:
         found = read_chunk_outcome(report, chunk.request_id or "", resent=was_resent(chunk))
         outcome.failed.extend(found.failed)
         outcome.already_present.extend(found.already_present)
+        if chunk.updates == LATE and chunk.state in DONE_STATES:
+            refused = {email_key(f.email) for f in found.failed if f.email}
+            outcome.updated.update(set(journal.ledger_chunk(run_id, chunk.idx)) - refused)
     return outcome
 
 

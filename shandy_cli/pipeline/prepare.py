@@ -104,6 +104,11 @@ class Prepared:
         assert chunk.path is not None, "a planned chunk has no files"
         return chunk.path.with_name(f"hashes-{chunk.path.stem}.bin")
 
+    def sizes_path(self, chunk: Chunk) -> Path:
+        """Its items' sizes (uint32, --update-existing), parallel to the keys."""
+        assert chunk.path is not None, "a planned chunk has no files"
+        return chunk.path.with_name(f"sizes-{chunk.path.stem}.bin")
+
     def chunk_keys(self, chunk: Chunk) -> array:
         return _packed(self.keys_path(chunk))
 
@@ -360,10 +365,12 @@ class _Stream:
     """One stream of chunks: its chunker, and the email keys and prospect digests of the
     rows of the chunk it is building (written beside each body when it closes)."""
 
-    def __init__(self, chunker: Chunker) -> None:
+    def __init__(self, chunker: Chunker, sizes: bool = False) -> None:
         self.chunker = chunker
         self.keys = array("Q")
         self.hashes = array("Q")
+        # the items' sizes, for --update-existing (its rows are read again from the body)
+        self.sizes: array | None = array("I") if sizes else None
         self.chunks: list[Chunk] = []
         self.digests: list[Future[str]] = []
 
@@ -380,7 +387,8 @@ class _Reader:
         suppression: Suppression | None = None,
     ) -> None:
         self.ctx = ctx
-        self.streams = [_Stream(c) for c in chunkers]  # the target's, then the updates'
+        sizes = ctx.opts.update_existing and not ctx.opts.dry_run
+        self.streams = [_Stream(c, sizes) for c in chunkers]  # the target's, then the updates'
         self.chunker = chunkers[0]
         self.rejects = rejects
         self.out = out
@@ -448,6 +456,8 @@ class _Reader:
                 self._planned(stream, closed)
             stream.keys.append(key)
             stream.hashes.append(digest)
+            if stream.sizes is not None:
+                stream.sizes.append(len(item))
             out.sent.add(key, file_index, row.number)
             out.rows_submitted += 1
         self.ctx.listener(ReadProgress(info.name, count, src.bytes_read, info.size, done=True))
@@ -537,13 +547,26 @@ class _Reader:
         stream = self.streams[1 if update else 0]
         closed = stream.chunker.add_many(sizes, items.write, file=file, rows=rows)
         start = 0
+        lengths = sizes.astype("uint32") if stream.sizes is not None else None
         for chunk, stop in closed:
-            stream.keys.frombytes(keys[start:stop].tobytes())
-            stream.hashes.frombytes(hashes[start:stop].tobytes())
+            self._extend(stream, keys[start:stop], hashes[start:stop], lengths, start, stop)
             self._planned(stream, chunk)
             start = stop
-        stream.keys.frombytes(keys[start:].tobytes())
-        stream.hashes.frombytes(hashes[start:].tobytes())
+        self._extend(stream, keys[start:], hashes[start:], lengths, start, len(keys))
+
+    @staticmethod
+    def _extend(
+        stream: _Stream,
+        keys: np.ndarray,
+        hashes: np.ndarray,
+        lengths: np.ndarray | None,
+        start: int,
+        stop: int,
+    ) -> None:
+        stream.keys.frombytes(keys.tobytes())
+        stream.hashes.frombytes(hashes.tobytes())
+        if stream.sizes is not None and lengths is not None:
+            stream.sizes.frombytes(lengths[start:stop].tobytes())
 
     def finish(self) -> None:
         for stream in self.streams:
@@ -567,13 +590,14 @@ class _Reader:
         # every key collected so far belongs to ``chunk``.
         keys, stream.keys = stream.keys, array("Q")
         hashes, stream.hashes = stream.hashes, array("Q")
+        sizes, stream.sizes = stream.sizes, None if stream.sizes is None else array("I")
         stream.chunks.append(chunk)
         if chunk.path is not None:  # None: a plan (dry run), nothing to hash or send
             stream.digests.append(self._hasher.submit(_digest, chunk.path))
-            for path, values in (
-                (self.out.keys_path(chunk), keys),
-                (self.out.hashes_path(chunk), hashes),
-            ):
+            files = [(self.out.keys_path(chunk), keys), (self.out.hashes_path(chunk), hashes)]
+            if sizes is not None:
+                files.append((self.out.sizes_path(chunk), sizes))
+            for path, values in files:
                 with open_private(path, "wb") as fh:  # 0600, as the body
                     fh.write(values.tobytes())
         else:

@@ -151,6 +151,10 @@ class ImportOptions:
                 "give --only-new or --only-changed, not both (--only-changed skips the "
                 "unchanged rows --only-new would, and updates the changed ones)"
             )
+        if self.update_existing and not self.wait and not self.dry_run:
+            raise InputError(
+                "--update-existing needs the step's reports: it cannot be used with --no-wait"
+            )
         if self.update_existing and not (self.step_id or self.sequence):
             raise InputError(
                 "--update-existing needs --step or --sequence: an import to the prospect "

@@ -29,9 +29,9 @@ from shandy_cli.config import DEFAULT_KEEP_DAYS, DEFAULT_MAX_STREAM_BYTES, resol
 from shandy_cli.errors import ApiError, InputError, interrupt_exit_code
 from shandy_cli.exits import ExitCode
 from shandy_cli.faults import as_fault, fault_message
-from shandy_cli.journal import UNFINISHED, Journal, Plan, RunRecord, run_options
+from shandy_cli.journal import LATE, UNFINISHED, Journal, Plan, RunRecord, run_options
 from shandy_cli.pipeline.changes import UNCHANGED_SINCE, Changes
-from shandy_cli.pipeline.chunking import STEP
+from shandy_cli.pipeline.chunking import STEP, Chunk
 from shandy_cli.pipeline.events import ChunkEvent, Listener, Phase, ignore, notify
 from shandy_cli.pipeline.housekeeping import drop_bodies, keep_runs, run_dir
 from shandy_cli.pipeline.labels import SYSTEM_LABELS as SYSTEM_LABELS
@@ -62,6 +62,7 @@ from shandy_cli.pipeline.prepare import (
     reading_choice,
     suppress_lists,
 )
+from shandy_cli.pipeline.present import late_chunks, present_rows
 from shandy_cli.pipeline.reporting import (
     OutputPaths,
     SentIndex,
@@ -76,6 +77,7 @@ from shandy_cli.pipeline.results import (
     stopped_result,
 )
 from shandy_cli.pipeline.spool import (
+    digest_file,
     fingerprint_inputs,
     refuse_devices,
     releasable,
@@ -256,6 +258,8 @@ class _Run:
         # Each input as it was read: a failures file is joined only to the same file.
         self.inputs: list[dict[str, Any] | None] = []
         self.abandoned: RunRecord | None = None  # a crashed run of the same inputs' paths
+        self.reported: set[int] = set()  # chunks whose report this process has read
+        self.not_updated: int | None = None  # of the already-present rows: not updated
         # whose ledgers this run reads and writes (redaction.account_id; '' without a key)
         self.account = client.account if client is not None else ""
 
@@ -369,6 +373,8 @@ class _Run:
                 self._submit(prepared, to_send, step_id)
             if self.result.error is None and self.opts.wait and self.result.request_ids:
                 self._wait_and_report(prepared)
+                if self.opts.update_existing and self.result.error is None:
+                    self._update_existing(prepared, step_id)
         finally:
             client.on_wait = previous
 
@@ -410,6 +416,34 @@ class _Run:
                 )
                 self._accepted(sub, results[chunk.index])
 
+    def _update_existing(self, prepared: Prepared, step_id: str | None) -> None:
+        """``--update-existing``, once every step chunk's report is in: the rows they found
+        already in the sequence, as late update chunks to the account-level import."""
+        res, journal = self.result, self._journal()
+        if not all(c.state in DONE_STATES for c in res.chunks):
+            return  # --timeout passed: the reports are not all in
+        present = present_rows(r for r in journal.chunks(self.run_id) if r.updates != LATE)
+        if not present:
+            return
+        late = late_chunks(prepared, present, self.opts, self.run_dir / "chunks")
+        digests = [digest_file(c.path) for c in late if c.path is not None]
+        plan = journal.merge_plan(self.run_id, late, digests, late=True)
+        prepared.chunks.extend(late)
+        prepared.digests.extend(digests)
+        self._add_results(late, plan)
+        rows = sum(c.rows for c in late)
+        res.rows_updated += rows
+        self.notice(
+            f"{rows:,} row(s) were already in the sequence: sending them to the account's "
+            "prospects to update their fields (--update-existing)",
+            "info",
+        )
+        to_send = [c.index for c in res.chunks[-len(late) :] if c.state == "planned"]
+        if to_send:
+            self._submit(prepared, to_send, step_id)
+        if res.error is None:
+            self._wait_and_report(prepared)
+
     def _wait_and_report(self, prepared: Prepared) -> None:
         poller = self._poller()
         accepted = [c for c in self.result.chunks if c.request_id]
@@ -424,8 +458,11 @@ class _Run:
         folder = ensure_private_dir(Path(self.opts.report_dir or self.run_dir / "reports"))
         for chunk in accepted:
             status = poller.latest.get(str(chunk.request_id))
-            if status is not None and status.completed and chunk.state == "completed":
+            if chunk.index in self.reported or status is None:
+                continue
+            if status.completed and chunk.state == "completed":
                 self._chunk_report(chunk, status, folder)
+                self.reported.add(chunk.index)
         self._account(prepared)
 
     def _finish(self, prepared: Prepared) -> None:
@@ -433,10 +470,11 @@ class _Run:
         res.reasons = top_reasons(prepared.reasons, self.failures)
         done = all(c.state in DONE_STATES for c in res.chunks)
         res.completed = not res.dry_run and not res.error and done
+        not_updated = res.rows_already_present if self.not_updated is None else self.not_updated
         finished = finished_exit_code(
             rejected=res.rows_rejected,
             failed=res.rows_failed,
-            already_present=res.rows_already_present,
+            already_present=not_updated,
             conflict=self.opts.conflict,
         )
         pending = bool(res.chunks) and not res.dry_run and self.opts.wait and not res.completed
@@ -641,7 +679,13 @@ class _Run:
         plan = Plan()
         if journal is not None:
             plan = journal.merge_plan(self.run_id, prepared.chunks, prepared.digests)
-        for chunk in prepared.chunks:
+        self._add_results(prepared.chunks, plan)
+        if journal is not None:
+            meta = journal_meta(prepared, self.result, self._outputs().failures, self.inputs)
+            journal.update_run(self.run_id, meta=meta, step_id=self.result.step_id)
+
+    def _add_results(self, chunks: list[Chunk], plan: Plan) -> None:
+        for chunk in chunks:
             landed = plan.landed.get(chunk.index)
             self.result.chunks.append(
                 ChunkResult.from_record(landed, self.result.step_id)
@@ -655,9 +699,6 @@ class _Run:
                 )
             )
         self.result.chunks_resent.extend(plan.resent)
-        if journal is not None:
-            meta = journal_meta(prepared, self.result, self._outputs().failures, self.inputs)
-            journal.update_run(self.run_id, meta=meta, step_id=self.result.step_id)
 
     def _to_send(self) -> list[int]:
         pending = [c.index for c in self.result.chunks if c.state == "planned"]
@@ -743,6 +784,7 @@ class _Run:
             fetch=self._fetch_rows,
         )
         self.failures = outcome.listed
+        self.not_updated = len(outcome.not_updated)
         res.rows_failed = len(outcome.failed)
         res.rows_already_present = len(outcome.already_present)
         res.failures_file = str(path) if path else None

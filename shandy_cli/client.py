@@ -306,6 +306,9 @@ class SaleshandyClient:
         ``on_wait(endpoint, seconds)`` hears of every wait for the budget."""
         self.base_url = base_url.rstrip("/")
         self._api_key = check_api_key(api_key)
+        # The account this key is, as the journal's ledgers name it (a keyed digest, never
+        # the key): one whose URL changes each time (the built-in sandbox) sets its own.
+        self.account = account_id(self.base_url, self._api_key)
         self.retry = retry or RetryPolicy()
         self.on_retry = on_retry
         self.budget = budget or RateBudget(rate_limits)
@@ -324,11 +327,7 @@ class SaleshandyClient:
     def __repr__(self) -> str:
         return f"SaleshandyClient(base_url={self.base_url!r})"
 
-    @property
-    def account(self) -> str:
-        """The account this client's key is, as the journal's ledgers name it
-        (``redaction.account_id``: a keyed digest, never the key)."""
-        return account_id(self.base_url, self._api_key)
+
 
     def __enter__(self) -> SaleshandyClient:
         return self

@@ -489,7 +489,7 @@ class Journal:
             if only_run is not None and run_id != only_run:
                 continue
             packed = array("Q")
-            packed.frombytes(blob)
+            packed.frombytes(_whole(blob))
             keys.update(packed)
             keys.difference_update(refused.get(run_id, ()))
         return keys
@@ -511,9 +511,10 @@ class Journal:
         hashes: list[np.ndarray] = []
         owners: list[np.ndarray] = []
         for run_id, blob, hblob, updates in self._ledger_rows(step, exclude_run, account):
-            k = np.frombuffer(blob, np.uint64)
-            h = np.frombuffer(hblob, np.uint64) if hblob else np.zeros(len(k), np.uint64)
-            if len(h) != len(k):  # a damaged row: its digests are unknown
+            k = np.frombuffer(_whole(blob), np.uint64)
+            if hblob and len(hblob) == 8 * len(k):
+                h = np.frombuffer(hblob, np.uint64)
+            else:  # none (an older shandy's), or damaged: its digests are unknown
                 h = np.zeros(len(k), np.uint64)
             if run_id in stale and not updates:  # an update chunk's rows were written
                 h = np.where(np.isin(k, _marks(stale[run_id])), np.uint64(0), h)
@@ -644,6 +645,11 @@ class LedgerState:
 
     def __len__(self) -> int:
         return len(self.keys)
+
+
+def _whole(blob: bytes) -> bytes:
+    """A packed uint64 blob without a torn tail (a damaged journal's): the whole keys."""
+    return blob[: len(blob) - len(blob) % 8]
 
 
 def _marks(keys: set[int]) -> np.ndarray:

@@ -440,3 +440,36 @@ def test_update_existing_needs_a_step_and_the_reports(tmp_path: Path) -> None:
         import_files([str(tmp_path / "x.csv")], update_existing=True, dry_run=True)
     with pytest.raises(InputError, match="--no-wait"):
         import_files([str(tmp_path / "x.csv")], step_id="S", update_existing=True, wait=False)
+
+
+def test_the_cli_on_the_built_in_sandbox_keeps_one_account_across_runs(tmp_path: Path) -> None:
+    """--sandbox listens on a new port each run: its ledger must still be one account's."""
+    import json
+
+    from incli import run_cli
+
+    env = {"SHANDY_STATE_DIR": str(tmp_path / "state"), "SHANDY_SANDBOX_DELAY": "0.05"}
+    write_csv(tmp_path / "a.csv", HEADER, export(10))
+    write_csv(tmp_path / "b.csv", HEADER, export(12, changed=range(3)))
+    args = ("--sandbox", "--step", "StepA1", "--only-changed", "--json")
+    one = run_cli("-q", "import", "a.csv", *args, cwd=tmp_path, env=env)
+    assert one.returncode == 0, one.stderr
+    two = run_cli("-q", "import", "b.csv", *args, cwd=tmp_path, env=env)
+    assert two.returncode == 0, two.stderr
+    doc = json.loads(two.stdout)
+    assert (doc["rows_submitted"], doc["rows_updated"], doc["rows_skipped"]) == (5, 3, 7)
+    assert [(c["endpoint"], c["rows"]) for c in doc["chunks"]] == [("step", 2), ("prospects", 3)]
+    assert doc["reasons"] == [
+        {"reason": f"unchanged since {json.loads(one.stdout)['run_id']}", "count": 7}
+    ]
+
+
+def test_a_damaged_digest_blob_counts_its_rows_as_changed(tmp_path: Path) -> None:
+    from array import array
+
+    with Journal(tmp_path) as journal:
+        journal.ledger_add("S", array("Q", [1, 2]), "r1", 0, hashes=array("Q", [10, 20]))
+        journal.db.execute("UPDATE ledger_chunks SET hashes = x'0102'")  # torn, 2 bytes
+        changes = Changes(journal.ledger_state("S", "any"))
+    assert changes.route(1, 10) == (CHANGED, 0)
+    assert changes.route(3, 30) == (NEW, -1)

@@ -29,7 +29,7 @@ from shandy_cli.errors import Hangup, ShandyError, Terminated, interrupt_exit_co
 from shandy_cli.exits import ExitCode
 from shandy_cli.faults import fault_message, stop_code
 from shandy_cli.pipeline.events import NOTICE
-from shandy_cli.redaction import mask_secret, printable, redact, register_secret
+from shandy_cli.redaction import account_id, mask_secret, printable, redact, register_secret
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -280,6 +280,8 @@ def api_session(
         if GLOBALS.verbose:
             say(f"sandbox listening on {server.url} (key {mask_secret(SANDBOX_KEY)})")
         with open_client(local) as client:
+            # one account however its port changes: the sandbox's data is its state dir's
+            client.account = account_id(f"sandbox:{sandbox_dir.resolve()}", SANDBOX_KEY)
             yield client, Connection(local, True)
     finally:
         server.stop()

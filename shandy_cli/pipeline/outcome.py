@@ -48,6 +48,7 @@ from shandy_cli.pipeline.reporting import (
     write_failures,
 )
 from shandy_cli.pipeline.spool import releasable
+from shandy_cli.pipeline.trace import save_outcome
 from shandy_cli.pipeline.validation import email_key
 
 # How Saleshandy words "this prospect is already in the sequence": live, "Prospect already
@@ -210,6 +211,7 @@ def write_run_failures(
     written, rows joined back to their source rows (``fetch``). Returns the outcome
     and the file written (None: no row to list)."""
     outcome = settle_run(journal, run_id, conflict)
+    save_outcome(journal, run_id, outcome.failed, outcome.already_present)  # `shandy trace`
     written = write_failures(path, columns, rejects, outcome.listed, sent, sources, fetch)
     return outcome, written
 

@@ -38,6 +38,7 @@ from shandy_cli.pipeline.sources import Row, Source, SourceInfo, open_source
 from shandy_cli.pipeline.spool import digest_file as _digest
 from shandy_cli.pipeline.spool import input_change
 from shandy_cli.pipeline.suppression import Suppressed, Suppression, check_list, load_suppression
+from shandy_cli.pipeline.trace import RunTrace
 from shandy_cli.pipeline.validation import SKIPPED_REASON, Validator
 from shandy_cli.redaction import one_line
 
@@ -70,6 +71,7 @@ class Prepared:
     # Data rows the columnar fast path committed (the rest went per row): a
     # diagnostic, and what the tests check to know the fast path was exercised.
     rows_columnar: int = 0
+    trace: RunTrace = field(default_factory=RunTrace)  # for `shandy trace` (trace.py)
 
     @property
     def sources(self) -> list[tuple[str, list[str]]]:
@@ -353,6 +355,7 @@ class _Reader:
                 continue
             item, reason = self._judge(row, ncols, mapping)
             if reason is not None:
+                self.out.trace.refused(self.prospect, file_index, row.number, reason)
                 # a suppressed row is skipped, not rejected, and written with its reason
                 self.rejects.add(info.name, row.number, info.columns, row.values, reason)
                 if isinstance(reason, Suppressed):
@@ -363,6 +366,7 @@ class _Reader:
                 continue
             key = self.validator.last_key
             if key in self.ctx.skip_keys:
+                out.trace.skipped(key, file_index, row.number, SKIPPED_REASON)
                 out.rows_skipped += 1
                 out.reasons[SKIPPED_REASON] += 1
                 continue
@@ -441,6 +445,7 @@ class _Reader:
             add_keys=self._add_keys,
             planned=self._planned,
             progress=progress,
+            trace=self.out.trace,
         )
 
     def _add_keys(self, packed: bytes) -> None:
@@ -474,7 +479,7 @@ class _Reader:
             and any(v.strip() for v in row.values[ncols:])
         ):
             problem = f"row has {len(row.values)} values but the header has {ncols} columns"
-        prospect = mapping.prospect(row.values)
+        self.prospect = prospect = mapping.prospect(row.values)  # kept for the trace
         reason = self.validator.check(
             prospect, file=row.file, row=row.number, problem=problem, typed=mapping.typed
         )

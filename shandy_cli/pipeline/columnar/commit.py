@@ -71,6 +71,7 @@ class _Commit:
         self.suppression = state.suppression
         self._suppressed: dict[str, str] = {}  # list name -> its rows' reason kind
         self.counts, self.add_keys, self.planned = state.counts, state.add_keys, state.planned
+        self.trace = state.trace
         self.done = 0  # rows committed
         self.last = 0  # the number of the last one
         self.nbytes = 0
@@ -118,6 +119,7 @@ class _Commit:
         counts.rows_skipped += nskip + nsup
         if nskip:
             counts.reasons[SKIPPED_REASON] += nskip
+            self.trace.skipped_many(kept_keys[skipped], numbers[keep[skipped]], self.file_index)
         send = ~oversize & ~skipped
         if not send.all():
             sel = np.flatnonzero(send)
@@ -181,6 +183,7 @@ class _Commit:
         for i, size in zip(big_rows.tolist(), big_sizes.tolist(), strict=True):
             reason = self.chunker.oversize_reason(size)
             reasons[i] = (reason, reason_kind(reason))
+        self.trace.refused_block(self.file_index, numbers, order, rows, reasons, at)
         self.rejects.add_many(
             self.info.name,
             self.info.columns,

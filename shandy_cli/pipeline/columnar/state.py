@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
+
+from shandy_cli.pipeline.trace import RunTrace
 
 if TYPE_CHECKING:
     from collections import Counter
@@ -42,7 +44,8 @@ class RunState:
     ``add_keys`` takes the email keys of rows added to the open chunk (native
     uint64s), ``planned`` each chunk closed (after the keys that belong to it),
     ``progress`` (rows, bytes) after each block. ``suppression``: the run's lists
-    (``suppression.Suppression.match_many``, before dedupe), or None.
+    (``suppression.Suppression.match_many``, before dedupe), or None. ``trace``
+    takes the rows the reader rejects and skips (``trace.RunTrace``).
     """
 
     validator: Validator
@@ -56,3 +59,4 @@ class RunState:
     add_keys: Callable[[bytes], None]
     planned: Callable[[Chunk], None]
     progress: Callable[[int, int], None]
+    trace: RunTrace = field(default_factory=RunTrace)  # the run's records for `shandy trace`

@@ -810,5 +810,38 @@ class _RunView:
         )
 
 
+# What a row of ``shandy trace`` shows, in order.
+TRACE_COLUMNS = (
+    "run",
+    "started",
+    "target",
+    "file",
+    "row",
+    "chunk",
+    "request",
+    "endpoint",
+    "outcome",
+    "reason",
+)
+
+
+def trace_cells(entry: TraceEntry) -> list[str]:
+    """An entry's values under ``TRACE_COLUMNS``, as text (chunks numbered from 1, as
+    ``import`` says them)."""
+    e = entry
+    return [
+        e.run_id,
+        e.started or "",
+        e.step_id or "prospect list",
+        e.file,
+        "" if e.row is None else str(e.row),
+        "" if e.chunk is None else f"#{e.chunk + 1}",
+        e.request_id or "",
+        e.endpoint or "",
+        e.outcome,
+        e.reason or "",
+    ]
+
+
 def _when(ts: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(ts)) if ts else None

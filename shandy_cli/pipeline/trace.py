@@ -445,13 +445,21 @@ def write_trace(
     atomically. Small runs never import numpy (~0.1 s); large ones are vectorised."""
     submitted = submitted or _Submitted()
     n = len(local[0]) + len(submitted)
+    # Reasons are numbered in sorted order, not as they came: the columnar reader meets
+    # a block's rejects before its skips, the per-row one row by row.
+    ordered = sorted(range(len(reasons)), key=reasons.__getitem__)
+    renumber = [0] * len(reasons)
+    for new, old in enumerate(ordered):
+        renumber[old] = new
+    reasons = [reasons[old] for old in ordered]
     if n < SMALL:
         keys, where, info = (array("Q", part) for part in local)
         for whole, part in zip((keys, where, info), submitted.python(no_reason), strict=True):
             whole.extend(part)
+        info = array("Q", (_renumbered(i, renumber) for i in info))
         body = _records_small(key, keys, where, info)
     else:
-        body = _records_numpy(key, local, submitted.numpy(no_reason))
+        body = _records_numpy(key, local, submitted.numpy(no_reason), renumber)
     texts = [r.encode("utf-8", "surrogatepass") for r in reasons]
     offsets = array("Q", [0])
     for t in texts:
@@ -464,6 +472,11 @@ def write_trace(
         fh.write(body)
         fh.write(offsets.tobytes())
         fh.write(blob)
+
+
+def _renumbered(info: int, renumber: list[int]) -> int:
+    reason = (info >> 32) & 0xFFFFFF
+    return (info & ~(0xFFFFFF << 32)) | (renumber[reason] << 32)
 
 
 def _records_small(
@@ -480,6 +493,7 @@ def _records_numpy(
     key: tuple[int, int],
     local: tuple[array[int], array[int], array[int]],
     submitted: tuple[np.ndarray, np.ndarray, np.ndarray],
+    renumber: list[int] | None = None,
 ) -> bytes:
     import numpy as np
 
@@ -487,6 +501,11 @@ def _records_numpy(
         np.concatenate([np.frombuffer(part, np.uint64), more])
         for part, more in zip(local, submitted, strict=True)
     )
+    if renumber:
+        mask = np.uint64(0xFFFFFF << 32)
+        old = ((info & mask) >> np.uint64(32)).astype(np.int64)
+        new = np.array(renumber, np.uint64)[old]
+        info = (info & ~mask) | (new << np.uint64(32))
     digests = digest_many(keys, key)
     order = np.argsort(digests)
     sorted_digests = digests[order]

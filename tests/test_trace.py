@@ -81,7 +81,7 @@ def test_both_record_writers_write_the_same_bytes() -> None:
     key = (5, 9)
     empty = np.zeros(0, np.uint64)
     small = _records_small(key, keys, where, info)
-    big = _records_numpy(key, (keys, where, info), (empty, empty, empty))
+    big = bytes(_records_numpy(key, (keys, where, info), (empty, empty, empty)))
     assert small == big
     assert _Submitted().python(0) == (array("Q"), array("Q"), array("Q"))
 

@@ -150,13 +150,25 @@ def siphash(word: int, k0: int, k1: int, c: int = 1, d: int = 3) -> int:
     return v0 ^ v1 ^ v2 ^ v3
 
 
+_BATCH = 1 << 15  # words hashed at a time: the state arrays stay in the CPU's cache
+
+
 def siphash_many(words: np.ndarray, k0: int, k1: int, c: int = 1, d: int = 3) -> np.ndarray:
     """``siphash`` of each uint64 in ``words``, vectorised (numpy wraps uint64 arithmetic)."""
     import numpy as np
 
+    words = np.ascontiguousarray(words, dtype=np.uint64)
+    out = np.empty(len(words), np.uint64)
+    for at in range(0, len(words), _BATCH):
+        out[at : at + _BATCH] = _siphash_batch(words[at : at + _BATCH], k0, k1, c, d)
+    return out
+
+
+def _siphash_batch(words: np.ndarray, k0: int, k1: int, c: int, d: int) -> np.ndarray:
+    import numpy as np
+
     u = np.uint64
     n = len(words)
-    words = np.ascontiguousarray(words, dtype=np.uint64)
     v0, v1 = np.full(n, k0 ^ _INIT[0], u), np.full(n, k1 ^ _INIT[1], u)
     v2, v3 = np.full(n, k0 ^ _INIT[2], u), np.full(n, k1 ^ _INIT[3], u)
     tmp = np.empty(n, u)
@@ -391,8 +403,9 @@ class _Submitted:
             at = np.minimum(at, max(len(order) - 1, 0))
             hit = (chunk_keys[order][at] == keys) if len(order) else np.zeros(len(keys), bool)
             chunk_of = np.where(hit, chunk_of[order][at] if len(order) else -1, -1)
-        base = np.uint64((SUBMITTED << 56) | (no_reason << 32))
-        info = base | ((chunk_of + 1).astype(np.uint64) & np.uint64(0xFFFFFFFF))
+        info = (chunk_of + 1).astype(np.uint64)
+        info &= np.uint64(0xFFFFFFFF)
+        info |= np.uint64((SUBMITTED << 56) | (no_reason << 32))
         return keys, where, info
 
 
@@ -452,11 +465,13 @@ def write_trace(
     for new, old in enumerate(ordered):
         renumber[old] = new
     reasons = [reasons[old] for old in ordered]
+    body: bytes | memoryview
+    no_reason = renumber[no_reason] if renumber else 0
     if n < SMALL:
-        keys, where, info = (array("Q", part) for part in local)
+        keys, where = array("Q", local[0]), array("Q", local[1])
+        info = array("Q", (_renumbered(i, renumber) for i in local[2]))
         for whole, part in zip((keys, where, info), submitted.python(no_reason), strict=True):
             whole.extend(part)
-        info = array("Q", (_renumbered(i, renumber) for i in info))
         body = _records_small(key, keys, where, info)
     else:
         body = _records_numpy(key, local, submitted.numpy(no_reason), renumber)
@@ -494,18 +509,23 @@ def _records_numpy(
     local: tuple[array[int], array[int], array[int]],
     submitted: tuple[np.ndarray, np.ndarray, np.ndarray],
     renumber: list[int] | None = None,
-) -> bytes:
+) -> memoryview:
     import numpy as np
 
-    keys, where, info = (
-        np.concatenate([np.frombuffer(part, np.uint64), more])
-        for part, more in zip(local, submitted, strict=True)
-    )
-    if renumber:
+    mine = np.frombuffer(local[2], np.uint64)
+    if renumber and len(mine):  # the submitted rows' reason is renumbered already
         mask = np.uint64(0xFFFFFF << 32)
-        old = ((info & mask) >> np.uint64(32)).astype(np.int64)
+        old = ((mine & mask) >> np.uint64(32)).astype(np.int64)
         new = np.array(renumber, np.uint64)[old]
-        info = (info & ~mask) | (new << np.uint64(32))
+        mine = (mine & ~mask) | (new << np.uint64(32))
+    keys, where, info = (
+        np.concatenate([part, more]) if len(part) else more
+        for part, more in zip(
+            (np.frombuffer(local[0], np.uint64), np.frombuffer(local[1], np.uint64), mine),
+            submitted,
+            strict=True,
+        )
+    )
     digests = digest_many(keys, key)
     order = np.argsort(digests)
     sorted_digests = digests[order]
@@ -517,10 +537,10 @@ def _records_numpy(
         group = order[at]
         order[at] = group[np.lexsort((info[group], where[group], sorted_digests[at]))]
     table = np.empty((len(digests), _WORDS), "<u8")
-    table[:, 0] = digests[order]
-    table[:, 1] = where[order]
-    table[:, 2] = info[order]
-    return table.tobytes()
+    np.take(digests, order, out=table[:, 0])
+    np.take(where, order, out=table[:, 1])
+    np.take(info, order, out=table[:, 2])
+    return table.data.cast("B")  # written as it is: no copy
 
 
 # -- reading -----------------------------------------------------------------------------------

@@ -27,6 +27,8 @@ from shandy_cli.pipeline.trace import (
     digest_many,
     digest_one,
     load_secret,
+    safe_reason,
+    save_outcome,
     save_run,
     scrub,
     siphash,
@@ -93,6 +95,9 @@ def test_scrub_takes_the_address_out_of_reasons() -> None:
     listed = "suppressed by dnc.txt (line 3: ANN@x.com)"
     assert scrub(listed, "ann@X.com") == "suppressed by dnc.txt (line 3: <address>)"
     assert scrub("a value is not valid text", "ann@x.com") == "a value is not valid text"
+    # an address spelt otherwise than the row has it: the reason's kind, or nothing
+    assert safe_reason("Saleshandy: bad 'ANN@X.COM'", "ann@x.com") == "Saleshandy: bad '<address>'"
+    assert "ann" not in safe_reason("Saleshandy: ann@x.com is bad", " Ann@X.com")
 
 
 # -- over real HTTP -------------------------------------------------------------------------
@@ -328,3 +333,20 @@ def test_columnar_import_traces_as_the_per_row_one(sandbox: Sandbox, tmp_path: P
         ]
     assert seen["never"] == seen["always"]
     assert all(seen["never"])
+
+
+def test_rows_sent_again_in_another_chunk_show_that_chunk_too(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """``save_outcome(sent_again=...)``: a row sent once more after reading (as
+    ``--update-existing`` will) is listed under its second chunk as well."""
+    state = tmp_path / "state"
+    src = write_csv(tmp_path / "a.csv", LEAD_HEADER, [["Ann", ANN, "Co"], ["Zed", "z@x.com", "C"]])
+    one = run(sandbox, tmp_path, [str(src)], step_id="StepA1", max_rows=1)
+    with Journal(state) as journal:
+        save_outcome(journal, one.run_id, [], [], sent_again=[(email_key(ANN), 1)])
+    found = trace(ANN, state_dir=state)
+    assert [(e.row, e.chunk, e.outcome, e.request_id) for e in found.entries] == [
+        (1, 0, "imported", one.chunks[0].request_id),
+        (1, 1, "imported", one.chunks[1].request_id),
+    ]

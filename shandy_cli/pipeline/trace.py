@@ -237,6 +237,20 @@ def scrub(reason: str, email: str) -> str:
     return text
 
 
+def safe_reason(reason: str, email: str) -> str:
+    """``scrub``, and if the address is still there in some other spelling, only the
+    reason's kind (``reporting.reason_kind``), or nothing of it."""
+    from shandy_cli.pipeline.reporting import reason_kind
+
+    text = scrub(reason, email)
+    address = email.strip().lower()
+    if address and address in text.lower():
+        text = reason_kind(text)
+        if address in text.lower():
+            text = "(reason not kept: it quotes the address)"
+    return text
+
+
 class RunTrace:
     """The rows a run refused or skipped, as they are decided (``prepare``'s per-row loop
     and the columnar commit call in); the submitted ones are read back from the sent
@@ -254,9 +268,11 @@ class RunTrace:
     def reason(self, text: str) -> int:
         index = self.reasons.get(text)
         if index is None:
-            if len(self.reasons) >= _REASON_LIMIT:  # absurdly many distinct reasons
-                text = "(reason not kept)"
-                return self.reasons.setdefault(text, len(self.reasons) - 1)
+            if len(self.reasons) >= _REASON_LIMIT - 1:  # absurdly many distinct reasons
+                text = "(reason not kept: too many distinct reasons in one run)"
+                index = self.reasons.get(text)
+                if index is not None:
+                    return index
             index = self.reasons[text] = len(self.reasons)
         return index
 
@@ -270,7 +286,7 @@ class RunTrace:
         code = SKIPPED if isinstance(reason, Suppressed) else REJECTED
         self.keys.append(email_key(email))
         self.where.append(_where(file_index, row))
-        self.info.append(_info(code, self.reason(scrub(reason, email)), -1))
+        self.info.append(_info(code, self.reason(safe_reason(reason, email)), -1))
 
     def refused_many(self, file_index: int, rows: Iterable[tuple[int, str, str]]) -> None:
         """The columnar path's rejected and suppressed rows of a block: (row, the raw
@@ -414,11 +430,13 @@ def save_outcome(
     run_id: str,
     failed: Sequence[ServerFailure],
     already_present: Sequence[ServerFailure],
+    sent_again: Iterable[tuple[int, int]] = (),
 ) -> None:
     """Write the run's ``trace-server.bin``: Saleshandy's failed and already-present rows,
-    each under the chunk of its request. Never raises (a logged warning)."""
+    each under the chunk of its request, and ``sent_again``: (email key, chunk index) of
+    rows sent once more after reading, in a chunk of their own (shown with that chunk's
+    outcome). Never raises (a logged warning)."""
     from shandy_cli.pipeline.housekeeping import run_dir
-    from shandy_cli.pipeline.reporting import reason_kind
 
     try:
         folder = run_dir(journal.state_dir, run_id)
@@ -433,13 +451,15 @@ def save_outcome(
             for f in rows:
                 if not f.email or not f.email.strip():
                     continue
-                text = scrub(f"Saleshandy: {f.reason}", f.email)
-                if f.email.strip().lower() in text.lower():
-                    text = reason_kind(text)
+                text = safe_reason(f"Saleshandy: {f.reason}", f.email)
                 reason = reasons.setdefault(text, len(reasons))
                 keys.append(email_key(f.email))
                 where.append(NOWHERE)
                 info.append(_info(code, reason, by_request.get(f.request_id, -1)))
+        for sent_key, chunk in sent_again:
+            keys.append(sent_key)
+            where.append(NOWHERE)
+            info.append(_info(SENT, reasons.setdefault("", len(reasons)), chunk))
         ordered = sorted(reasons, key=reasons.__getitem__)
         write_trace(folder / SERVER_FILE, key, (keys, where, info), ordered)
     except Exception as exc:  # never fails the run that settles
@@ -825,7 +845,8 @@ class _RunView:
         for code, rows in ((FAILED, said.failed), (ALREADY_PRESENT, said.already_present)):
             for f in rows:
                 if f.email and email_key(f.email) == key:
-                    return _Found(NOWHERE, code, scrub(f"Saleshandy: {f.reason}", f.email), -1)
+                    reason = safe_reason(f"Saleshandy: {f.reason}", f.email)
+                    return _Found(NOWHERE, code, reason, -1)
         return None
 
     def _make(

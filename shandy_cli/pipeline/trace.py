@@ -230,7 +230,7 @@ def scrub(reason: str, email: str) -> str:
     email = email.strip()
     if not email:
         return reason
-    shown = email if len(email) <= 80 else email[:79] + "…"
+    shown = email if len(email) <= 80 else email[:79] + "…"  # as validation._shown cuts it
     text = reason.replace(repr(shown), ADDRESS)
     if email.lower() in text.lower():
         text = re.sub(re.escape(email), ADDRESS, text, flags=re.IGNORECASE)
@@ -287,13 +287,6 @@ class RunTrace:
         self.keys.append(email_key(email))
         self.where.append(_where(file_index, row))
         self.info.append(_info(code, self.reason(safe_reason(reason, email)), -1))
-
-    def refused_many(self, file_index: int, rows: Iterable[tuple[int, str, str]]) -> None:
-        """The columnar path's rejected and suppressed rows of a block: (row, the raw
-        address cell, reason) each; rows without an address are not traced."""
-        for row, email, reason in rows:
-            if email.strip():
-                self.refused_one(email, file_index, row, reason)
 
     def refused_block(
         self,

@@ -350,3 +350,39 @@ def test_rows_sent_again_in_another_chunk_show_that_chunk_too(
         (1, 0, "imported", one.chunks[0].request_id),
         (1, 1, "imported", one.chunks[1].request_id),
     ]
+
+
+def test_an_interrupted_run_traces_what_was_sent_and_its_resume_the_rest(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    from shandy_cli import resume_import
+    from tests.test_named_errors import stop_on_accept
+
+    state = tmp_path / "state"
+    src = write_csv(tmp_path / "a.csv", LEAD_HEADER, [
+        ["Ann", ANN, "Co"], ["Cy", "cy@example.com", "Co"],
+        ["Dee", "dee@example.com", "Co"], ["Eve", "eve@example.com", "Co"],
+    ])  # fmt: skip
+    stopped = run(
+        sandbox, tmp_path, [str(src)], step_id="StepA1", max_rows=2,
+        listener=stop_on_accept(KeyboardInterrupt),
+    )  # fmt: skip
+    assert stopped.exit_code == 130
+    [first] = trace(ANN, state_dir=state).entries
+    assert (first.chunk, first.run_outcome) == (0, "interrupted")
+    assert first.outcome in ("imported", "submitted") and first.request_id
+    [later] = trace("dee@example.com", state_dir=state).entries
+    assert (later.chunk, later.request_id) == (1, None)
+    assert later.reason in (  # the journal marks a chunk "sending" before its POST starts
+        "the run ended (interrupted) before its chunk was sent",
+        "being sent when the run stopped: whether Saleshandy has it is not known "
+        "(shandy resume sends it again)",
+    )
+    assert later.outcome == ("not sent" if "before" in later.reason else "submitted")
+    with SaleshandyClient(sandbox.url, "test-key") as client:
+        done = resume_import(stopped.run_id, client=client, state_dir=state, poll_interval=0.05)
+    assert done.completed and done.run_id == stopped.run_id
+    for address, chunk in ((ANN, 0), ("dee@example.com", 1)):
+        [entry] = trace(address, state_dir=state).entries  # one run, read twice: one row
+        assert (entry.run_id, entry.chunk, entry.outcome) == (done.run_id, chunk, "imported")
+        assert entry.request_id == done.chunks[chunk].request_id

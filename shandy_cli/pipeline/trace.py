@@ -822,7 +822,10 @@ class _RunView:
                 f"accepted; Saleshandy had not finished: shandy status {record.request_id} --wait"
             )
         if state == "sending":
-            return "submitted", "sent; its answer was lost: shandy resume continues"
+            return "submitted", (
+                "being sent when the run stopped: whether Saleshandy has it is not known "
+                "(shandy resume sends it again)"
+            )
         return "not sent", f"the run ended ({self.live}) before its chunk was sent"
 
     def _from_report(self, record: ChunkRecord) -> _Found | None:

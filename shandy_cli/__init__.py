@@ -42,6 +42,7 @@ from shandy_cli.pipeline.run import (
     import_files,
     resume_import,
 )
+from shandy_cli.pipeline.trace import TraceEntry, TraceResult, trace
 from shandy_cli.preview import preview_file
 from shandy_cli.status import RequestStatus, StatusResult, check_status
 
@@ -69,6 +70,8 @@ __all__ = [
     "Settings",
     "ShandyError",
     "StatusResult",
+    "TraceEntry",
+    "TraceResult",
     "TransportError",
     "__version__",
     "check_status",
@@ -76,6 +79,7 @@ __all__ = [
     "preview_file",
     "resolve_settings",
     "resume_import",
+    "trace",
 ]
 
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())

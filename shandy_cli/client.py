@@ -327,8 +327,6 @@ class SaleshandyClient:
     def __repr__(self) -> str:
         return f"SaleshandyClient(base_url={self.base_url!r})"
 
-
-
     def __enter__(self) -> SaleshandyClient:
         return self
 

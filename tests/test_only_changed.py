@@ -473,3 +473,53 @@ def test_a_damaged_digest_blob_counts_its_rows_as_changed(tmp_path: Path) -> Non
         changes = Changes(journal.ledger_state("S", "any"))
     assert changes.route(1, 10) == (CHANGED, 0)
     assert changes.route(3, 30) == (NEW, -1)
+
+
+# -- shandy trace, across the nights ---------------------------------------------------------
+
+
+def test_trace_shows_a_changed_address_in_both_nights_and_an_unchanged_one_skipped(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    from shandy_cli import trace
+
+    one = night(sandbox, tmp_path, write_csv(tmp_path / "n1.csv", HEADER, export(20)))
+    two = night(
+        sandbox, tmp_path, write_csv(tmp_path / "n2.csv", HEADER, export(25, changed=range(3)))
+    )
+    assert (two.rows_updated, two.rows_skipped) == (3, 17)
+    got = trace(" Person1@Example.com ", state_dir=tmp_path / "state")
+    seen = [(e.run_id, e.file, e.row, e.chunk, e.endpoint, e.outcome) for e in got.entries]
+    assert seen == [
+        (two.run_id, str(tmp_path / "n2.csv"), 2, 1, "prospects", "updated"),
+        (one.run_id, str(tmp_path / "n1.csv"), 2, 0, "step", "imported"),
+    ]
+    assert got.entries[0].request_id == two.chunks[1].request_id
+    still = trace("person10@example.com", state_dir=tmp_path / "state").entries
+    assert [(e.run_id, e.outcome, e.reason) for e in still] == [
+        (two.run_id, "skipped", f"unchanged since {one.run_id}"),
+        (one.run_id, "imported", None),
+    ]
+    new = trace("person24@example.com", state_dir=tmp_path / "state").entries
+    assert [(e.endpoint, e.outcome) for e in new] == [("step", "imported")]
+
+
+def test_trace_shows_a_present_row_then_its_update(open_sandbox: Sandbox, tmp_path: Path) -> None:
+    from shandy_cli import trace
+
+    sandbox = open_sandbox
+    night(sandbox, tmp_path, write_csv(tmp_path / "a.csv", HEADER, export(3)), only_changed=False)
+    fixed = night(
+        sandbox, tmp_path, write_csv(tmp_path / "b.csv", HEADER, export(3, company="Newco")),
+        step_id="StepA2", only_changed=False, update_existing=True,
+    )  # fmt: skip
+    assert fixed.exit_code == 0 and fixed.rows_updated == 3
+    entries = [
+        e
+        for e in trace("person1@example.com", state_dir=tmp_path / "state").entries
+        if e.run_id == fixed.run_id
+    ]
+    assert [(e.chunk, e.endpoint, e.outcome) for e in entries] == [
+        (0, "step", "already present"),
+        (1, "prospects", "updated"),
+    ]

@@ -37,6 +37,8 @@ CONTRACT = {
     "TransportError",
     "ImportTimeout",
     "Interrupted",
+    "trace",
+    "TraceResult",
 }
 
 

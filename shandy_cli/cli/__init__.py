@@ -17,6 +17,7 @@ from shandy_cli.cli import (
     runs_cmd,
     sandbox_cmd,
     status_cmd,
+    trace_cmd,
 )
 from shandy_cli.cli.common import start_invocation
 from shandy_cli.exits import ExitCode
@@ -68,6 +69,7 @@ app.command("fields")(catalog_cmds.fields)
 app.command("sandbox")(sandbox_cmd.sandbox)
 app.command("runs")(runs_cmd.runs)
 app.command("resume")(runs_cmd.resume)
+app.command("trace")(trace_cmd.trace)
 
 
 def main() -> None:

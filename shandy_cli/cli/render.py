@@ -34,6 +34,7 @@ from shandy_cli.pipeline.housekeeping import PruneResult
 from shandy_cli.pipeline.outcome import already_present_fails
 from shandy_cli.pipeline.run import ImportResult
 from shandy_cli.pipeline.runs import RUN_COLUMNS, RunsResult, run_cells
+from shandy_cli.pipeline.trace import TRACE_COLUMNS, TraceResult, trace_cells
 from shandy_cli.preview import PreviewResult
 from shandy_cli.redaction import one_line
 from shandy_cli.status import RequestStatus, StatusResult
@@ -375,3 +376,29 @@ def _pruned(result: PruneResult, json_out: bool) -> None:
             f"removed {len(result.removed_runs)} finished run(s) older than "
             f"{result.keep_days:g} day(s) from the journal"
         )
+
+
+@render_result.register
+def _trace(result: TraceResult, json_out: bool) -> None:
+    if json_out:
+        print_json(result.to_dict())
+        return
+    if not result.entries:
+        return  # conclude says so, on stderr, with exit 1
+    if not sys.stdout.isatty():
+        # Off a terminal, one tab-separated line a row, every value whole (as `runs`).
+        for values in [list(TRACE_COLUMNS), *map(trace_cells, result.entries)]:
+            print("\t".join(safe_text(one_line(v)) for v in values))
+        return
+    # On a terminal, one table a run: its id, time and target in the title, so the
+    # rows' columns fit 80 characters.
+    console = stdout_console()
+    for run_id in result.runs:
+        entries = [e for e in result.entries if e.run_id == run_id]
+        first = entries[0]
+        target = first.step_id or "prospect list"
+        title = f"run {run_id} ({first.started}, {target}, {first.run_outcome})"
+        table = Table(*TRACE_COLUMNS[3:], title=cell(title))
+        for entry in entries:
+            table.add_row(*map(cell, trace_cells(entry)[3:]))
+        console.print(table)

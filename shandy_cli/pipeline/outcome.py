@@ -48,6 +48,7 @@ from shandy_cli.pipeline.reporting import (
     write_failures,
 )
 from shandy_cli.pipeline.spool import releasable
+from shandy_cli.pipeline.trace import save_outcome
 from shandy_cli.pipeline.validation import email_key
 
 # How Saleshandy words "this prospect is already in the sequence": live, "Prospect already
@@ -162,6 +163,8 @@ class RunOutcome:
     already_present: list[ServerFailure] = field(default_factory=list)
     # email keys of already-present rows a late update chunk updated (--update-existing)
     updated: set[int] = field(default_factory=set)
+    # (email key, chunk index) of every row a late update chunk sent again
+    sent_again: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def not_updated(self) -> list[ServerFailure]:
@@ -187,7 +190,9 @@ def run_outcome(journal: Journal, run_id: str, conflict: str) -> RunOutcome:
         outcome.already_present.extend(found.already_present)
         if chunk.updates == LATE and chunk.state in DONE_STATES:
             refused = {email_key(f.email) for f in found.failed if f.email}
-            outcome.updated.update(set(journal.ledger_chunk(run_id, chunk.idx)) - refused)
+            keys = journal.ledger_chunk(run_id, chunk.idx)
+            outcome.updated.update(set(keys) - refused)
+            outcome.sent_again.extend((key, chunk.idx) for key in keys)
     return outcome
 
 
@@ -226,6 +231,8 @@ def write_run_failures(
     written, rows joined back to their source rows (``fetch``). Returns the outcome
     and the file written (None: no row to list)."""
     outcome = settle_run(journal, run_id, conflict)
+    # `shandy trace`: Saleshandy's word on each row, and the rows late chunks sent again
+    save_outcome(journal, run_id, outcome.failed, outcome.already_present, outcome.sent_again)
     written = write_failures(path, columns, rejects, outcome.listed, sent, sources, fetch)
     return outcome, written
 

@@ -48,6 +48,7 @@ from shandy_cli.pipeline.sources import Row, Source, SourceInfo, open_source
 from shandy_cli.pipeline.spool import digest_file as _digest
 from shandy_cli.pipeline.spool import input_change
 from shandy_cli.pipeline.suppression import Suppressed, Suppression, check_list, load_suppression
+from shandy_cli.pipeline.trace import RunTrace
 from shandy_cli.pipeline.validation import SKIPPED_REASON, Validator
 from shandy_cli.redaction import one_line
 
@@ -83,6 +84,7 @@ class Prepared:
     # Data rows the columnar fast path committed (the rest went per row): a
     # diagnostic, and what the tests check to know the fast path was exercised.
     rows_columnar: int = 0
+    trace: RunTrace = field(default_factory=RunTrace)  # for `shandy trace` (trace.py)
 
     @property
     def sources(self) -> list[tuple[str, list[str]]]:
@@ -428,6 +430,7 @@ class _Reader:
                 continue
             item, reason = self._judge(row, ncols, mapping)
             if reason is not None:
+                self.out.trace.refused(self.prospect, file_index, row.number, reason)
                 # a suppressed row is skipped, not rejected, and written with its reason
                 self.rejects.add(info.name, row.number, info.columns, row.values, reason)
                 if isinstance(reason, Suppressed):
@@ -438,6 +441,7 @@ class _Reader:
                 continue
             key = self.validator.last_key
             if key in self.ctx.skip_keys:
+                out.trace.skipped(key, file_index, row.number, SKIPPED_REASON)
                 out.rows_skipped += 1
                 out.reasons[SKIPPED_REASON] += 1
                 continue
@@ -447,7 +451,9 @@ class _Reader:
                 route, owner = self.changes.route(key, digest)
                 if route == UNCHANGED:
                     out.rows_skipped += 1
-                    out.reasons[self.changes.reason(owner)] += 1
+                    reason = self.changes.reason(owner)
+                    out.reasons[reason] += 1
+                    out.trace.skipped(key, file_index, row.number, reason)
                     continue
                 if route == CHANGED:
                     stream = self.streams[1]
@@ -531,6 +537,7 @@ class _Reader:
             suffix_len=max(len(s.chunker.suffix) for s in self.streams),
             changes=self.changes,
             salt=self.salt,
+            trace=self.out.trace,
         )
 
     def _feed(
@@ -614,7 +621,7 @@ class _Reader:
             and any(v.strip() for v in row.values[ncols:])
         ):
             problem = f"row has {len(row.values)} values but the header has {ncols} columns"
-        prospect = mapping.prospect(row.values)
+        self.prospect = prospect = mapping.prospect(row.values)  # kept for the trace
         reason = self.validator.check(
             prospect, file=row.file, row=row.number, problem=problem, typed=mapping.typed
         )

@@ -91,6 +91,7 @@ from shandy_cli.pipeline.submission import (
     resolve_step,
     submit_chunks,
 )
+from shandy_cli.pipeline.trace import save_run
 
 # Re-exported: the labels' rules live in pipeline/labels.py (preview uses them too).
 
@@ -649,6 +650,7 @@ class _Run:
             **self.reading,
         )
         prepared = prepare(ctx)
+        save_run(self.state_dir, self.run_dir, prepared, dry_run=self.opts.dry_run)
         self.result.take_prepared(prepared)
         if prepared.rows_skipped and self.abandoned and not self.opts.only_new:
             # every skip is one of the abandoned run's rows: the reason names it

@@ -74,6 +74,7 @@ class _Commit:
         self.counts, self.feed = state.counts, state.feed
         self.suffix_len, self.changes = state.suffix_len, state.changes
         self.salt = np.uint64(state.salt)
+        self.trace = state.trace
         self.done = 0  # rows committed
         self.last = 0  # the number of the last one
         self.nbytes = 0
@@ -121,6 +122,7 @@ class _Commit:
         counts.rows_skipped += nskip + nsup
         if nskip:
             counts.reasons[SKIPPED_REASON] += nskip
+            self.trace.skipped_many(kept_keys[skipped], numbers[keep[skipped]], self.file_index)
         send = ~oversize & ~skipped
         if not send.all():
             sel = np.flatnonzero(send)
@@ -133,7 +135,7 @@ class _Commit:
             routes, owners = self.changes.route_many(kept_keys, hashes)
             same = routes == UNCHANGED
             if same.any():
-                self.unchanged(owners[same])
+                self.unchanged(owners[same], kept_keys[same], rownums[same])
                 sel = np.flatnonzero(~same)
                 items, kept_keys, sizes = items.take(sel), kept_keys[sel], sizes[sel]
                 hashes, rownums, routes = hashes[sel], rownums[sel], routes[sel]
@@ -164,14 +166,16 @@ class _Commit:
         if n:
             self.last = int(numbers[-1])
 
-    def unchanged(self, owners: np.ndarray) -> None:
-        """Rows skipped as unchanged (``--only-changed``), counted under the run that
-        landed each (``Changes.reason``)."""
+    def unchanged(self, owners: np.ndarray, keys: np.ndarray, rows: np.ndarray) -> None:
+        """Rows skipped as unchanged (``--only-changed``), counted (and traced) under the
+        run that landed each (``Changes.reason``)."""
         assert self.changes is not None
         self.counts.rows_skipped += len(owners)
-        runs, counts = np.unique(owners, return_counts=True)
-        for run, count in zip(runs.tolist(), counts.tolist(), strict=True):
-            self.counts.reasons[self.changes.reason(run)] += count
+        for run in np.unique(owners).tolist():
+            mine = owners == run
+            reason = self.changes.reason(run)
+            self.counts.reasons[reason] += int(mine.sum())
+            self.trace.skipped_many(keys[mine], rows[mine], self.file_index, reason)
 
     def reject(self, p: _Parsed, numbers: np.ndarray, dups: _Rows, bigs: _Rows, sups: _Rows) -> int:
         """Write the block's rejected and suppressed rows, in row order, with the per-row
@@ -211,6 +215,7 @@ class _Commit:
         for i, size in zip(big_rows.tolist(), big_sizes.tolist(), strict=True):
             reason = self.chunker.oversize_reason(size)
             reasons[i] = (reason, reason_kind(reason))
+        self.trace.refused_block(self.file_index, numbers, order, rows, reasons, at)
         self.rejects.add_many(
             self.info.name,
             self.info.columns,

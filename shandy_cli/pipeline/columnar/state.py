@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
+
+from shandy_cli.pipeline.trace import RunTrace
 
 if TYPE_CHECKING:
     from collections import Counter
@@ -51,7 +53,8 @@ class RunState:
     streams, which the oversize rule uses. ``suppression``: the run's lists
     (``suppression.Suppression.match_many``, before dedupe), or None.
     ``changes``: the ledger's last landings (``--only-changed``), or None; ``salt``
-    the run's ``chunking.prospect_salt``.
+    the run's ``chunking.prospect_salt``. ``trace`` takes the rows the reader
+    rejects and skips (``trace.RunTrace``).
     """
 
     validator: Validator
@@ -67,6 +70,7 @@ class RunState:
     suffix_len: int
     changes: Changes | None = None
     salt: int = 0
+    trace: RunTrace = field(default_factory=RunTrace)  # the run's records for `shandy trace`
 
     @property
     def encodes(self) -> bool:

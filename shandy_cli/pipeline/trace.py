@@ -36,7 +36,7 @@ import struct
 import sys
 import time
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -153,14 +153,23 @@ def siphash(word: int, k0: int, k1: int, c: int = 1, d: int = 3) -> int:
 _BATCH = 1 << 15  # words hashed at a time: the state arrays stay in the CPU's cache
 
 
-def siphash_many(words: np.ndarray, k0: int, k1: int, c: int = 1, d: int = 3) -> np.ndarray:
-    """``siphash`` of each uint64 in ``words``, vectorised (numpy wraps uint64 arithmetic)."""
+def siphash_many(
+    words: np.ndarray,
+    k0: int,
+    k1: int,
+    c: int = 1,
+    d: int = 3,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """``siphash`` of each uint64 in ``words``, vectorised (numpy wraps uint64 arithmetic),
+    into ``out`` when given. ``words`` may be a strided view: batches are copied, not it."""
     import numpy as np
 
-    words = np.ascontiguousarray(words, dtype=np.uint64)
-    out = np.empty(len(words), np.uint64)
+    if out is None:
+        out = np.empty(len(words), np.uint64)
     for at in range(0, len(words), _BATCH):
-        out[at : at + _BATCH] = _siphash_batch(words[at : at + _BATCH], k0, k1, c, d)
+        batch = np.ascontiguousarray(words[at : at + _BATCH], dtype=np.uint64)
+        out[at : at + _BATCH] = _siphash_batch(batch, k0, k1, c, d)
     return out
 
 
@@ -217,9 +226,11 @@ def digest_one(email: str, key: tuple[int, int]) -> int:
     return siphash(email_key(email), *key)
 
 
-def digest_many(keys: np.ndarray, key: tuple[int, int]) -> np.ndarray:
+def digest_many(
+    keys: np.ndarray, key: tuple[int, int], out: np.ndarray | None = None
+) -> np.ndarray:
     """The keyed digests of many ``email_key`` values: ``digest_one``'s twin."""
-    return siphash_many(keys, *key)
+    return siphash_many(keys, *key, out=out)
 
 
 # -- what a run records while it reads ---------------------------------------------------------
@@ -413,6 +424,8 @@ class _Submitted:
             hit = (chunk_keys[order][at] == keys) if len(order) else np.zeros(len(keys), bool)
             chunk_of = np.where(hit, chunk_of[order][at] if len(order) else -1, -1)
         info = (chunk_of + 1).astype(np.uint64)
+        del chunk_of, chunk_keys
+        self.chunk_keys = b""  # read once: its memory goes before the records are sorted
         info &= np.uint64(0xFFFFFFFF)
         info |= np.uint64((SUBMITTED << 56) | (no_reason << 32))
         return keys, where, info
@@ -478,16 +491,16 @@ def write_trace(
     for new, old in enumerate(ordered):
         renumber[old] = new
     reasons = [reasons[old] for old in ordered]
-    body: bytes | memoryview
+    body: Iterable[bytes | memoryview]
     no_reason = renumber[no_reason] if renumber else 0
     if n < SMALL:
         keys, where = array("Q", local[0]), array("Q", local[1])
         info = array("Q", (_renumbered(i, renumber) for i in local[2]))
         for whole, part in zip((keys, where, info), submitted.python(no_reason), strict=True):
             whole.extend(part)
-        body = _records_small(key, keys, where, info)
+        body = [_records_small(key, keys, where, info)]
     else:
-        body = _records_numpy(key, local, submitted.numpy(no_reason), renumber)
+        body = _record_blocks(key, local, submitted.numpy(no_reason), renumber)
     texts = [r.encode("utf-8", "surrogatepass") for r in reasons]
     offsets = array("Q", [0])
     for t in texts:
@@ -497,7 +510,8 @@ def write_trace(
     blob = b"".join(texts)
     with private_output(path, "wb") as fh:
         fh.write(_HEADER.pack(MAGIC, n, len(texts), len(blob)))
-        fh.write(body)
+        for block in body:
+            fh.write(block)
         fh.write(offsets.tobytes())
         fh.write(blob)
 
@@ -522,7 +536,23 @@ def _records_numpy(
     local: tuple[array[int], array[int], array[int]],
     submitted: tuple[np.ndarray, np.ndarray, np.ndarray],
     renumber: list[int] | None = None,
-) -> memoryview:
+) -> bytes:
+    """The sorted records as one bytes object (``_record_blocks`` joined)."""
+    return b"".join(bytes(b) for b in _record_blocks(key, local, submitted, renumber))
+
+
+BLOCK = 1 << 16  # records gathered and written at a time: the table is never whole in memory
+
+
+def _record_blocks(
+    key: tuple[int, int],
+    local: tuple[array[int], array[int], array[int]],
+    submitted: tuple[np.ndarray, np.ndarray, np.ndarray],
+    renumber: list[int] | None = None,
+) -> Iterator[memoryview]:
+    """The records sorted by (digest, where, info), in blocks of ``BLOCK``: only the
+    digests and the sort order are whole arrays (16 bytes a record), each block is
+    gathered from the local and submitted parts as it is written."""
     import numpy as np
 
     mine = np.frombuffer(local[2], np.uint64)
@@ -531,29 +561,44 @@ def _records_numpy(
         old = ((mine & mask) >> np.uint64(32)).astype(np.int64)
         new = np.array(renumber, np.uint64)[old]
         mine = (mine & ~mask) | (new << np.uint64(32))
-    keys, where, info = (
-        np.concatenate([part, more]) if len(part) else more
-        for part, more in zip(
-            (np.frombuffer(local[0], np.uint64), np.frombuffer(local[1], np.uint64), mine),
-            submitted,
-            strict=True,
-        )
-    )
-    digests = digest_many(keys, key)
+    parts = [
+        (np.frombuffer(local[0], np.uint64), np.frombuffer(local[1], np.uint64), mine),
+        submitted,
+    ]
+    nlocal = len(mine)
+    digests = np.empty(nlocal + len(parts[1][0]), np.uint64)
+    digest_many(parts[0][0], key, out=digests[:nlocal])
+    digest_many(parts[1][0], key, out=digests[nlocal:])
     order = np.argsort(digests)
-    sorted_digests = digests[order]
+
+    def column(c: int, idx: np.ndarray) -> np.ndarray:
+        if not nlocal:
+            return parts[1][c][idx]
+        if len(idx) and idx.min() >= nlocal:
+            return parts[1][c][idx - nlocal]
+        ours = idx < nlocal
+        out = np.empty(len(idx), np.uint64)
+        out[ours] = parts[0][c][idx[ours]]
+        out[~ours] = parts[1][c][idx[~ours] - nlocal]
+        return out
+
     # One address's records (a duplicate row, a skip) share a digest: those few are put
     # in (where, info) order too, so both readers' files are the same bytes.
+    sorted_digests = digests[order]
     tie = np.flatnonzero(sorted_digests[1:] == sorted_digests[:-1])
+    del sorted_digests
     if len(tie):
         at = np.union1d(tie, tie + 1)
         group = order[at]
-        order[at] = group[np.lexsort((info[group], where[group], sorted_digests[at]))]
-    table = np.empty((len(digests), _WORDS), "<u8")
-    np.take(digests, order, out=table[:, 0])
-    np.take(where, order, out=table[:, 1])
-    np.take(info, order, out=table[:, 2])
-    return table.data.cast("B")  # written as it is: no copy
+        info, where = column(2, group), column(1, group)
+        order[at] = group[np.lexsort((info, where, digests[group]))]
+    for start in range(0, len(order), BLOCK):
+        idx = order[start : start + BLOCK]
+        table = np.empty((len(idx), _WORDS), "<u8")
+        table[:, 0] = digests[idx]
+        table[:, 1] = column(1, idx)
+        table[:, 2] = column(2, idx)
+        yield table.data.cast("B")
 
 
 # -- reading -----------------------------------------------------------------------------------

@@ -377,20 +377,22 @@ class _Submitted:
     in order) and each chunk's keys (``keys-*.bin``), whose chunk each row is in."""
 
     sent: bytes = b""
-    chunk_keys: bytes = b""
+    chunk_keys: bytes | bytearray = b""
     sizes: list[tuple[int, int]] = field(default_factory=list)  # (chunk index, keys)
 
     @classmethod
     def read(cls, prepared: Prepared, sent_path: Path) -> _Submitted:
         found = cls(sent_path.read_bytes() if sent_path.exists() else b"")
-        parts = []
-        for chunk in prepared.chunks:
-            if chunk.path is None:
-                continue
-            keys = prepared.chunk_keys(chunk).tobytes()
-            found.sizes.append((chunk.index, len(keys) // 8))
-            parts.append(keys)
-        found.chunk_keys = b"".join(parts)
+        paths = [(c.index, prepared.keys_path(c)) for c in prepared.chunks if c.path is not None]
+        sizes = [(i, p.stat().st_size // 8 if p.exists() else 0) for i, p in paths]
+        joined = bytearray(8 * sum(n for _, n in sizes))  # read in place: no second copy
+        at = 0
+        for (_, path), (_, n) in zip(paths, sizes, strict=True):
+            if n:
+                with path.open("rb") as fh:
+                    fh.readinto(memoryview(joined)[at : at + 8 * n])
+            at += 8 * n
+        found.sizes, found.chunk_keys = sizes, joined
         return found
 
     def __len__(self) -> int:
@@ -416,15 +418,18 @@ class _Submitted:
         keys, where = sent[:, 0], sent[:, 1]
         chunk_keys = np.frombuffer(self.chunk_keys, np.uint64)
         counts = np.array([c for _, c in self.sizes], np.int64)
-        chunk_of = np.repeat(np.array([i for i, _ in self.sizes], np.int64), counts)
-        if not np.array_equal(chunk_keys, keys):  # not in sent order: find each key's chunk
+        numbers = np.array([i + 1 for i, _ in self.sizes], np.uint64)  # chunk + 1; 0: none
+        if np.array_equal(chunk_keys, keys):  # in sent order: each row's chunk by position
+            info = np.repeat(numbers, counts)
+        else:  # find each key's chunk
+            chunk_of = np.repeat(numbers, counts)
             order = np.argsort(chunk_keys, kind="stable")
             at = np.searchsorted(chunk_keys[order], keys)
             at = np.minimum(at, max(len(order) - 1, 0))
             hit = (chunk_keys[order][at] == keys) if len(order) else np.zeros(len(keys), bool)
-            chunk_of = np.where(hit, chunk_of[order][at] if len(order) else -1, -1)
-        info = (chunk_of + 1).astype(np.uint64)
-        del chunk_of, chunk_keys
+            info = np.where(hit, chunk_of[order][at] if len(order) else 0, 0).astype(np.uint64)
+            del chunk_of, order, at, hit
+        del chunk_keys
         self.chunk_keys = b""  # read once: its memory goes before the records are sorted
         info &= np.uint64(0xFFFFFFFF)
         info |= np.uint64((SUBMITTED << 56) | (no_reason << 32))
@@ -544,6 +549,18 @@ def _records_numpy(
 BLOCK = 1 << 16  # records gathered and written at a time: the table is never whole in memory
 
 
+def _ties(digests: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Positions ``i`` in ``order`` whose digest equals the next one's, found a block at a
+    time (no sorted copy of the digests)."""
+    import numpy as np
+
+    found = []
+    for start in range(0, max(len(order) - 1, 0), BLOCK):
+        block = digests[order[start : start + BLOCK + 1]]
+        found.append(start + np.flatnonzero(block[1:] == block[:-1]))
+    return np.concatenate(found) if found else np.zeros(0, np.int64)
+
+
 def _record_blocks(
     key: tuple[int, int],
     local: tuple[array[int], array[int], array[int]],
@@ -584,9 +601,7 @@ def _record_blocks(
 
     # One address's records (a duplicate row, a skip) share a digest: those few are put
     # in (where, info) order too, so both readers' files are the same bytes.
-    sorted_digests = digests[order]
-    tie = np.flatnonzero(sorted_digests[1:] == sorted_digests[:-1])
-    del sorted_digests
+    tie = _ties(digests, order)
     if len(tie):
         at = np.union1d(tie, tie + 1)
         group = order[at]

@@ -210,16 +210,21 @@ def _chunkers(ctx: PrepareContext) -> list[Chunker]:
     )
     if ctx.changes is None:
         return [target]
-    updates = Chunker(
-        body_options(ctx.opts, ctx.step_id, update=True),
-        spool_dir=spool,
+    return [target, update_chunker(opts, spool)]
+
+
+def update_chunker(opts: ImportOptions, spool_dir: Path | None, prefix: str = "update") -> Chunker:
+    """The chunker of update chunks: to the account-level import, with the conflict action
+    that updates (``--only-changed``'s changed rows, ``--update-existing``'s late ones)."""
+    return Chunker(
+        body_options(opts, None, update=True),
+        spool_dir=spool_dir,
         endpoint=PROSPECTS,
         update=True,
-        prefix="update",
+        prefix=prefix,
         max_rows=opts.max_rows,
         max_bytes=opts.max_bytes,
     )
-    return [target, updates]
 
 
 def prepare(ctx: PrepareContext) -> Prepared:

@@ -21,9 +21,9 @@ import numpy as np
 
 from shandy_cli._files import open_private
 from shandy_cli.journal import ChunkRecord
-from shandy_cli.pipeline.chunking import PREFIX, PROSPECTS, STEP, Chunk, Chunker
+from shandy_cli.pipeline.chunking import PREFIX, STEP, Chunk
 from shandy_cli.pipeline.outcome import DONE_STATES, read_chunk_outcome, was_resent
-from shandy_cli.pipeline.prepare import Prepared, body_options
+from shandy_cli.pipeline.prepare import Prepared, update_chunker
 from shandy_cli.pipeline.results import ImportOptions
 from shandy_cli.pipeline.validation import email_key
 
@@ -50,15 +50,7 @@ def late_chunks(
 ) -> list[Chunk]:
     """The update chunks of the ``present`` rows, read from their step chunks' bodies,
     numbered after ``prepared``'s chunks, with their keys and digests beside them."""
-    chunker = Chunker(
-        body_options(opts, None, update=True),
-        spool_dir=spool_dir,
-        endpoint=PROSPECTS,
-        update=True,
-        prefix="present",
-        max_rows=opts.max_rows,
-        max_bytes=opts.max_bytes,
-    )
+    chunker = update_chunker(opts, spool_dir, prefix="present")
     made: list[Chunk] = []
     keys: list[int] = []
     hashes: list[int] = []

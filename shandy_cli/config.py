@@ -20,6 +20,7 @@ from dotenv import dotenv_values
 from platformdirs import user_state_dir
 
 from shandy_cli.errors import ConfigError
+from shandy_cli.profiles import DEFAULT_PROFILE, stored_profile
 from shandy_cli.ratelimit import DEFAULT_PER_ENDPOINT, DEFAULT_TOTAL, RateLimits
 from shandy_cli.redaction import check_api_key, mask_secret, printable
 
@@ -36,6 +37,9 @@ ENV_SANDBOX_DELAY = "SHANDY_SANDBOX_DELAY"
 ENV_KEEP_DAYS = "SHANDY_KEEP_DAYS"
 DEFAULT_KEEP_DAYS = 90  # finished runs older than this are pruned (pipeline/housekeeping.py)
 ENV_SUPPRESS = "SHANDY_SUPPRESS"
+ENV_PROFILE = "SHANDY_PROFILE"
+ENV_CONFIG = "SHANDY_CONFIG"  # the jobs file (shandy.toml in the working directory)
+ENV_WEBHOOK_SECRET = "SHANDY_WEBHOOK_SECRET"  # signs --notify documents (HMAC-SHA256)
 # How a CSV is read: by size ("auto": the columnar reader from 2 MB up), "always" (tests,
 # benchmarks) or "never". The environment spells them "", "1" and "0".
 COLUMNAR_MODES = ("auto", "always", "never")
@@ -69,11 +73,17 @@ class Settings:
     # SHANDY_SUPPRESS: suppression lists every import applies (os.pathsep between files);
     # an import's own --suppress files are added to these, never in their place.
     suppress: tuple[Path, ...] = ()
+    profile: str = DEFAULT_PROFILE  # --profile / SHANDY_PROFILE
+    # Where the key came from: "--api-key", "SALESHANDY_API_KEY", ".env", "profile NAME";
+    # None without one. What `auth status` and the errors about a refused key name.
+    key_source: str | None = None
+    webhook_secret: str | None = None  # SHANDY_WEBHOOK_SECRET
+    config_file: Path | None = None  # --config / SHANDY_CONFIG; None: shandy.toml here
 
     def __repr__(self) -> str:  # never print the key, even in a debugger or traceback
         return (
             f"Settings(api_key={mask_secret(self.api_key)!r}, base_url={self.base_url!r}, "
-            f"state_dir={str(self.state_dir)!r})"
+            f"state_dir={str(self.state_dir)!r}, profile={self.profile!r})"
         )
 
 
@@ -146,11 +156,15 @@ def resolve_settings(
     environ: Mapping[str, str] | None = None,
     dotenv_path: Path | None = None,
     max_stream_bytes: int | str | None = None,
+    profile: str | None = None,
+    config: str | os.PathLike[str] | None = None,
 ) -> Settings:
     """Merge flags, environment and ``.env`` (in the working directory) into Settings.
 
     Every setting shandy reads is resolved here, in the contract's order: a flag (a
-    keyword argument) wins over the environment, which wins over ``.env``.
+    keyword argument) wins over the environment, which wins over ``.env``. The API key
+    and base URL then fall back to the profile (``--profile`` / ``SHANDY_PROFILE``,
+    ``default``) stored by ``shandy auth login`` (``profiles.stored_profile``).
     """
     env = os.environ if environ is None else environ
     dotenv = read_dotenv(dotenv_path if dotenv_path is not None else Path(".env"))
@@ -161,12 +175,21 @@ def resolve_settings(
         return env.get(name) or dotenv.get(name) or None
 
     state = pick(ENV_STATE_DIR, state_dir)
+    chosen = pick(ENV_PROFILE, profile) or DEFAULT_PROFILE
+    key, key_source = _key(api_key, env, dotenv)
+    url = pick(ENV_BASE_URL, base_url)
+    if key is None or url is None:  # the profile's, only when nothing else gives them
+        stored = stored_profile(chosen, env)
+        if stored is not None and key is None and stored.api_key:
+            key, key_source = stored.api_key, f"profile {chosen}"
+        if stored is not None and url is None:
+            url = stored.base_url
     per_endpoint = _rate(pick(ENV_RATE_PER_ENDPOINT), ENV_RATE_PER_ENDPOINT, DEFAULT_PER_ENDPOINT)
     total = _rate(pick(ENV_RATE_TOTAL), ENV_RATE_TOTAL, DEFAULT_TOTAL)
     stream = pick(ENV_MAX_STREAM_BYTES, max_stream_bytes)
     return Settings(
-        api_key=check_api_key(pick(ENV_API_KEY, api_key)),
-        base_url=check_base_url(pick(ENV_BASE_URL, base_url) or DEFAULT_BASE_URL),
+        api_key=check_api_key(key),
+        base_url=check_base_url(url or DEFAULT_BASE_URL),
         state_dir=Path(state).expanduser() if state else default_state_dir(),
         rate_limits=RateLimits(per_endpoint=per_endpoint, total=total),
         max_stream_bytes=parse_size(stream, ENV_MAX_STREAM_BYTES, DEFAULT_MAX_STREAM_BYTES),
@@ -175,7 +198,28 @@ def resolve_settings(
         sandbox_delay=_seconds(pick(ENV_SANDBOX_DELAY), ENV_SANDBOX_DELAY, DEFAULT_SANDBOX_DELAY),
         keep_days=_days(pick(ENV_KEEP_DAYS), ENV_KEEP_DAYS, DEFAULT_KEEP_DAYS),
         suppress=_paths(pick(ENV_SUPPRESS)),
+        profile=chosen,
+        key_source=key_source if key else None,
+        webhook_secret=pick(ENV_WEBHOOK_SECRET),
+        config_file=_path(pick(ENV_CONFIG, config)),
     )
+
+
+def _key(
+    flag: str | None, env: Mapping[str, str], dotenv: Mapping[str, str]
+) -> tuple[str | None, str | None]:
+    """The API key from the flag, the environment or ``.env``, and which of them."""
+    if flag:
+        return flag, "--api-key"
+    if env.get(ENV_API_KEY):
+        return env[ENV_API_KEY], ENV_API_KEY
+    if dotenv.get(ENV_API_KEY):
+        return dotenv[ENV_API_KEY], ".env"
+    return None, None
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value).expanduser() if value else None
 
 
 def _paths(value: str | None) -> tuple[Path, ...]:

@@ -158,6 +158,9 @@ DOTENV_CASES = {
         lambda s: s.suppress,
         (Path("a.txt"), Path("b.txt")),
     ),
+    "SHANDY_PROFILE": ("acme", lambda s: s.profile, "acme"),
+    "SHANDY_CONFIG": ("jobs.toml", lambda s: s.config_file, Path("jobs.toml")),
+    "SHANDY_WEBHOOK_SECRET": ("s3cret", lambda s: s.webhook_secret, "s3cret"),
 }
 
 
@@ -225,3 +228,15 @@ def test_dotenv_sandbox_delay_reaches_the_sandbox(tmp_path: Path) -> None:
     write_env(tmp_path, f"SHANDY_STATE_DIR={tmp_path / 'fast'}\nSHANDY_SANDBOX_DELAY=0\n")
     fast = run("fast.csv")
     assert fast.returncode == 0 and json.loads(fast.stdout)["completed"] is True, fast.stderr
+
+
+def test_the_key_says_where_it_came_from(tmp_path: Path) -> None:
+    dotenv = write_env(tmp_path, "SALESHANDY_API_KEY=k-from-dotenv\n")
+    none = tmp_path / "none.env"
+    assert (
+        resolve_settings(api_key="k-flag", environ={}, dotenv_path=dotenv).key_source == "--api-key"
+    )
+    got = resolve_settings(environ={"SALESHANDY_API_KEY": "k-env"}, dotenv_path=dotenv)
+    assert (got.api_key, got.key_source) == ("k-env", "SALESHANDY_API_KEY")
+    assert resolve_settings(environ={}, dotenv_path=dotenv).key_source == ".env"
+    assert resolve_settings(environ={}, dotenv_path=none).key_source is None

@@ -221,6 +221,15 @@ SandboxOpt = Annotated[
     bool, typer.Option("--sandbox", help="Use the built-in Saleshandy emulator (no key needed).")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+ProfileOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--profile",
+        help="Account profile stored by `shandy auth login` [env: SHANDY_PROFILE; default: "
+        "default]; --api-key, SALESHANDY_API_KEY and .env win over it.",
+        show_default=False,
+    ),
+]
 
 
 @dataclass
@@ -232,13 +241,23 @@ class Connection:
 _PS_WARNED: list[bool] = []
 
 
-def settings_from(api_key: str | None, base_url: str | None, state_dir: Path | None) -> Settings:
+def settings_from(
+    api_key: str | None,
+    base_url: str | None,
+    state_dir: Path | None,
+    profile: str | None = None,
+) -> Settings:
     if api_key:
         register_secret(api_key)
         if not _PS_WARNED:  # once, however many times a command resolves its settings
             _PS_WARNED.append(True)
             warn("--api-key is visible to other users in `ps`; prefer SALESHANDY_API_KEY")
-    return resolve_settings(api_key=api_key, base_url=base_url, state_dir=state_dir)
+    settings = resolve_settings(
+        api_key=api_key, base_url=base_url, state_dir=state_dir, profile=profile
+    )
+    if settings.api_key:
+        register_secret(settings.api_key)  # a profile's key too: never in any output
+    return settings
 
 
 def open_client(settings: Settings) -> SaleshandyClient:
@@ -257,11 +276,14 @@ def api_session(
     sandbox: bool,
     *,
     key_optional: bool = False,
+    profile: str | None = None,
 ) -> Iterator[tuple[SaleshandyClient | None, Connection]]:
     """Resolve settings, start the in-process sandbox if asked, and open a client: the one
     way every command gets its client. ``key_optional`` (a dry run, a preview): with no
-    key and no ``--sandbox`` the client is None and the library works without the API."""
-    settings = settings_from(api_key, base_url, state_dir)
+    key and no ``--sandbox`` the client is None and the library works without the API.
+    ``profile``: ``--profile`` (``SHANDY_PROFILE``), whose stored key and base URL apply
+    when no flag, variable or ``.env`` gives them."""
+    settings = settings_from(api_key, base_url, state_dir, profile)
     if not sandbox:
         if key_optional and not settings.api_key:
             yield None, Connection(settings, False)
@@ -289,9 +311,13 @@ def api_session(
 
 @contextmanager
 def client_session(
-    api_key: str | None, base_url: str | None, state_dir: Path | None, sandbox: bool
+    api_key: str | None,
+    base_url: str | None,
+    state_dir: Path | None,
+    sandbox: bool,
+    profile: str | None = None,
 ) -> Iterator[tuple[SaleshandyClient, Connection]]:
     """``api_session`` for commands that need the API (a key or ``--sandbox``)."""
-    with api_session(api_key, base_url, state_dir, sandbox) as (client, conn):
+    with api_session(api_key, base_url, state_dir, sandbox, profile=profile) as (client, conn):
         assert client is not None  # only a key_optional session has none
         yield client, conn

@@ -13,6 +13,7 @@ from shandy_cli.cli.common import (
     ApiKeyOpt,
     BaseUrlOpt,
     JsonOpt,
+    ProfileOpt,
     SandboxOpt,
     StateDirOpt,
     api_session,
@@ -119,11 +120,25 @@ def import_(
     force: Annotated[
         bool, typer.Option("--force", help="Import again what an earlier run completed.")
     ] = False,
+    notify: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--notify",
+            metavar="URL",
+            help="Tell this URL when the import ends (repeatable): a Slack incoming webhook "
+            "gets a message, any other URL the --json document (signed with "
+            "SHANDY_WEBHOOK_SECRET when set). Never changes the exit code.",
+        ),
+    ] = None,
+    notify_on: Annotated[
+        str, typer.Option("--notify-on", help="always | failure (a non-zero exit).")
+    ] = "always",
     json_out: JsonOpt = False,
     api_key: ApiKeyOpt = None,
     base_url: BaseUrlOpt = None,
     state_dir: StateDirOpt = None,
     sandbox: SandboxOpt = False,
+    profile: ProfileOpt = None,
 ) -> None:
     """Read, map, validate, chunk, submit and (by default) wait for the import.
 
@@ -159,24 +174,51 @@ def import_(
             update_existing=update_existing,
             suppress=tuple(suppress or ()),
             force=force,
+            notify=tuple(notify or ()),
+            notify_on=notify_on,
         )
-        options.check()
+        execute_import(
+            files,
+            options,
+            json_out=json_out,
+            api_key=api_key,
+            base_url=base_url,
+            state_dir=state_dir,
+            sandbox=sandbox,
+            profile=profile,
+        )
 
-        def call(listener: Listener) -> ImportResult:
-            # A dry run needs no key: without one (and no --sandbox) the client is None.
-            with api_session(api_key, base_url, state_dir, sandbox, key_optional=dry_run) as (
-                client,
-                conn,
-            ):
-                return import_files(
-                    files,
-                    options,
-                    client=client,
-                    state_dir=conn.settings.state_dir,
-                    listener=listener,
-                )
 
-        run_and_render(call, json_out)
+def execute_import(
+    files: Sequence[str],
+    options: ImportOptions,
+    *,
+    json_out: bool,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    state_dir: Path | None = None,
+    sandbox: bool = False,
+    profile: str | None = None,
+) -> None:
+    """Run an import the way ``shandy import`` does (``shandy run JOB`` too): progress,
+    signals, the rendered result and its exit code."""
+    options.check()
+
+    def call(listener: Listener) -> ImportResult:
+        # A dry run needs no key: without one (and no --sandbox) the client is None.
+        with api_session(
+            api_key, base_url, state_dir, sandbox, key_optional=options.dry_run, profile=profile
+        ) as (client, conn):
+            return import_files(
+                files,
+                options,
+                client=client,
+                state_dir=conn.settings.state_dir,
+                listener=listener,
+                profile=conn.settings.profile,
+            )
+
+    run_and_render(call, json_out)
 
 
 @contextmanager

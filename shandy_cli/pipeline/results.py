@@ -37,9 +37,10 @@ UNKNOWN_COLUMN_POLICIES = ("error", "ignore", "create")
 NOT_FINGERPRINTED = frozenset(
     (
         *("dry_run", "wait", "timeout", "rejects", "report_dir", "poll_interval", "force"),
-        *("sequence", "step_number", "columnar", "fastexcel"),
+        *("sequence", "step_number", "columnar", "fastexcel", "notify", "notify_on"),
     )
 )
+NOTIFY_ON = ("always", "failure")
 
 
 @dataclass
@@ -86,6 +87,12 @@ class ImportOptions:
             2 MB up), ``always`` or ``never``; None takes ``SHANDY_COLUMNAR``.
         fastexcel: load text-only XLSX sheets with fastexcel; None takes
             ``SHANDY_FASTEXCEL``. Neither changes what is sent.
+        notify: URLs told when the import ends (``--notify``, repeatable): a Slack
+            incoming webhook gets a message, any other URL the ``--json`` document,
+            signed with ``SHANDY_WEBHOOK_SECRET`` when it is set (``shandy_cli.notify``).
+            A notification that cannot be delivered is a warning, never the import's
+            failure.
+        notify_on: ``always`` (the default) or ``failure`` (a non-zero exit code only).
         suppress: suppression lists (``--suppress``, repeatable): files of addresses,
             ``@domain`` / ``*@domain`` entries and ``#`` comments, or a CSV with an
             email column. A matching row is skipped and never sent. ``import_files``
@@ -121,6 +128,8 @@ class ImportOptions:
     columnar: str | None = None
     fastexcel: bool | None = None
     suppress: Sequence[Path] = ()
+    notify: Sequence[str] = ()
+    notify_on: str = "always"
 
     def check(self) -> None:
         if self.conflict not in CONFLICT_ACTIONS:
@@ -146,6 +155,10 @@ class ImportOptions:
             raise InputError("--tag must not be empty")
         if self.columnar is not None:
             self.columnar = columnar_mode(self.columnar)
+        if self.notify_on not in NOTIFY_ON:
+            raise InputError(
+                f"--notify-on must be one of {', '.join(NOTIFY_ON)}, not {self.notify_on!r}"
+            )
         if self.only_new and self.only_changed:
             raise InputError(
                 "give --only-new or --only-changed, not both (--only-changed skips the "
@@ -168,6 +181,7 @@ class ImportOptions:
             if data[key] is not None:
                 data[key] = str(Path(data[key]).resolve())
         data["tags"] = list(self.tags)
+        data["notify"] = list(self.notify)
         data["suppress"] = [str(Path(p).resolve()) for p in self.suppress]
         return data
 

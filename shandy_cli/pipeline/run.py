@@ -113,6 +113,7 @@ def import_files(
     resume_run: str | None = None,
     spools: dict[int, Path] | None = None,
     max_stream_bytes: int | str | None = None,
+    profile: str | None = None,
     **option_kwargs: Any,
 ) -> ImportResult:
     """Import lead files into a Saleshandy step (or the prospect list) and account for every row.
@@ -123,7 +124,9 @@ def import_files(
     Raises ``ShandyError`` subclasses for problems that stop the run before
     anything is sent; otherwise returns an ``ImportResult`` whose
     ``exit_code`` follows the contract. ``max_stream_bytes`` (an int or ``"4GB"``)
-    caps the copy of a stream input, as ``SHANDY_MAX_STREAM_BYTES`` does.
+    caps the copy of a stream input, as ``SHANDY_MAX_STREAM_BYTES`` does. ``profile``
+    names the stored account profile (``shandy auth login``) whose key and base URL
+    apply when no argument, variable or ``.env`` gives them; the journal records it.
     """
     opts = options or ImportOptions(**option_kwargs)
     names = [str(p) for p in paths]
@@ -136,6 +139,7 @@ def import_files(
             base_url=base_url,
             state_dir=state_dir,
             max_stream_bytes=max_stream_bytes,
+            profile=profile,
         )
         if client is None and (settings.api_key or not opts.dry_run):
             client = SaleshandyClient(
@@ -148,6 +152,7 @@ def import_files(
         runner.max_stream_bytes = settings.max_stream_bytes
         runner.reading = reading_choice(opts, settings)
         runner.keep_days = settings.keep_days
+        runner.profile = settings.profile
         return runner.run(resume_run)
     except (Exception, KeyboardInterrupt) as exc:
         raise _stopped(exc, runner, names, opts) from exc
@@ -183,9 +188,12 @@ def resume_import(
     client: SaleshandyClient | None = None,
     state_dir: str | os.PathLike[str] | None = None,
     listener: Listener = ignore,
+    profile: str | None = None,
     **overrides: Any,
 ) -> ImportResult:
-    """Continue an unfinished run from the journal (by id, or the most recent one)."""
+    """Continue an unfinished run from the journal (by id, or the most recent one), with
+    the account profile it ran with unless ``profile`` names another."""
+    overrides_profile = profile
     settings = resolve_settings(state_dir=state_dir)
     with Journal(settings.state_dir) as journal:
         record = journal.last() if last or not run_id else journal.get(run_id)
@@ -209,6 +217,7 @@ def resume_import(
         listener=listener,
         resume_run=record.id,
         spools=spools,
+        profile=overrides_profile or record.options.get("profile"),
     )
 
 
@@ -246,6 +255,7 @@ class _Run:
         self.max_stream_bytes = DEFAULT_MAX_STREAM_BYTES
         self.reading: dict[str, Any] = {}  # how inputs are read (prepare.reading_choice)
         self.keep_days = DEFAULT_KEEP_DAYS  # finished runs older than this are pruned
+        self.profile: str | None = None  # the account profile the settings came from
         self.run_id = new_run_id()
         names = ["<stdin>" if p == "-" else p for p in paths]
         self.result = ImportResult(
@@ -570,7 +580,9 @@ class _Run:
     def _stored_options(self) -> dict[str, Any]:
         options = self.opts.to_json()
         options["step_id"], options["sequence"] = self.result.step_id, None
-        return run_options(self.paths, options, self.spools, __version__)
+        stored = run_options(self.paths, options, self.spools, __version__)
+        stored["profile"] = self.profile
+        return stored
 
     def _note_abandoned(self, step_id: str | None) -> None:
         """A run of the same target and inputs stopped while sending (a crash), and the

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 
+from shandy_cli._arrays import members, sorted_keys
 from shandy_cli._files import ensure_private_dir
 from shandy_cli._lock import is_held, lock_path
 from shandy_cli.faults import journal_fault
@@ -517,9 +518,9 @@ class Journal:
             else:  # none (an older shandy's), or damaged: its digests are unknown
                 h = np.zeros(len(k), np.uint64)
             if run_id in stale and not updates:  # an update chunk's rows were written
-                h = np.where(np.isin(k, _marks(stale[run_id])), np.uint64(0), h)
+                h = np.where(members(k, _marks(stale[run_id])), np.uint64(0), h)
             if run_id in refused:
-                landed = ~np.isin(k, _marks(refused[run_id]))
+                landed = ~members(k, _marks(refused[run_id]))
                 k, h = k[landed], h[landed]
             owner = runs.setdefault(run_id, len(runs))
             keys.append(k)
@@ -653,7 +654,7 @@ def _whole(blob: bytes) -> bytes:
 
 
 def _marks(keys: set[int]) -> np.ndarray:
-    return np.fromiter(keys, np.uint64, len(keys))
+    return sorted_keys(np.fromiter(keys, np.uint64, len(keys)))
 
 
 def _ledger_insert(

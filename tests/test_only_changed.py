@@ -523,3 +523,15 @@ def test_trace_shows_a_present_row_then_its_update(open_sandbox: Sandbox, tmp_pa
         (0, "step", "already present"),
         (1, "prospects", "updated"),
     ]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.integers(0, 2**64 - 1), max_size=40),
+    st.lists(st.integers(0, 2**64 - 1), max_size=40),
+)
+def test_members_is_set_membership(values: list[int], table: list[int]) -> None:
+    from shandy_cli._arrays import members, sorted_keys
+
+    got = members(np.array(values, np.uint64), sorted_keys(np.array(table, np.uint64)))
+    assert got.tolist() == [v in set(table) for v in values]

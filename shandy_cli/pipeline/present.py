@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shandy_cli._arrays import members, sorted_keys
 from shandy_cli._files import open_private
 from shandy_cli.journal import ChunkRecord
 from shandy_cli.pipeline.chunking import PREFIX, STEP, Chunk
@@ -85,7 +86,7 @@ def _items(
         raise ValueError(f"chunk {chunk.index + 1}: its rows' records do not match its body")
     starts = len(PREFIX) + np.concatenate(([0], np.cumsum(sizes + 1)[:-1]))
     with chunk.path.open("rb") as body:
-        for i in np.flatnonzero(np.isin(keys, wanted)).tolist():
+        for i in np.flatnonzero(members(keys, sorted_keys(wanted))).tolist():
             body.seek(int(starts[i]))
             yield int(keys[i]), int(hashes[i]), body.read(int(sizes[i]))
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from shandy_cli._arrays import members, sorted_keys
 from shandy_cli.pipeline._readers.base import drop_empty_extras
 from shandy_cli.pipeline.changes import CHANGED, UNCHANGED
 from shandy_cli.pipeline.chunking import PREFIX
@@ -68,7 +69,7 @@ class _Commit:
         self.validator, self.chunker = state.validator, state.chunker
         self.rejects, self.sent = state.rejects, state.sent
         self.file_index = state.file_index
-        self.skip = np.fromiter(state.skip_keys, np.uint64, len(state.skip_keys))
+        self.skip = sorted_keys(np.fromiter(state.skip_keys, np.uint64, len(state.skip_keys)))
         self.suppression = state.suppression
         self._suppressed: dict[str, str] = {}  # list name -> its rows' reason kind
         self.counts, self.feed = state.counts, state.feed
@@ -110,7 +111,7 @@ class _Commit:
         oversize = len(PREFIX) + sizes + self.suffix_len > chunker.max_bytes
         skipped = np.zeros(len(keep), bool)
         if len(self.skip):
-            skipped = np.isin(kept_keys, self.skip) & ~oversize
+            skipped = members(kept_keys, self.skip) & ~oversize
         written = self.reject(
             p, numbers, (vidx[dup], first[dup]), (keep[oversize], sizes[oversize]), sups
         )

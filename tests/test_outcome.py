@@ -173,6 +173,13 @@ def test_a_version_2_journal_opens_and_keeps_its_runs_and_ledger(tmp_path: Path)
         [chunk] = journal.chunks("r1")
         assert (chunk.failed_rows, chunk.already_present_rows) == (2, None)
         assert journal.ledger_keys("S1") == {7}  # XXH3 keys since version 2: kept
+        # version 4: a row from before accounts and digests counts for any account, and its
+        # prospect as changed (digest 0: unknown)
+        assert journal.ledger_keys("S1", account="acct") == {7}
+        state_ = journal.ledger_state("S1", "acct")
+        assert (state_.keys.tolist(), state_.hashes.tolist(), state_.runs) == ([7], [0], ["r1"])
+        [chunk] = journal.chunks("r1")
+        assert (chunk.endpoint, chunk.updates) == (None, None)
         journal.mark("r1", 0, "completed", already_present_rows=3)
         assert journal.db.execute("PRAGMA user_version").fetchone() == (JOURNAL_VERSION,)
     with Journal(state) as journal:

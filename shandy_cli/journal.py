@@ -22,15 +22,16 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
 import orjson
 
-from shandy_cli._arrays import members, sorted_keys
 from shandy_cli._files import ensure_private_dir
 from shandy_cli._lock import is_held, lock_path
 from shandy_cli.faults import journal_fault
+
+if TYPE_CHECKING:  # numpy loads only where the ledger's digests are compared (--only-changed)
+    import numpy as np
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -505,6 +506,10 @@ class Journal:
         already in the sequence are in it with fields it did not write: digest 0, which no
         prospect has, so they count as changed.
         """
+        import numpy as np
+
+        from shandy_cli._arrays import members
+
         refused = self._ledger_marks("ledger_refused")
         stale = self._ledger_marks("ledger_stale")
         runs: dict[str, int] = {}  # run id -> its index, in order of appearance
@@ -634,6 +639,8 @@ class LedgerState:
         owners: list[np.ndarray],
     ) -> LedgerState:
         """The last entry of each key in the given (oldest first) order."""
+        import numpy as np
+
         if not keys:
             empty = np.zeros(0, np.uint64)
             return cls(empty, empty, np.zeros(0, np.int32), runs)
@@ -654,6 +661,10 @@ def _whole(blob: bytes) -> bytes:
 
 
 def _marks(keys: set[int]) -> np.ndarray:
+    import numpy as np
+
+    from shandy_cli._arrays import sorted_keys
+
     return sorted_keys(np.fromiter(keys, np.uint64, len(keys)))
 
 

@@ -535,3 +535,32 @@ def test_members_is_set_membership(values: list[int], table: list[int]) -> None:
 
     got = members(np.array(values, np.uint64), sorted_keys(np.array(table, np.uint64)))
     assert got.tolist() == [v in set(table) for v in values]
+
+
+def test_a_small_import_loads_neither_numpy_nor_polars(sandbox: Sandbox, tmp_path: Path) -> None:
+    """The ledger's digests are compared with numpy only under --only-changed: a plain small
+    import (and the CLI's modules) stay without it, as before."""
+    import os
+    import subprocess
+    import sys
+
+    write_csv(tmp_path / "a.csv", HEADER, export(30))
+    code = f"""
+import sys
+import shandy_cli.cli
+from shandy_cli import SaleshandyClient, import_files
+with SaleshandyClient({sandbox.url!r}, "test-key") as client:
+    result = import_files(["a.csv"], client=client, step_id="StepA1", state_dir="state",
+                          poll_interval=0.05)
+print(result.exit_code, "numpy" in sys.modules, "polars" in sys.modules, file=sys.stderr)
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHANDY_", "SALESHANDY_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+    )
+    assert done.stderr.split()[-3:] == ["0", "False", "False"], done.stderr

@@ -14,10 +14,12 @@ columnar twin, beside it (``tests/test_only_changed.py`` proves them equal).
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from shandy_cli.journal import LedgerState
+
+if TYPE_CHECKING:  # numpy loads with the ledger's state (Journal.ledger_state), not here
+    import numpy as np
 
 NEW, CHANGED, UNCHANGED = 0, 1, 2
 UNCHANGED_SINCE = "unchanged since"  # + the run that landed it: the skip's reason
@@ -37,6 +39,8 @@ class Changes:
     def route(self, key: int, digest: int) -> tuple[int, int]:
         """NEW, CHANGED or UNCHANGED for one row, and the index of the run that last
         landed it (-1 for a new one)."""
+        import numpy as np
+
         keys = self.state.keys
         at = int(np.searchsorted(keys, np.uint64(key)))
         if at == len(keys) or int(keys[at]) != key:
@@ -47,6 +51,8 @@ class Changes:
     def route_many(self, keys: np.ndarray, digests: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``route``'s twin for arrays of keys and digests: the routes (uint8) and runs
         (int32, -1 for new rows)."""
+        import numpy as np
+
         known = self.state.keys
         at = np.searchsorted(known, keys)
         inside = at < len(known)

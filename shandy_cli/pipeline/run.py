@@ -62,7 +62,6 @@ from shandy_cli.pipeline.prepare import (
     reading_choice,
     suppress_lists,
 )
-from shandy_cli.pipeline.present import late_chunks, present_rows
 from shandy_cli.pipeline.reporting import (
     OutputPaths,
     SentIndex,
@@ -430,6 +429,8 @@ class _Run:
     def _update_existing(self, prepared: Prepared, step_id: str | None) -> None:
         """``--update-existing``, once every step chunk's report is in: the rows they found
         already in the sequence, as late update chunks to the account-level import."""
+        from shandy_cli.pipeline.present import late_chunks, present_rows  # numpy: only here
+
         res, journal = self.result, self._journal()
         if not all(c.state in DONE_STATES for c in res.chunks):
             return  # --timeout passed: the reports are not all in

@@ -462,6 +462,12 @@ def test_the_cli_on_the_built_in_sandbox_keeps_one_account_across_runs(tmp_path:
     assert doc["reasons"] == [
         {"reason": f"unchanged since {json.loads(one.stdout)['run_id']}", "count": 7}
     ]
+    write_csv(tmp_path / "c.csv", HEADER, export(13, changed=range(4)))
+    plan = run_cli("-q", "import", "c.csv", *args[:-1], "--dry-run", cwd=tmp_path, env=env)
+    assert plan.returncode == 0, plan.stderr
+    lines = [line for line in plan.stdout.splitlines() if "rows" in line and "#" in line]
+    assert len(lines) == 2 and "#2: 1 rows (updates), planned" in lines[1], plan.stdout
+    assert "\\n" not in plan.stdout  # one chunk a line, not an escaped newline
 
 
 def test_a_damaged_digest_blob_counts_its_rows_as_changed(tmp_path: Path) -> None:

@@ -152,6 +152,8 @@ class LiveProgress:
 def cell(value: Any) -> Text:
     """A table cell shown exactly as the text is: values from files are not rich markup,
     and a newline in a file name does not make a row of its own."""
+    if isinstance(value, list):  # several lines, each shown as its text is
+        return Text("\n".join(safe_text(one_line(str(line))) for line in value))
     return Text(safe_text(one_line(str(value))))
 
 
@@ -210,16 +212,17 @@ def already_present_note(result: ImportResult) -> str | None:
     )
 
 
-def _chunks_text(chunks: list[Any]) -> str:
-    """A few chunks are listed with their request ids; many are counted by state."""
+def _chunks_text(chunks: list[Any]) -> str | list[str]:
+    """A few chunks are listed, a line each, with their request ids; many are counted by
+    state."""
     if not chunks:
         return "none"
     if len(chunks) <= 3:
-        return "\n".join(
+        return [
             f"#{c.index + 1}: {c.rows:,} rows{' (updates)' if c.update else ''}, {c.state}"
             + (f" (request {c.request_id})" if c.request_id else "")
             for c in chunks
-        )
+        ]
     states = Counter(c.state for c in chunks)
     return f"{len(chunks)}: " + ", ".join(f"{n} {state}" for state, n in states.items())
 

@@ -206,7 +206,7 @@ def slack_request(result: ImportResult, sequence: str | None) -> tuple[bytes, di
 
 # -- the Slack message -------------------------------------------------------------------------
 
-_OUTCOMES = {
+_OUTCOMES: dict[int, str] = {
     ExitCode.OK: ":white_check_mark: every row imported",
     ExitCode.ROWS_FAILED: ":warning: finished, some rows did not land",
     ExitCode.USAGE: ":x: stopped before anything was sent",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import stat
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -526,3 +527,18 @@ def test_a_signature_verifies_only_its_own_body(body: bytes, secret: str, stamp:
     assert notify.verify_signature(secret, body, str(stamp), signature, now=stamp)
     assert not notify.verify_signature(secret, body + b"x", str(stamp), signature, now=stamp)
     assert not notify.verify_signature(secret, body, str(stamp), signature, now=stamp + 301)
+
+
+def test_the_readme_snippet_verifies_what_shandy_signs() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("### Notifications", 1)[1].split("\n### ", 1)[0]
+    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
+    space: dict[str, Any] = {}
+    exec(textwrap.dedent(snippet), space)
+    body, stamp = b'{"exit_code":0}', int(time.time())
+    signature = notify.sign(SECRET, body, stamp)
+    assert space["verify"](SECRET, body, str(stamp), signature)
+    assert not space["verify"](SECRET, body + b" ", str(stamp), signature)
+    assert not space["verify"](
+        SECRET, body, str(stamp - 301), notify.sign(SECRET, body, stamp - 301)
+    )

@@ -58,6 +58,7 @@ EVENT = "import.finished"
 SIGNATURE_TOLERANCE = 300  # seconds a receiver accepts a timestamp (verify_signature)
 SLACK_HOSTS = ("hooks.slack.com", "hooks.slack-gov.com")
 MAX_URL = 2048
+MAX_URLS = 20  # one thread each: a job file cannot start hundreds
 # Exit codes after which `shandy resume RUN_ID` continues the run.
 RESUMABLE = (ExitCode.API, *INTERRUPT_CODES)
 USER_AGENT = f"shandy/{__version__} (+notify)"
@@ -109,6 +110,9 @@ def check_urls(urls: Iterable[str]) -> list[str]:
     loopback, no host, a bad port, spaces or control characters. Called before anything
     is sent (``pipeline.run.import_files``); a job file's checks can call it too."""
     checked: list[str] = []
+    urls = list(urls)
+    if len(urls) > MAX_URLS:
+        raise InputError(f"--notify may be given at most {MAX_URLS} times, not {len(urls)}")
     for number, raw in enumerate(urls, 1):
         url = _checked_url(raw, number)
         register_secret(url)  # never shown whole, whatever message quotes it
@@ -228,6 +232,8 @@ def slack_text(result: ImportResult, sequence: str | None = None) -> str:
         f"Files: {_slack(', '.join(result.files[:5]) + (' ...' if len(result.files) > 5 else ''))}",
         "Rows: " + ", ".join(f"{n:,} {what}" for what, n in _counts(result)),
     ]
+    if result.already_imported:
+        lines.append("Already imported by that run: nothing sent (--force imports again)")
     if result.reasons:
         top = result.reasons[:MAX_REASONS]
         lines.append("Top reasons: " + "; ".join(f"{n:,} x {_slack(r)}" for r, n in top))
@@ -308,7 +314,10 @@ def after_import(
     try:
         deliveries = [_delivery(n, url, result, opts, secret) for n, url in enumerate(urls, 1)]
         deliver(deliveries, policy)
-    except (Exception, KeyboardInterrupt) as exc:  # a notification never fails the import
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM while notifying: the run's code stands
+        log.warning("notifications stopped by a signal; the import's result stands")
+        return []
+    except Exception as exc:  # a notification never fails the import
         log.warning("notifications not sent: %s", redact(f"{type(exc).__name__}: {exc}"))
         return []
     return deliveries

@@ -258,6 +258,8 @@ def test_slack_text_escapes_what_came_from_files() -> None:
     assert "<" not in text and ">" not in text.replace("&gt;", "")
     assert "&lt;!channel&gt; &amp; &lt;https://evil|click&gt;.csv" in text
     assert "Resume: `shandy resume run-1`" in text  # exit 4: resumable
+    result.exit_code, result.already_imported = 0, True
+    assert "nothing sent" in notify.slack_text(result)
     assert "sequence Q4 &lt;b&gt;, step StepA1" in text
 
 
@@ -542,3 +544,10 @@ def test_the_readme_snippet_verifies_what_shandy_signs() -> None:
     assert not space["verify"](
         SECRET, body, str(stamp - 301), notify.sign(SECRET, body, stamp - 301)
     )
+
+
+def test_at_most_so_many_urls() -> None:
+    urls = [f"https://example.com/{n}" for n in range(notify.MAX_URLS + 1)]
+    with pytest.raises(InputError, match="at most"):
+        notify.check_urls(urls)
+    assert len(notify.check_urls(urls[:-1])) == notify.MAX_URLS

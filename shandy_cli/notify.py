@@ -115,7 +115,8 @@ def check_urls(urls: Iterable[str]) -> list[str]:
         raise InputError(f"--notify may be given at most {MAX_URLS} times, not {len(urls)}")
     for number, raw in enumerate(urls, 1):
         url = _checked_url(raw, number)
-        register_secret(url)  # never shown whole, whatever message quotes it
+        register_secret(url)  # never shown whole, whatever message quotes it ...
+        register_secret(url.split("//", 1)[1].partition("/")[2])  # ... nor its token alone
         if url not in checked:
             checked.append(url)
     return checked

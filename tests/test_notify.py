@@ -28,7 +28,8 @@ from shandy_cli.errors import InputError
 from shandy_cli.notify import Policy
 from shandy_cli.pipeline.results import ImportOptions, ImportResult
 from shandy_cli.pipeline.run import import_files
-from shandy_cli.sandbox import Sandbox
+from shandy_cli.redaction import redact
+from shandy_cli.sandbox import Sandbox, webhooks
 from shandy_cli.sandbox.api import ApiRequest
 from shandy_cli.sandbox.webhooks import MAX_BODY, MAX_PER_NAME
 
@@ -551,3 +552,35 @@ def test_at_most_so_many_urls() -> None:
     with pytest.raises(InputError, match="at most"):
         notify.check_urls(urls)
     assert len(notify.check_urls(urls[:-1])) == notify.MAX_URLS
+
+
+def test_the_receiver_keeps_a_bounded_number_of_bytes(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(webhooks, "MAX_TOTAL", 10_000)
+    for n in range(30):
+        handle(sandbox, "POST", f"/webhooks/n{n % 3}", b"x" * 1000)
+    kept = [e for n in range(3) for e in received(sandbox, f"n{n}")]
+    assert sum(len(e["body"]) for e in kept) <= 10_000
+    assert min(e["id"] for e in kept) > 20  # the oldest went first, whatever their name
+
+
+def test_a_long_retry_after_is_cut_by_the_deadline(recorder: Any) -> None:
+    rec, url = recorder
+    rec.answers = [(429, {"Retry-After": "100"}, b"slow down")] * 3
+    item = notify.Delivery(1, f"{url}/hook", b"{}", {"Content-Type": "application/json"})
+    started = time.monotonic()
+    notify.deliver([item], FAST)
+    assert time.monotonic() - started < FAST.deadline + 1.5
+    assert not item.delivered and "HTTP 429 (slow down)" in item.problem
+
+
+def test_a_receiver_echoing_its_token_does_not_show_it(recorder: Any) -> None:
+    rec, url = recorder
+    hook = f"{url}/services/T/B/{SLACK_TOKEN}"
+    rec.answers = [(400, {}, f"no such hook /services/T/B/{SLACK_TOKEN}".encode())]
+    opts = ImportOptions(notify=[hook])
+    result = ImportResult("r", False, "StepA1", ["a.csv"], exit_code=1)
+    [item] = notify.after_import(opts, result, None, FAST)
+    assert not item.delivered and "HTTP 400" in item.problem
+    assert SLACK_TOKEN not in redact(item.problem)

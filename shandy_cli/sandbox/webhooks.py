@@ -31,9 +31,10 @@ from shandy_cli.sandbox import api as _api
 if TYPE_CHECKING:
     from shandy_cli.sandbox.api import Api, ApiRequest, Response
 
-MAX_BODY = 1_000_000  # bytes kept of one body; a larger one is refused (413)
+MAX_BODY = 1_000_000  # bytes of one body; a larger one is refused (413)
 MAX_PER_NAME = 100  # entries kept per name, oldest dropped first
 MAX_NAMES = 100  # names kept; a new one past that drops the oldest name
+MAX_TOTAL = 32_000_000  # bytes of bodies kept in all; past it the oldest entries go
 NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 SLACK_NAME = "slack"
 
@@ -48,13 +49,23 @@ class Inbox:
 
     def add(self, name: str, entry: dict[str, Any]) -> int:
         with self._lock:
-            box = self._boxes.pop(name, None) or deque(maxlen=MAX_PER_NAME)
+            box = self._boxes.pop(name, None) or deque()
             self._boxes[name] = box  # most recently used last
             while len(self._boxes) > MAX_NAMES:
                 del self._boxes[next(iter(self._boxes))]
             entry["id"], self._next = self._next, self._next + 1
             box.append(entry)
+            if len(box) > MAX_PER_NAME:
+                box.popleft()
+            self._trim()
             return int(entry["id"])
+
+    def _trim(self) -> None:
+        """Drop the oldest entries (by id, whatever their name) past ``MAX_TOTAL`` bytes."""
+        total = sum(len(e["body"]) for box in self._boxes.values() for e in box)
+        while total > MAX_TOTAL:
+            oldest = min((b for b in self._boxes.values() if b), key=lambda b: b[0]["id"])
+            total -= len(oldest.popleft()["body"])
 
     def entries(self, name: str) -> list[dict[str, Any]]:
         with self._lock:

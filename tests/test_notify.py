@@ -4,8 +4,12 @@ sandbox's receiver and to servers of the tests' own (down, failing, hanging)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import stat
+import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -584,3 +588,30 @@ def test_a_receiver_echoing_its_token_does_not_show_it(recorder: Any) -> None:
     [item] = notify.after_import(opts, result, None, FAST)
     assert not item.delivered and "HTTP 400" in item.problem
     assert SLACK_TOKEN not in redact(item.problem)
+
+
+@pytest.mark.slow
+def test_sigterm_while_notifying_keeps_the_runs_code_and_document(
+    sandbox: Sandbox, tmp_path: Path, receiver_factory: Any
+) -> None:
+    stuck = receiver_factory(hang=True)
+    err = tmp_path / "stderr.txt"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHANDY_", "SALESHANDY_"))}
+    env.update(env_for(sandbox, tmp_path))
+    args = [sys.executable, "-m", "shandy_cli", "import", str(leads(tmp_path)), "--step"]
+    args += ["StepA1", "--json", "--poll-interval", "0.05", "--notify", f"{stuck.url}/x"]
+    with err.open("wb") as sink:
+        proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=sink)
+        for _ in range(200):  # until it is notifying: the receiver has the request
+            if stuck.seen:
+                break
+            time.sleep(0.05)
+        assert stuck.seen, err.read_text()
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert time.monotonic() - started < 3
+    assert proc.returncode == 1, err.read_text()  # the run's code: it had finished
+    doc = json.loads(out)
+    assert doc["exit_code"] == 1 and doc["error"] is None
+    assert "notifications stopped by a signal" in err.read_text()

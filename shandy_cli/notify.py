@@ -110,7 +110,7 @@ def check_urls(urls: Iterable[str]) -> list[str]:
     loopback, no host, a bad port, spaces or control characters. Called before anything
     is sent (``pipeline.run.import_files``); a job file's checks can call it too."""
     checked: list[str] = []
-    urls = list(urls)
+    urls = [urls] if isinstance(urls, str) else list(urls)  # one URL, not its characters
     if len(urls) > MAX_URLS:
         raise InputError(f"--notify may be given at most {MAX_URLS} times, not {len(urls)}")
     for number, raw in enumerate(urls, 1):

@@ -556,6 +556,7 @@ def test_at_most_so_many_urls() -> None:
     with pytest.raises(InputError, match="at most"):
         notify.check_urls(urls)
     assert len(notify.check_urls(urls[:-1])) == notify.MAX_URLS
+    assert notify.check_urls(" https://example.com/x ") == ["https://example.com/x"]
 
 
 def test_the_receiver_keeps_a_bounded_number_of_bytes(

@@ -108,5 +108,9 @@ def sandbox(
             f"shandy sandbox listening on {sandbox.url} (state in {config.state_dir}); "
             "Ctrl-C to stop"
         )
+        say(
+            f"webhooks: --notify {sandbox.url}/webhooks/NAME (GET it to see what arrived), "
+            f"a Slack stand-in at {sandbox.url}/services/T000/B000/XXXX"
+        )
 
     serve_forever(config, on_ready=ready)

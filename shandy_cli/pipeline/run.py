@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from shandy_cli import notify as notifications
 from shandy_cli._files import ensure_private_dir
 from shandy_cli._lock import RunLock, lock_path
 from shandy_cli._version import __version__
@@ -131,8 +132,10 @@ def import_files(
     names = [str(p) for p in paths]
     runner: _Run | None = None
     own_client = client is None
+    settings = None
     try:
         opts.check()
+        notifications.check_urls(opts.notify)  # a bad --notify URL: exit 2, nothing sent
         settings = resolve_settings(
             api_key=api_key,
             base_url=base_url,
@@ -152,12 +155,16 @@ def import_files(
         runner.reading = reading_choice(opts, settings)
         runner.keep_days = settings.keep_days
         runner.profile = settings.profile
-        return runner.run(resume_run)
+        result = runner.run(resume_run)
     except (Exception, KeyboardInterrupt) as exc:
-        raise _stopped(exc, runner, names, opts) from exc
+        stopped = _stopped(exc, runner, names, opts)
+        notifications.after_import(opts, stopped_result(stopped, names), settings)
+        raise stopped from exc
     finally:
         if own_client and client is not None:
             client.close()
+    notifications.after_import(opts, result, settings)  # never raises, never changes result
+    return result
 
 
 def _stopped(

@@ -83,6 +83,10 @@ Test hooks (no key needed): ``POST /_sandbox/faults``, ``GET /_sandbox/faults``,
 ``GET /_sandbox/requests``, ``POST /_sandbox/reset`` (every account); see ``faults`` for fault specs
 (among them ``rl400`` and ``rl4000``, the live rate-limit answers) and ``requestlog``
 for what a request log entry holds (``endpoint``, ``limited``).
+
+Webhook receiver (no key, loopback clients only; not Saleshandy's API), for ``--notify``:
+``POST /webhooks/NAME`` stores a delivery, ``GET /webhooks/NAME`` lists them, and
+``POST /services/T/B/TOKEN`` answers as a Slack incoming webhook; see ``webhooks``.
 """
 
 from shandy_cli.sandbox.server import Sandbox, SandboxConfig, serve_forever, start_sandbox

@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, unquote, urlencode
 
 import orjson
 
+from shandy_cli.sandbox import webhooks
 from shandy_cli.sandbox.faults import FaultPlan
 from shandy_cli.sandbox.imports import Rejected, parse_import, rejected
 from shandy_cli.sandbox.ratelimit import (
@@ -72,6 +73,7 @@ class ApiRequest:
     headers: Message
     body: bytes
     base_url: str  # scheme://host:port the client reached us on, for absolute links
+    peer: str = ""  # the client's address: the webhook receiver answers loopback only
 
     def param(self, name: str, default: str = "") -> str:
         values = parse_qs(self.query, keep_blank_values=True).get(name)
@@ -197,6 +199,7 @@ class Api:
         self.api_key = api_key
         self.timing = timing
         self.rate = rate
+        self.webhooks = webhooks.Inbox()  # what --notify sent here (webhooks.py)
 
     def handle(self, request: ApiRequest) -> Response:
         route, match = find_route(request.method, request.path)
@@ -363,6 +366,7 @@ class Api:
         self.faults.configure()
         self.request_log.clear()
         self.rate.limiter.clear()
+        self.webhooks.clear()
 
 
 _ROUTES: tuple[Route, ...] = (
@@ -379,6 +383,10 @@ _ROUTES: tuple[Route, ...] = (
     Route("GET", "/_sandbox/faults", Api.get_faults),
     Route("GET", "/_sandbox/requests", Api.get_requests),
     Route("POST", "/_sandbox/reset", Api.reset),
+    Route("POST", "/webhooks/{name}", webhooks.receive),
+    Route("GET", "/webhooks/{name}", webhooks.listing),
+    Route("DELETE", "/webhooks/{name}", webhooks.forget),
+    Route("POST", "/services/{team}/{bot}/{token}", webhooks.slack),
 )
 
 

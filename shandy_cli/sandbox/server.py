@@ -221,7 +221,15 @@ class SandboxHandler(BaseHTTPRequestHandler):
         if fault and fault.kind == "slow":
             self.server.stopping.wait(fault.seconds)
         response = self.server.api.handle(
-            ApiRequest(self.command, path, query, self.headers, body, self._base_url())
+            ApiRequest(
+                self.command,
+                path,
+                query,
+                self.headers,
+                body,
+                self._base_url(),
+                peer=str(self.client_address[0]),
+            )
         )
         if fault and fault.kind == "drop-after":
             self.close_connection = True  # processed and stored, but the answer is "lost"

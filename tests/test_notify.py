@@ -616,3 +616,23 @@ def test_sigterm_while_notifying_keeps_the_runs_code_and_document(
     doc = json.loads(out)
     assert doc["exit_code"] == 1 and doc["error"] is None
     assert "notifications stopped by a signal" in err.read_text()
+
+
+def test_a_run_stopped_before_importing_still_notifies_once(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """No key at all (api_session stops the command before import_files): the failure is
+    told, once; an import that ran is told once too (not again by the command)."""
+    leads(tmp_path)
+    env = {"SHANDY_STATE_DIR": str(tmp_path / "state"), "SALESHANDY_BASE_URL": sandbox.url}
+    url = f"{sandbox.url}/webhooks/nokey"
+    done = run_cli(
+        "import", "leads.csv", "--step", "StepA1", "--notify", url, "--notify-on", "failure",
+        cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    [entry] = received(sandbox, "nokey")
+    assert json.loads(entry["body"])["exit_code"] == 3
+    ran = shandy_import(sandbox, tmp_path, "leads.csv", "--notify", f"{sandbox.url}/webhooks/ran")
+    assert ran.returncode == 1, ran.stderr
+    assert len(received(sandbox, "ran")) == 1

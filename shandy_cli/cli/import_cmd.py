@@ -22,6 +22,7 @@ from shandy_cli.cli.common import (
     sigterm_as_exception,
 )
 from shandy_cli.cli.render import conclude, progress_for
+from shandy_cli.notify import after_import
 from shandy_cli.pipeline.chunking import API_MAX_BYTES, API_MAX_ROWS
 from shandy_cli.pipeline.events import Listener
 from shandy_cli.pipeline.mapping import parse_pairs
@@ -218,7 +219,17 @@ def execute_import(
                 profile=conn.settings.profile,
             )
 
-    run_and_render(call, json_out)
+    try:
+        run_and_render(call, json_out)
+    except (typer.Exit, typer.Abort):
+        raise  # the import's own end, told by import_files
+    except (Exception, KeyboardInterrupt) as exc:
+        # A stop before import_files ran (no key, a refused profile) is told too; one
+        # import_files raised it has told already.
+        if not getattr(exc, "notified", False):
+            result = stopped_result(exc, files, dry_run=options.dry_run, step_id=options.step_id)
+            after_import(options, result, None)
+        raise
 
 
 @contextmanager

@@ -159,6 +159,7 @@ def import_files(
     except (Exception, KeyboardInterrupt) as exc:
         stopped = _stopped(exc, runner, names, opts)
         notifications.after_import(opts, stopped_result(stopped, names), settings)
+        stopped.notified = True  # type: ignore[attr-defined]  # callers must not tell again
         raise stopped from exc
     finally:
         if own_client and client is not None:

@@ -7,10 +7,12 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import openpyxl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -107,6 +109,7 @@ rejects = "out/nightly.rejects.csv"
 report_dir = "reports"
 encoding = "utf-8"
 delimiter = ","
+notify = ["NOTIFY_URL"]
 notify_on = "failure"
 force = false
 dry_run = false
@@ -121,14 +124,15 @@ EQUIVALENT_LINE = [
     *("--suppress", "dnc.txt", "--profile", "acme", "--timeout", "30", "--wait"),
     *("--max-rows", "2", "--max-bytes", "50000", "--rejects", "out/nightly.rejects.csv"),
     *("--report-dir", "reports", "--encoding", "utf-8", "--delimiter", ","),
-    *("--notify-on", "failure"),
+    *("--notify", "NOTIFY_URL", "--notify-on", "failure"),
 ]
 
 
 def test_a_job_with_every_kind_of_option_lands_as_its_import_line_does(
-    sandbox_factory: Any, project: Path, tmp_path: Path
+    sandbox_factory: Any, project: Path, tmp_path: Path, recorder: Any
 ) -> None:
-    (project / "shandy.toml").write_text(EVERY_OPTION)
+    hook = f"{recorder[1]}/hook"  # a live receiver: both runs tell it the same (exit 1)
+    (project / "shandy.toml").write_text(EVERY_OPTION.replace("NOTIFY_URL", hook))
     by_job = sandbox_factory(state_dir=tmp_path / "sb-job")
     by_line = sandbox_factory(state_dir=tmp_path / "sb-line")
     elsewhere = tmp_path / "cron-home"  # cron runs from $HOME: paths are the toml's
@@ -136,7 +140,8 @@ def test_a_job_with_every_kind_of_option_lands_as_its_import_line_does(
     job_env = cli_env(by_job, tmp_path / "state-job", SHANDY_CONFIG=str(project / "shandy.toml"))
     ran = run_cli("run", "nightly", "--json", "--poll-interval", "0.05", cwd=elsewhere, env=job_env)
     line_env = cli_env(by_line, tmp_path / "state-line")
-    line = run_cli(*EQUIVALENT_LINE, "--json", "--poll-interval", "0.05", cwd=project, env=line_env)
+    equivalent = [hook if a == "NOTIFY_URL" else a for a in EQUIVALENT_LINE]
+    line = run_cli(*equivalent, "--json", "--poll-interval", "0.05", cwd=project, env=line_env)
 
     assert ran.returncode == line.returncode == 1, (ran, line)  # the bad address is rejected
     job_doc, line_doc = json.loads(ran.stdout), json.loads(line.stdout)
@@ -181,6 +186,49 @@ def test_flags_on_the_line_win_over_the_job(
     attributes = {a["key"]: a["value"] for a in landed[0]["attributes"]}
     assert attributes["Lead Source"] == "line" and attributes["Job Title"] == "Co0"
     assert "Company" not in attributes  # --map wins per column; Mail=Email stays the job's
+
+
+def test_the_profile_line_over_job_over_environment(sandbox: Sandbox, tmp_path: Path) -> None:
+    """--profile wins over the job's ``profile``, which wins over SHANDY_PROFILE (a job
+    that names its account keeps it whatever the shell exports); the journal says which."""
+    write_csv(tmp_path / "a.csv", HEADER, leads(1))
+    (tmp_path / "shandy.toml").write_text(
+        '[jobs.acme]\nfiles = ["a.csv"]\nprofile = "acme"\n[jobs.any]\nfiles = ["a.csv"]\n'
+    )
+    state = tmp_path / "state"
+    env = cli_env(sandbox, state, SHANDY_PROFILE="from-env")
+    seen = []
+    for args in (["acme"], ["acme", "--profile", "line"], ["any"]):
+        ran = run_cli("run", *args, "--force", "--poll-interval", "0.05", cwd=tmp_path, env=env)
+        assert ran.returncode == 0, ran
+        with Journal(state) as journal:
+            seen.append(journal.runs(1)[0].options["profile"])
+    assert seen == ["acme", "line", "from-env"]
+
+
+def test_a_workbook_job_reads_its_sheet(sandbox: Sandbox, tmp_path: Path) -> None:
+    book = openpyxl.Workbook()
+    book.active.title = "Other"
+    book.active.append(["Nothing"])
+    leads_sheet = book.create_sheet("Leads")
+    leads_sheet.append(HEADER)
+    for row in leads(3):
+        leads_sheet.append(row)
+    book.save(tmp_path / "crm.xlsx")
+    (tmp_path / "shandy.toml").write_text(
+        '[jobs.x]\nfiles = ["*.xlsx"]\nsheet = "Leads"\nstep = "StepA1"\n'
+    )
+    ran = run_cli(
+        "run",
+        "x",
+        "--json",
+        "--poll-interval",
+        "0.05",
+        cwd=tmp_path,
+        env=cli_env(sandbox, tmp_path / "state"),
+    )
+    assert ran.returncode == 0, ran
+    assert json.loads(ran.stdout)["rows_submitted"] == 3
 
 
 def test_dry_run_on_the_line_sends_nothing(sandbox: Sandbox, project: Path, tmp_path: Path) -> None:
@@ -391,7 +439,7 @@ def test_a_missing_or_directory_jobs_file(tmp_path: Path) -> None:
 
 
 def test_jobs_lists_every_job_with_target_files_and_options(project: Path, tmp_path: Path) -> None:
-    (project / "shandy.toml").write_text(EVERY_OPTION)
+    (project / "shandy.toml").write_text(EVERY_OPTION.replace("NOTIFY_URL", "https://h.example/x"))
     env = {"SHANDY_STATE_DIR": str(tmp_path / "state")}
     ran = run_cli("jobs", "--json", cwd=project, env=env)
     assert ran.returncode == 0, ran
@@ -561,3 +609,25 @@ def load_pattern_job(folder: Path, patterns: list[str]) -> Any:
     config = folder / ".jobs.toml"  # hidden: no "*" matches it
     config.write_text(f"[jobs.n]\nfiles = {json.dumps(patterns)}\n")
     return load_jobs(config).job("n")
+
+
+def test_the_readme_job_is_a_valid_job(tmp_path: Path) -> None:
+    """The README's example shandy.toml checks clean, and its error line is the real one."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("### Named jobs", 1)[1].split("\n### ", 1)[0]
+    example = re.search(r"```toml\n(.+?)```", section, re.S)
+    assert example is not None
+    (tmp_path / "exports").mkdir()
+    write_csv(tmp_path / "exports" / "a.csv", HEADER, leads(1))
+    (tmp_path / "crm.toml").write_text('[columns]\nMail = "Email"\n')
+    (tmp_path / "dnc.txt").write_text("nobody@example.com\n")
+    (tmp_path / "shandy.toml").write_text(example.group(1))
+    ran = run_cli("jobs", "--json", cwd=tmp_path, env={})
+    assert ran.returncode == 0, ran
+    (job,) = json.loads(ran.stdout)["jobs"]
+    assert job["name"] == "nightly" and job["profile"] == "acme"
+    (tmp_path / "shandy.toml").write_text(example.group(1).replace("tags =", "conflit = 1\ntags ="))
+    line = one_error_line(run_cli("jobs", cwd=tmp_path, env={}).stderr)
+    said = re.search(r"shandy: error: /srv/leads/shandy.toml: (.+)", section)
+    assert said is not None
+    assert line == f"shandy: error: {tmp_path / 'shandy.toml'}: {said.group(1)}"

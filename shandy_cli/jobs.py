@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-import glob
 import math
 import os
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from shandy_cli.pipeline.sources import normalize_encoding
 from shandy_cli.redaction import one_line
 
 DEFAULT_FILE = "shandy.toml"
+MAX_JOBS_FILE_BYTES = 10_000_000  # a hand-written file; far past any real one
 TOP_LEVEL = ("jobs", "defaults")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -331,7 +331,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
     if path.is_dir():
         raise InputError("is a directory, not a jobs file", file=where)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as fh:  # a cap: --config /dev/zero must not fill memory
+            raw = fh.read(MAX_JOBS_FILE_BYTES + 1)
     except FileNotFoundError:
         raise InputError(
             "no such jobs file (give --config FILE or SHANDY_CONFIG, or create shandy.toml "
@@ -340,12 +341,16 @@ def _read_toml(path: Path) -> dict[str, Any]:
         ) from None
     except OSError as exc:
         raise InputError(f"cannot read the jobs file: {exc.strerror or exc}", file=where) from None
+    if len(raw) > MAX_JOBS_FILE_BYTES:
+        raise InputError(f"larger than {MAX_JOBS_FILE_BYTES:,} bytes: not a jobs file", file=where)
     try:
         return tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text (byte {exc.start})", file=where) from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"not valid TOML: {exc}", file=where) from None
+    except RecursionError:  # tomllib recurses into nested arrays and inline tables
+        raise InputError("not valid TOML: nested too deeply", file=where) from None
 
 
 # -- checking and building one job ----------------------------------------------------------
@@ -452,13 +457,37 @@ def _expand_one(pattern: str, ctx: _Ctx) -> list[str]:
     if pattern == "-" or pattern.startswith(("https://", "http://")):
         return [pattern]
     if not _GLOB_CHARS.search(pattern):
-        return [str(_input_file(pattern, ctx))]
-    expanded = os.path.expanduser(pattern)
-    matches = glob.glob(expanded, root_dir=ctx.base, recursive=True)
-    files = sorted(str(ctx.base / m) for m in matches if _importable(ctx.base / m, ctx))
+        return [str(_input_path(pattern, ctx))]
+    files = sorted(str(m) for m in _glob(pattern, ctx.base) if _importable(m, ctx))
     if not files:
         raise _Bad(f"{pattern!r} matches no file (in {one_line(str(ctx.base))})")
     return files
+
+
+def _glob(pattern: str, base: Path) -> Iterator[Path]:
+    """``pattern``'s matches under ``base`` (an absolute pattern: under its root).
+    pathlib's, not ``glob.glob``'s: its ``**`` does not descend into symlinked folders,
+    so a link back up (``a/up -> ..``) cannot make it walk for ever. Hidden names are
+    matched only by a pattern that names a hidden part, as the shell does."""
+    path = Path(os.path.expanduser(pattern))
+    root = Path(path.anchor) if path.is_absolute() else base
+    relative = path.relative_to(path.anchor) if path.is_absolute() else path
+    hidden_ok = any(p.startswith(".") and p not in (".", "..") for p in relative.parts)
+    for match in root.glob(str(relative)):
+        parts = match.relative_to(root).parts
+        if hidden_ok or not any(p.startswith(".") and p not in (".", "..") for p in parts):
+            yield match
+
+
+def _input_path(value: Any, ctx: _Ctx) -> Path:
+    """A file to import named as it is: anything but a directory (a FIFO an export
+    writes into is an input the import reads as a stream)."""
+    path = _path(value, ctx)
+    if path.is_dir():
+        raise _Bad(f"{one_line(str(path))} is a directory, not a file")
+    if not path.exists():
+        raise _Bad(f"{one_line(str(path))}: no such file")
+    return path
 
 
 # The names ``reporting.OutputPaths`` gives a run's rejects and failures files (its twin):

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -631,3 +632,52 @@ def test_the_readme_job_is_a_valid_job(tmp_path: Path) -> None:
     said = re.search(r"shandy: error: /srv/leads/shandy.toml: (.+)", section)
     assert said is not None
     assert line == f"shandy: error: {tmp_path / 'shandy.toml'}: {said.group(1)}"
+
+
+@pytest.mark.timeout(60)
+def test_a_symlink_loop_under_a_double_star_glob_ends(tmp_path: Path) -> None:
+    """Two links back up (``a/up -> ..``, ``a/up2 -> ../..``): glob.glob's ``**`` walks
+    them until the kernel's symlink limit, 2**40 paths; the job's glob does not follow."""
+    (tmp_path / "in" / "a").mkdir(parents=True)
+    (tmp_path / "in" / "a" / "up").symlink_to("..")
+    (tmp_path / "in" / "a" / "up2").symlink_to("../..")
+    write_csv(tmp_path / "in" / "a" / "x.csv", HEADER, leads(1))
+    (tmp_path / "shandy.toml").write_text('[jobs.n]\nfiles = ["in/**/*.csv"]\n')
+    started = time.monotonic()
+    job = load_jobs(tmp_path / "shandy.toml").job("n")
+    assert job.files == (str(tmp_path / "in" / "a" / "x.csv"),)
+    assert time.monotonic() - started < 5
+
+
+def test_hidden_files_match_only_a_pattern_naming_them(tmp_path: Path) -> None:
+    (tmp_path / "in" / ".old").mkdir(parents=True)
+    for name in ("a.csv", ".b.csv", ".old/c.csv"):
+        write_csv(tmp_path / "in" / name, HEADER, leads(1))
+    (tmp_path / "shandy.toml").write_text(
+        '[jobs.n]\nfiles = ["in/**/*.csv"]\n[jobs.h]\nfiles = ["in/.*.csv"]\n'
+    )
+    jobs = load_jobs(tmp_path / "shandy.toml")
+    assert jobs.job("n").files == (str(tmp_path / "in" / "a.csv"),)
+    assert jobs.job("h").files == (str(tmp_path / "in" / ".b.csv"),)
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda p: p.write_text("[jobs.n]\nfiles = " + "[" * 5000 + "]" * 5000), "too deeply"),
+        (lambda p: p.write_bytes(b"#" * 10_000_001), "larger than 10,000,000 bytes"),
+    ],
+    ids=["nested", "huge"],
+)
+def test_a_hostile_jobs_file_is_refused_in_one_line(tmp_path: Path, make: Any, words: str) -> None:
+    make(tmp_path / "shandy.toml")
+    ran = run_cli("jobs", cwd=tmp_path, env={})
+    assert ran.returncode == 2 and words in one_error_line(ran.stderr), ran
+    assert "Traceback" not in ran.stderr and "internal error" not in ran.stderr
+
+
+def test_an_endless_config_is_read_only_to_the_cap(tmp_path: Path) -> None:
+    started = time.monotonic()
+    ran = run_cli("jobs", "--config", "/dev/zero", cwd=tmp_path, env={})
+    assert ran.returncode == 2 and "larger than" in ran.stderr
+    assert time.monotonic() - started < 10

@@ -129,6 +129,8 @@ def _columns(value: Any, ctx: _Ctx) -> dict[str, str]:
         raise _Bad(f'must be a table of Column = "Field Label", not {_shown(value)}')
     out = {}
     for column, label in value.items():
+        if not column.strip():
+            raise _Bad("has a blank column name")
         if not isinstance(label, str) or not label.strip():
             raise _Bad(f"{column!r} must map to a field label (a string), not {_shown(label)}")
         out[column.strip()] = label.strip()
@@ -141,6 +143,8 @@ def _constants(value: Any, ctx: _Ctx) -> dict[str, str]:
         raise _Bad(f'must be a table of "Field Label" = value, not {_shown(value)}')
     out = {}
     for label, item in value.items():
+        if not label.strip():
+            raise _Bad("has a blank field label")
         out[label.strip()] = _constant(label, item)
     return out
 

@@ -318,6 +318,8 @@ BAD_JOBS = [
     ('set = { "Lead Source" = true }', ["'set'", "a string, a number or a date"]),
     ('set = { "Lead Source" = nan }', ["'set'", "finite"]),
     ('set = "Lead Source=x"', ["'set'", "must be a table"]),
+    ('set = { " " = "x" }', ["'set'", "blank field label"]),
+    ('map = { "" = "Email" }', ["'map'", "blank column name"]),
     ('encoding = "klingon-8"', ["'encoding'", "unknown encoding 'klingon-8'"]),
     ('delimiter = "ab"', ["'delimiter'", "delimiter must be one character"]),
     ('rejects = "exports"', ["'rejects'", "is a directory"]),

@@ -49,7 +49,7 @@ Examples:
 
 @handle_errors
 def run(
-    name: Annotated[str, typer.Argument(metavar="JOB", help="A [jobs.NAME] of the jobs file.")],
+    job: Annotated[str, typer.Argument(help="The NAME of a [jobs.NAME] of the jobs file.")],
     step: Annotated[str | None, typer.Option("--step", help="Sequence step id.")] = None,
     sequence: Annotated[
         str | None, typer.Option("--sequence", help="Sequence name or id (its first step).")
@@ -171,17 +171,19 @@ def run(
         "notify_on": notify_on,
     }
     with document_on_every_exit(json_out, [], bool(dry_run)):
-        job = prepare_job(name, config=config, overrides=overrides)
-        say(f"shandy: job {one_line(job.name)!r}: {len(job.files)} file(s) to {job.target}")
+        chosen = prepare_job(job, config=config, overrides=overrides)
+        say(
+            f"shandy: job {one_line(chosen.name)!r}: {len(chosen.files)} file(s) to {chosen.target}"
+        )
         execute_import(
-            job.files,
-            job.options,
+            chosen.files,
+            chosen.options,
             json_out=json_out,
             api_key=api_key,
             base_url=base_url,
             state_dir=state_dir,
             sandbox=sandbox,
-            profile=profile or job.profile,
+            profile=profile or chosen.profile,
         )
 
 

@@ -504,6 +504,8 @@ def _importable(path: Path, ctx: _Ctx) -> bool:
     failures file, anything in the job's ``report_dir``)."""
     if not path.is_file() or path.name.endswith(OUTPUT_SUFFIXES):
         return False
+    if not ctx.outputs:
+        return True
     resolved = path.resolve()
     return not any(resolved == out or out in resolved.parents for out in ctx.outputs)
 

@@ -35,6 +35,7 @@ from shandy_cli.errors import (
     TransportError,
 )
 from shandy_cli.exits import ExitCode
+from shandy_cli.jobs import Job, JobsFile, JobsResult, list_jobs, load_jobs, run_job
 from shandy_cli.pipeline.run import (
     ChunkResult,
     ImportOptions,
@@ -60,6 +61,9 @@ __all__ = [
     "ImportTimeout",
     "InputError",
     "Interrupted",
+    "Job",
+    "JobsFile",
+    "JobsResult",
     "RateLimitError",
     "RequestStatus",
     "RequestTooLargeError",
@@ -76,9 +80,12 @@ __all__ = [
     "__version__",
     "check_status",
     "import_files",
+    "list_jobs",
+    "load_jobs",
     "preview_file",
     "resolve_settings",
     "resume_import",
+    "run_job",
     "trace",
 ]
 

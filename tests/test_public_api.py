@@ -39,6 +39,9 @@ CONTRACT = {
     "Interrupted",
     "trace",
     "TraceResult",
+    "load_jobs",
+    "list_jobs",
+    "run_job",
 }
 
 

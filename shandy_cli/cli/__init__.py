@@ -13,6 +13,7 @@ from shandy_cli._version import __version__
 from shandy_cli.cli import (
     catalog_cmds,
     import_cmd,
+    jobs_cmd,
     preview_cmd,
     runs_cmd,
     sandbox_cmd,
@@ -70,6 +71,8 @@ app.command("sandbox")(sandbox_cmd.sandbox)
 app.command("runs")(runs_cmd.runs)
 app.command("resume")(runs_cmd.resume)
 app.command("trace")(trace_cmd.trace)
+app.command("run", epilog=jobs_cmd.RUN_EPILOG)(jobs_cmd.run)
+app.command("jobs")(jobs_cmd.jobs)
 
 
 def main() -> None:

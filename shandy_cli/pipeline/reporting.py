@@ -114,9 +114,23 @@ class OutputPaths:
                 folder, stem = Path(first).resolve().parent, Path(first).stem
             if not writable_dir(folder):
                 folder = run_dir
-            path = folder / f"{stem}.rejects.csv"
-        failures = path.with_name(path.name.replace(".rejects.csv", "") + ".failures.csv")
-        return cls(path, failures)
+            path = folder / f"{stem}{REJECTS_SUFFIX}"
+        return cls(path, failures_beside(path))
+
+
+REJECTS_SUFFIX, FAILURES_SUFFIX = ".rejects.csv", ".failures.csv"  # the outputs' names
+
+
+def failures_beside(rejects: Path) -> Path:
+    """The failures file that goes with a rejects file: beside it, named after it."""
+    return rejects.with_name(rejects.name.replace(REJECTS_SUFFIX, "") + FAILURES_SUFFIX)
+
+
+def is_output_name(path: Path) -> bool:
+    """Whether a file is named as a run's rejects or failures file is (``OutputPaths``):
+    last night's, beside the export, must not become tonight's input (``shandy run``'s
+    globs skip them)."""
+    return path.name.endswith((REJECTS_SUFFIX, FAILURES_SUFFIX))
 
 
 def report_path(folder: Path, request_id: str, inputs: Sequence[str], spare: Path) -> Path:

@@ -25,7 +25,7 @@ from shandy_cli.errors import ConfigError
 from shandy_cli.profiles import check_name, stored_profile
 
 NO_KEYCHAIN = "keyring.backends.fail.Keyring"
-TESTS = Path(__file__).parent
+SHANDY = [sys.executable, "-m", "shandy_cli"]
 KEY_A = "acme-key-0123456789abcdef"
 KEY_B = "beta-key-fedcba9876543210"
 LEADS = "Email,First Name\nann@example.com,Ann\nbob@example.com,Bob\n"
@@ -164,7 +164,7 @@ def test_precedence_flag_env_dotenv_profile(fresh: Path, sandbox, tmp_path: Path
 def test_done_when_from_a_fresh_home_in_real_processes(fresh: Path, sandbox) -> None:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("SALESHANDY_", "SHANDY_"))}
     environ["SHANDY_STATE_DIR"] = str(fresh.parent / "state")
-    shandy = [sys.executable, "-m", "shandy_cli"]
+    shandy = SHANDY
     login_cmd = [*shandy, "auth", "login", "--profile", "acme", "--with-key"]
     ran = subprocess.run(
         [*login_cmd, "--base-url", sandbox.url],
@@ -307,3 +307,64 @@ def test_a_name_is_refused_or_safe_as_a_word(name: str) -> None:
         return
     assert name.isascii() and name.isprintable() and "/" not in name and " " not in name
     assert not name.startswith((".", "-")) and 0 < len(name) <= 64
+
+
+def test_resume_continues_with_the_runs_profile(fresh: Path, sandbox) -> None:
+    assert login(fresh, "acme", KEY_A, sandbox.url).returncode == 0
+    args = ("--profile", "acme", "import", "leads.csv", "--step", "StepA1", "--no-wait")
+    started = run_cli(*args, "--json", cwd=fresh, env=env(fresh))
+    assert started.returncode == 5 or started.returncode == 0, started.stderr
+    # no --profile, no SHANDY_PROFILE, no key: the journal's profile gives the key
+    resumed = run_cli("resume", "--last", "--json", cwd=fresh, env=env(fresh))
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["completed"]
+    # a profile that is not the run's is used when asked for, and must exist
+    other = run_cli("resume", "--last", "--profile", "nosuch", cwd=fresh, env=env(fresh))
+    assert other.returncode == 2 and "no profile 'nosuch'" in other.stderr
+
+
+def test_sandbox_profile_and_tab_separated_status(fresh: Path, sandbox) -> None:
+    ran = run_cli(
+        "auth", "login", "--sandbox", "--base-url", sandbox.url, cwd=fresh, env=env(fresh)
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "profile default: key ****" in ran.stdout
+    status = run_cli("auth", "status", cwd=fresh, env=env(fresh))
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    assert lines[0].split("\t") == ["in use", "profile", "key", "kept in", "base URL", "works"]
+    assert lines[1].split("\t") == [
+        "*",
+        "default",
+        "****-key",
+        str(config_dir(fresh) / "credentials.json"),
+        sandbox.url,
+        "yes",
+    ]
+    fields = run_cli("fields", "--json", cwd=fresh, env=env(fresh))  # the default profile
+    assert fields.returncode == 0, fields.stderr
+
+
+def test_logins_at_once_lose_no_profile(fresh: Path, sandbox) -> None:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("SALESHANDY_", "SHANDY_"))}
+    names = [f"client{i}" for i in range(6)]
+    procs = [
+        subprocess.Popen(
+            [*SHANDY, "auth", "login", "--profile", name, "--with-key", "--base-url", sandbox.url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd=fresh,
+            env=environ,
+        )
+        for name in names
+    ]
+    for name, proc in zip(names, procs, strict=True):
+        _, err = proc.communicate(f"key-of-{name}-123456\n".encode(), timeout=60)
+        assert proc.returncode == 0, err
+    index = json.loads((config_dir(fresh) / "profiles.json").read_text())
+    keys = json.loads((config_dir(fresh) / "credentials.json").read_text())
+    assert sorted(index["profiles"]) == names
+    assert keys == {name: f"key-of-{name}-123456" for name in names}
+    leftovers = [p.name for p in config_dir(fresh).iterdir() if p.name.endswith(".part")]
+    assert leftovers == []

@@ -189,21 +189,30 @@ def _auth_status(result: AuthStatus, json_out: bool) -> None:
         return
     if not result.profiles:
         print(f"no profiles in {safe_text(result.config_dir)}; run: shandy auth login")
-    else:
-        stdout_console().print(_status_table(result))
+    elif sys.stdout.isatty():
+        table = Table(*STATUS_COLUMNS)
+        for values in _status_rows(result):
+            table.add_row(*map(cell, values))
+        stdout_console().print(table)
+    else:  # off a terminal, whole values a line, tab-separated: a table cuts paths short
+        for values in [list(STATUS_COLUMNS), *_status_rows(result)]:
+            print("\t".join(safe_text(one_line(v)) for v in values))
     print(safe_text(_precedence_line(result)))
 
 
-def _status_table(result: AuthStatus) -> Table:
-    table = Table("", "profile", "key", "kept in", "base URL", "works")
+STATUS_COLUMNS = ("in use", "profile", "key", "kept in", "base URL", "works")
+
+
+def _status_rows(result: AuthStatus) -> list[list[str]]:
+    rows = []
     for p in result.profiles:
         works = {True: "yes", False: "refused"}.get(p.works, "not checked")  # type: ignore[arg-type]
         if p.problem and p.works is not False:
-            works = f"? {one_line(p.problem)}"
+            works = f"? {p.problem}"
         mark = "*" if p.name == result.in_use else ""
         base = p.base_url or "(default)"
-        table.add_row(*map(cell, (mark, p.name, p.key or "-", p.where, base, works)))
-    return table
+        rows.append([mark, p.name, p.key or "-", p.where, base, works])
+    return rows
 
 
 def _precedence_line(result: AuthStatus) -> str:

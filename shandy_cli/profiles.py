@@ -97,9 +97,12 @@ def check_name(name: str) -> str:
 def config_dir(environ: Mapping[str, str] | None = None) -> Path:
     """Where profiles are kept: ``SHANDY_CONFIG_DIR``, or the platform's user config
     directory (``~/.config/shandy`` on Linux; ``XDG_CONFIG_HOME`` honoured)."""
+    from shandy_cli.config import read_dotenv
+
     env = os.environ if environ is None else environ
-    if env.get(ENV_CONFIG_DIR):
-        return Path(env[ENV_CONFIG_DIR]).expanduser()
+    chosen = env.get(ENV_CONFIG_DIR) or read_dotenv(Path(".env"), warn=False).get(ENV_CONFIG_DIR)
+    if chosen:  # as every setting: the environment, then .env in the working directory
+        return Path(chosen).expanduser()
     xdg = env.get("XDG_CONFIG_HOME")
     if os.name == "posix" and os.uname().sysname != "Darwin" and xdg:
         return Path(xdg).expanduser() / "shandy"
@@ -363,10 +366,16 @@ def login(
     env = os.environ if environ is None else environ
     files = Store.at(env)
     with files.locked():
+        entries = files.profiles()  # a damaged index stops the login before the key is kept
+        new = name not in entries
         kept, note = _keep(files, name, key, store)
-        entries = files.profiles()
         entries[name] = {"base_url": url, "saved_at": int(time.time()), **kept}
-        files.write_index(entries)
+        try:
+            files.write_index(entries)
+        except ConfigError:  # a full disk: no new profile's key left where nothing lists it
+            if new:
+                _forget_key(files, name, kept)
+            raise
     return LoginResult(
         profile=name,
         store=kept["store"],
@@ -401,6 +410,14 @@ def _keep(files: Store, name: str, key: str, store: str) -> tuple[dict[str, str]
     _drop_keychain_key(files, name)
     reason = note or "no keychain works here"
     return {"store": "file"}, f"{reason}: the key is kept in {files.keys_path} (mode 0600)"
+
+
+def _forget_key(files: Store, name: str, kept: Mapping[str, Any]) -> None:
+    with contextlib.suppress(Exception):  # best effort: the error being raised says why
+        if kept.get("store") == "file":
+            _drop_file_key(files, name)
+        else:
+            _drop_keychain_key(files, name, kept)
 
 
 def _drop_file_key(files: Store, name: str) -> bool:

@@ -7,6 +7,7 @@ a headless server: the file fallback), or a stand-in from ``keyring_store``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -36,7 +37,7 @@ def fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh HOME with nothing in it, no keychain, no key anywhere; the working dir."""
     home = tmp_path / "home"
     home.mkdir()
-    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME"):
+    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "SHANDY_CONFIG_DIR"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", NO_KEYCHAIN)
@@ -52,8 +53,10 @@ def config_dir(work: Path) -> Path:
 
 
 def env(work: Path, **extra: str) -> dict[str, str]:
-    """Our settings for a run: the state dir in the test's tree, imports quick."""
-    return {"SHANDY_STATE_DIR": str(work.parent / "state"), **extra}
+    """Our settings for a run: the state dir in the test's tree (run_cli unsets the rest of
+    ours; a test that moves the config dir sets SHANDY_CONFIG_DIR with monkeypatch)."""
+    moved = {k: v for k, v in os.environ.items() if k == "SHANDY_CONFIG_DIR"}
+    return {"SHANDY_STATE_DIR": str(work.parent / "state"), **moved, **extra}
 
 
 def login(work: Path, name: str, key: str, url: str, *more: str) -> Ran:
@@ -368,3 +371,40 @@ def test_logins_at_once_lose_no_profile(fresh: Path, sandbox) -> None:
     assert keys == {name: f"key-of-{name}-123456" for name in names}
     leftovers = [p.name for p in config_dir(fresh).iterdir() if p.name.endswith(".part")]
     assert leftovers == []
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KB file system (a tmpfs; root only): a disk that fills up."""
+    where = tmp_path / "tiny"
+    where.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=True)
+
+
+def test_a_full_disk_keeps_what_was_there(
+    fresh: Path, sandbox, tiny_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHANDY_CONFIG_DIR", str(tiny_disk / "cfg"))
+    assert login(fresh, "first", KEY_A, sandbox.url).returncode == 0
+    before = {p.name: p.read_bytes() for p in (tiny_disk / "cfg").iterdir()}
+    filler = tiny_disk / "filler"
+    with contextlib.suppress(OSError), filler.open("wb") as fh:
+        while True:
+            fh.write(b"\0" * 4096)
+            fh.flush()
+    ran = login(fresh, "second", KEY_B, sandbox.url)
+    assert ran.returncode == 2, ran.stderr
+    assert ran.stderr.strip().splitlines()[-1].endswith("No space left on device")
+    after = {p.name: p.read_bytes() for p in (tiny_disk / "cfg").iterdir()}
+    assert after == before  # no half file, no .part, the first profile intact
+    filler.unlink()
+    works = run_cli("--profile", "first", "fields", cwd=fresh, env=env(fresh))
+    assert works.returncode == 0, works.stderr

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import re
 import time
@@ -37,12 +38,14 @@ if TYPE_CHECKING:  # keyring costs ~80 ms to import: only a command that needs i
 DEFAULT_PROFILE = "default"
 SERVICE = "shandy"  # the keychain entry: service "shandy", user name = the profile's name
 ENV_CONFIG_DIR = "SHANDY_CONFIG_DIR"
+ENV_BASE_URL = "SALESHANDY_BASE_URL"  # config's name; config imports this module
 INDEX_FILE = "profiles.json"
 KEYS_FILE = "credentials.json"
 STORES = ("auto", "keychain", "file")
 # A name is a key in a JSON file and a keychain user name, never a path; the rule keeps it
 # one readable word in every message and table.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+log = logging.getLogger(__name__)
 CHECK_TIMEOUT = 15.0  # seconds: login and status make one cheap call, not an import's
 
 
@@ -97,10 +100,8 @@ def check_name(name: str) -> str:
 def config_dir(environ: Mapping[str, str] | None = None) -> Path:
     """Where profiles are kept: ``SHANDY_CONFIG_DIR``, or the platform's user config
     directory (``~/.config/shandy`` on Linux; ``XDG_CONFIG_HOME`` honoured)."""
-    from shandy_cli.config import read_dotenv
-
     env = os.environ if environ is None else environ
-    chosen = env.get(ENV_CONFIG_DIR) or read_dotenv(Path(".env"), warn=False).get(ENV_CONFIG_DIR)
+    chosen = _setting(ENV_CONFIG_DIR, env)
     if chosen:  # as every setting: the environment, then .env in the working directory
         return Path(chosen).expanduser()
     xdg = env.get("XDG_CONFIG_HOME")
@@ -270,15 +271,16 @@ def _write_json(path: Path, data: Any) -> None:
 def stored_profile(name: str, environ: Mapping[str, str]) -> StoredProfile | None:
     """The stored profile ``name``, or None when there is none (the ``default`` profile
     never made). A profile named on purpose (``--profile``, ``SHANDY_PROFILE``) that does
-    not exist is an error, but only once its key is needed: a key from the flag, the
-    environment or ``.env`` wins and never asks. Only the index is read here."""
+    not exist is a warning, once its key is needed: a key from the flag, the environment
+    or ``.env`` wins and never asks. Only the index is read here; the key when first
+    asked for."""
     check_name(name)
     store = Store.at(environ)
     entry = store.profiles().get(name)  # no index (a fresh HOME): one failed open
     if entry is None:
         if name == DEFAULT_PROFILE:
             return None
-        return StoredProfile(name, load=lambda: _missing(name))
+        return StoredProfile(name, load=lambda: _missing(name, store.root))
     base_url = entry.get("base_url") if isinstance(entry.get("base_url"), str) else None
 
     def load() -> str | None:
@@ -293,11 +295,27 @@ def stored_profile(name: str, environ: Mapping[str, str]) -> StoredProfile | Non
     return StoredProfile(name, base_url=base_url, where=store.where(name, entry), load=load)
 
 
-def _missing(name: str) -> str:
-    raise ConfigError(
-        f"no profile {name!r}: run shandy auth login --profile {name} "
-        "(shandy auth status lists the profiles)"
-    )
+_WARNED: set[tuple[str, Path]] = set()
+
+
+def forget_warnings() -> None:
+    """Warn again about a missing profile (each CLI invocation warns once)."""
+    _WARNED.clear()
+
+
+def _missing(name: str, root: Path) -> None:
+    """A profile named on purpose that does not exist: said once, as a warning (the
+    command may need no key: ``shandy runs``); one that needs a key then stops with the
+    usual "no API key" (exit 3)."""
+    if (name, root) not in _WARNED:
+        _WARNED.add((name, root))
+        log.warning(
+            "no profile %r in %s: run shandy auth login --profile %s "
+            "(shandy auth status lists the profiles)",
+            name,
+            root,
+            name,
+        )
 
 
 # -- login, status, logout --------------------------------------------------------------
@@ -360,10 +378,11 @@ def login(
     key = check_api_key(api_key)
     if not key:
         raise ConfigError("no API key given (an empty line); nothing was stored")
-    url = check_base_url(base_url) if base_url else None
+    env = os.environ if environ is None else environ
+    given = base_url or _setting(ENV_BASE_URL, env)  # the URL the key is checked (and kept) at
+    url = check_base_url(given) if given else None
     if verify:
         verify_key(key, url)
-    env = os.environ if environ is None else environ
     files = Store.at(env)
     with files.locked():
         entries = files.profiles()  # a damaged index stops the login before the key is kept
@@ -594,12 +613,16 @@ def _status_code(states: list[ProfileState]) -> ExitCode:
     return ExitCode(codes[0]) if codes else ExitCode.OK
 
 
+def _setting(name: str, environ: Mapping[str, str]) -> str | None:
+    """A setting from the environment, then ``.env`` in the working directory."""
+    from shandy_cli.config import read_dotenv
+
+    return environ.get(name) or read_dotenv(Path(".env"), warn=False).get(name) or None
+
+
 def profile_name(flag: str | None = None, environ: Mapping[str, str] | None = None) -> str:
     """The profile ``auth login``/``logout`` act on: the flag, else ``SHANDY_PROFILE``
     (environment, then ``.env``), else ``default``: the order ``resolve_settings`` uses,
     without resolving a key that a profile about to be made cannot have yet."""
-    from shandy_cli.config import ENV_PROFILE, read_dotenv
-
     env = os.environ if environ is None else environ
-    name = flag or env.get(ENV_PROFILE) or read_dotenv(Path(".env"), warn=False).get(ENV_PROFILE)
-    return check_name(name or DEFAULT_PROFILE)
+    return check_name(flag or _setting("SHANDY_PROFILE", env) or DEFAULT_PROFILE)

@@ -22,6 +22,7 @@ import orjson
 import typer
 from rich.console import Console
 
+from shandy_cli import profiles
 from shandy_cli._files import ensure_private_dir
 from shandy_cli.client import SaleshandyClient
 from shandy_cli.config import Settings, forget_warnings, resolve_settings
@@ -91,6 +92,7 @@ def start_invocation(verbose: bool, quiet: bool, profile: str | None = None) -> 
     GLOBALS.verbose, GLOBALS.quiet, GLOBALS.profile = verbose, quiet, profile
     _PS_WARNED.clear()
     forget_warnings()
+    profiles.forget_warnings()
     logger = logging.getLogger(LIBRARY_LOGGER)
     for old in [h for h in logger.handlers if isinstance(h, StderrHandler)]:
         logger.removeHandler(old)

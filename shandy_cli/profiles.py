@@ -284,13 +284,19 @@ def stored_profile(name: str, environ: Mapping[str, str]) -> StoredProfile | Non
     base_url = entry.get("base_url") if isinstance(entry.get("base_url"), str) else None
 
     def load() -> str | None:
-        key = store.read_key(name, entry)
+        try:
+            key = store.read_key(name, entry)
+        except ConfigError as exc:  # a locked keychain must not stop `shandy runs`
+            _warn_once(name, store.root, exc.detail)
+            return None
         if not key:
-            raise ConfigError(
+            _warn_once(
+                name,
+                store.root,
                 f"profile {name}: its key is gone from {store.where(name, entry)}; run: "
-                f"shandy auth login --profile {name}"
+                f"shandy auth login --profile {name}",
             )
-        return key
+        return key or None
 
     return StoredProfile(name, base_url=base_url, where=store.where(name, entry), load=load)
 
@@ -304,18 +310,21 @@ def forget_warnings() -> None:
 
 
 def _missing(name: str, root: Path) -> None:
-    """A profile named on purpose that does not exist: said once, as a warning (the
-    command may need no key: ``shandy runs``); one that needs a key then stops with the
-    usual "no API key" (exit 3)."""
+    """A profile named on purpose that does not exist, or whose key cannot be read: said
+    once, as a warning (the command may need no key: ``shandy runs``); one that needs a
+    key then stops with the usual "no API key" (exit 3)."""
+    _warn_once(
+        name,
+        root,
+        f"no profile {name!r} in {root}: run shandy auth login --profile {name} "
+        "(shandy auth status lists the profiles)",
+    )
+
+
+def _warn_once(name: str, root: Path, message: str) -> None:
     if (name, root) not in _WARNED:
         _WARNED.add((name, root))
-        log.warning(
-            "no profile %r in %s: run shandy auth login --profile %s "
-            "(shandy auth status lists the profiles)",
-            name,
-            root,
-            name,
-        )
+        log.warning("%s", message)
 
 
 # -- login, status, logout --------------------------------------------------------------

@@ -416,47 +416,6 @@ def test_a_full_disk_keeps_what_was_there(
     assert works.returncode == 0, works.stderr
 
 
-def test_the_prompt_on_a_terminal_never_echoes_the_key(fresh: Path, sandbox) -> None:
-    import fcntl
-    import pty
-    import select
-    import termios
-
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("SALESHANDY_", "SHANDY_"))}
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [*SHANDY, "auth", "login", "--profile", "acme", "--base-url", sandbox.url],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        cwd=fresh,
-        env=environ,
-        start_new_session=True,  # the terminal is its controlling one, as a user's is
-        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
-    )
-    os.close(slave)
-    seen, sent = b"", False
-    try:
-        while proc.poll() is None or select.select([master], [], [], 0.2)[0]:
-            if not select.select([master], [], [], 0.2)[0]:
-                continue
-            try:
-                chunk = os.read(master, 1024)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            seen += chunk
-            if b"API key" in seen and not sent:
-                os.write(master, (KEY_A + "\n").encode())
-                sent = True
-    finally:
-        os.close(master)
-    assert proc.wait(timeout=60) == 0, seen
-    assert KEY_A.encode() not in seen
-    assert b"profile acme: key ****cdef kept in" in seen
-    keys = json.loads((config_dir(fresh) / "credentials.json").read_text())
-    assert keys == {"acme": KEY_A}
-
-
 def test_login_checks_and_keeps_the_environments_base_url(fresh: Path, sandbox) -> None:
     ran = run_cli(
         "auth", "login", "--profile", "acme", "--with-key",
@@ -471,3 +430,22 @@ def test_login_checks_and_keeps_the_environments_base_url(fresh: Path, sandbox) 
         cwd=fresh, env=env(fresh), stdin=KEY_A.encode(),
     )  # fmt: skip
     assert bad.returncode == 2 and "refusing plain-http" in bad.stderr
+
+
+def test_a_keychain_that_cannot_be_read_is_a_warning_with_the_way_out(
+    fresh: Path, sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring_store.FileKeychain")
+    assert login(fresh, "acme", KEY_A, sandbox.url).returncode == 0
+    index = config_dir(fresh) / "profiles.json"
+    # cron: the keychain the key went to cannot be opened there
+    index.write_text(
+        index.read_text().replace("keyring_store.FileKeychain", "keyring_store.LockedKeychain")
+    )
+    ran = run_cli("--profile", "acme", "sequences", cwd=fresh, env=env(fresh))
+    assert ran.returncode == 3
+    assert "the keychain is locked" in ran.stderr and "--store file" in ran.stderr
+    runs = run_cli("runs", cwd=fresh, env=env(fresh, SHANDY_PROFILE="acme"))
+    assert runs.returncode == 0, runs.stderr
+    status = run_cli("auth", "status", cwd=fresh, env=env(fresh))
+    assert status.returncode == 2 and "cannot be read here" in status.stdout

@@ -314,6 +314,9 @@ class SaleshandyClient:
         self.budget = budget or RateBudget(rate_limits)
         self.sequence_page_size = SEQUENCE_PAGE_SIZE
         self.on_wait = on_wait
+        # Where the key came from ("profile acme", "SALESHANDY_API_KEY", ...: the settings'
+        # key_source), said with the masked key when it is refused.
+        self.key_source: str | None = None
         # verify=True always: TLS verification is never switched off (custom CAs via
         # SSL_CERT_FILE / SSL_CERT_DIR, which httpx honours).
         self._http = httpx.Client(
@@ -452,6 +455,8 @@ class SaleshandyClient:
         if response.status_code in call.ok:
             return unwrap(_json(response, call.what))
         hint = mask_secret(self._api_key) if self._api_key else None
+        if hint and self.key_source:
+            hint = f"{hint} from {self.key_source}"
         raise error_for(response, call.what, key_hint=hint)
 
     def _check_wait(self, endpoint: str, share: float) -> None:

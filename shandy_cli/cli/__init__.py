@@ -11,6 +11,7 @@ import typer
 
 from shandy_cli._version import __version__
 from shandy_cli.cli import (
+    auth_cmd,
     catalog_cmds,
     import_cmd,
     jobs_cmd,
@@ -20,7 +21,7 @@ from shandy_cli.cli import (
     status_cmd,
     trace_cmd,
 )
-from shandy_cli.cli.common import start_invocation
+from shandy_cli.cli.common import ProfileOpt, start_invocation
 from shandy_cli.exits import ExitCode
 
 app = typer.Typer(
@@ -51,15 +52,17 @@ def _root(
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
+    profile: ProfileOpt = None,
 ) -> None:
     """Bulk-import prospects into Saleshandy sequences.
 
     Examples:\n
       shandy import leads.csv --step StepA1\n
       shandy import leads.xlsx --sequence "Outbound Q4" --tag webinar --json\n
-      shandy status 129a184 --wait
+      shandy status 129a184 --wait\n
+      shandy --profile acme import leads.csv --step StepA1
     """
-    ctx.call_on_close(start_invocation(verbose=verbose, quiet=quiet))
+    ctx.call_on_close(start_invocation(verbose=verbose, quiet=quiet, profile=profile))
 
 
 app.command("import", epilog=import_cmd.EPILOG)(import_cmd.import_)
@@ -73,6 +76,7 @@ app.command("resume")(runs_cmd.resume)
 app.command("trace")(trace_cmd.trace)
 app.command("run", epilog=jobs_cmd.RUN_EPILOG)(jobs_cmd.run)
 app.command("jobs")(jobs_cmd.jobs)
+app.add_typer(auth_cmd.app, name="auth")
 
 
 def main() -> None:

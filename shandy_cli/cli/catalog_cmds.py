@@ -7,6 +7,7 @@ from shandy_cli.cli.common import (
     ApiKeyOpt,
     BaseUrlOpt,
     JsonOpt,
+    ProfileOpt,
     SandboxOpt,
     StateDirOpt,
     client_session,
@@ -22,6 +23,7 @@ def sequences(
     base_url: BaseUrlOpt = None,
     state_dir: StateDirOpt = None,
     sandbox: SandboxOpt = False,
+    profile: ProfileOpt = None,
 ) -> None:
     """List sequences and their step ids (what --step and --sequence take).
 
@@ -29,7 +31,7 @@ def sequences(
       shandy sequences\n
       shandy sequences --json | jq -r '.[].steps[].id'
     """
-    with client_session(api_key, base_url, state_dir, sandbox) as (client, _):
+    with client_session(api_key, base_url, state_dir, sandbox, profile) as (client, _):
         result = list_sequences(client)
     conclude(result, json_out)
 
@@ -41,6 +43,7 @@ def fields(
     base_url: BaseUrlOpt = None,
     state_dir: StateDirOpt = None,
     sandbox: SandboxOpt = False,
+    profile: ProfileOpt = None,
 ) -> None:
     """List the field labels the account has (system and custom).
 
@@ -48,6 +51,6 @@ def fields(
       shandy fields\n
       shandy fields --json
     """
-    with client_session(api_key, base_url, state_dir, sandbox) as (client, _):
+    with client_session(api_key, base_url, state_dir, sandbox, profile) as (client, _):
         result = list_fields(client)
     conclude(result, json_out)

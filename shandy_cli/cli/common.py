@@ -22,6 +22,7 @@ import orjson
 import typer
 from rich.console import Console
 
+from shandy_cli import profiles
 from shandy_cli._files import ensure_private_dir
 from shandy_cli.client import SaleshandyClient
 from shandy_cli.config import Settings, forget_warnings, resolve_settings
@@ -40,6 +41,7 @@ SANDBOX_KEY = "sandbox-key"
 class Globals:
     verbose: bool = False
     quiet: bool = False
+    profile: str | None = None  # the root `shandy --profile NAME`: a command's own wins
 
 
 GLOBALS = Globals()
@@ -83,13 +85,14 @@ class StderrHandler(logging.Handler):
         print(line, file=sys.stderr, flush=True)
 
 
-def start_invocation(verbose: bool, quiet: bool) -> Callable[[], None]:
+def start_invocation(verbose: bool, quiet: bool, profile: str | None = None) -> Callable[[], None]:
     """Set up one run of the command: fresh global state (an in-process caller, such as a
     test's ``CliRunner``, runs many), and the one handler that renders the library's log
     records. Returns the function that undoes it, called when the command ends."""
-    GLOBALS.verbose, GLOBALS.quiet = verbose, quiet
+    GLOBALS.verbose, GLOBALS.quiet, GLOBALS.profile = verbose, quiet, profile
     _PS_WARNED.clear()
     forget_warnings()
+    profiles.forget_warnings()
     logger = logging.getLogger(LIBRARY_LOGGER)
     for old in [h for h in logger.handlers if isinstance(h, StderrHandler)]:
         logger.removeHandler(old)
@@ -253,19 +256,27 @@ def settings_from(
             _PS_WARNED.append(True)
             warn("--api-key is visible to other users in `ps`; prefer SALESHANDY_API_KEY")
     settings = resolve_settings(
-        api_key=api_key, base_url=base_url, state_dir=state_dir, profile=profile
+        api_key=api_key, base_url=base_url, state_dir=state_dir, profile=chosen_profile(profile)
     )
     if settings.api_key:
         register_secret(settings.api_key)  # a profile's key too: never in any output
     return settings
 
 
+def chosen_profile(profile: str | None) -> str | None:
+    """The command's own ``--profile``, else the root's (``shandy --profile NAME import``);
+    None lets ``SHANDY_PROFILE`` and then ``default`` decide (``resolve_settings``)."""
+    return profile or GLOBALS.profile
+
+
 def open_client(settings: Settings) -> SaleshandyClient:
     """The client every command uses: retries said through logging (``client``'s default
     hook, rendered by ``StderrHandler``), budget waits too."""
-    return SaleshandyClient(
+    client = SaleshandyClient(
         settings.base_url, settings.api_key, on_wait=wait_line, rate_limits=settings.rate_limits
     )
+    client.key_source = settings.key_source  # a refused key's error says where it came from
+    return client
 
 
 @contextmanager

@@ -16,6 +16,7 @@ from shandy_cli.cli.common import (
     ProfileOpt,
     SandboxOpt,
     StateDirOpt,
+    chosen_profile,
     handle_errors,
     print_json,
     safe_text,
@@ -183,7 +184,7 @@ def run(
             base_url=base_url,
             state_dir=state_dir,
             sandbox=sandbox,
-            profile=profile or chosen.profile,
+            profile=chosen_profile(profile) or chosen.profile,  # the line's, root or own
         )
 
 

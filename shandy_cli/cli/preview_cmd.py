@@ -11,6 +11,7 @@ from shandy_cli.cli.common import (
     ApiKeyOpt,
     BaseUrlOpt,
     JsonOpt,
+    ProfileOpt,
     SandboxOpt,
     StateDirOpt,
     api_session,
@@ -36,6 +37,7 @@ def preview(
     base_url: BaseUrlOpt = None,
     state_dir: StateDirOpt = None,
     sandbox: SandboxOpt = False,
+    profile: ProfileOpt = None,
 ) -> None:
     """Show how FILE will be read (format, encoding, delimiter) and mapped to field labels.
 
@@ -44,7 +46,8 @@ def preview(
       shandy preview leads.csv
       shandy preview leads.xlsx --sheet Leads --limit 3 --json
     """
-    with api_session(api_key, base_url, state_dir, sandbox, key_optional=True) as (client, _):
+    session = api_session(api_key, base_url, state_dir, sandbox, key_optional=True, profile=profile)
+    with session as (client, _):
         result = preview_source(
             file,
             client,

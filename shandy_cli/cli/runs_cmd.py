@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,14 +11,17 @@ from shandy_cli.cli.common import (
     ApiKeyOpt,
     BaseUrlOpt,
     JsonOpt,
+    ProfileOpt,
     SandboxOpt,
     StateDirOpt,
     api_session,
+    chosen_profile,
     handle_errors,
     settings_from,
 )
 from shandy_cli.cli.import_cmd import document_on_every_exit, run_and_render
 from shandy_cli.cli.render import conclude
+from shandy_cli.journal import Journal
 from shandy_cli.pipeline.events import Listener
 from shandy_cli.pipeline.housekeeping import PRUNE_DAYS
 from shandy_cli.pipeline.polling import FIRST_INTERVAL
@@ -76,8 +80,12 @@ def resume(
     base_url: BaseUrlOpt = None,
     state_dir: StateDirOpt = None,
     sandbox: SandboxOpt = False,
+    profile: ProfileOpt = None,
 ) -> None:
     """Continue an unfinished import: send what was not accepted, then wait.
+
+    It continues with the account profile the run was made with, unless --profile
+    names another (a key from --api-key, SALESHANDY_API_KEY or .env still wins).
 
     \b
     Examples:
@@ -88,10 +96,12 @@ def resume(
         last = True
 
     def call(listener: Listener) -> ImportResult:
-        with api_session(api_key, base_url, state_dir, sandbox) as (client, conn):
+        chosen = chosen_profile(profile) or _recorded_profile(run_id, last, state_dir)
+        with api_session(api_key, base_url, state_dir, sandbox, profile=chosen) as (client, conn):
             return resume_import(
                 run_id,
                 last=last,
+                profile=chosen,
                 client=client,
                 state_dir=conn.settings.state_dir,
                 listener=listener,
@@ -102,3 +112,12 @@ def resume(
 
     with document_on_every_exit(json_out, []):
         run_and_render(call, json_out)
+
+
+def _recorded_profile(run_id: str | None, last: bool, state_dir: Path | None) -> str | None:
+    """The profile the journal says the run was made with: its account's key resumes it."""
+    settings = settings_from(None, None, state_dir)
+    with Journal(settings.state_dir) as journal:
+        record = journal.last() if last or not run_id else journal.get(run_id)
+    found = record.options.get("profile") if record is not None else None
+    return found if isinstance(found, str) and found else None

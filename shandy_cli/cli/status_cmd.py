@@ -11,6 +11,7 @@ from shandy_cli.cli.common import (
     ApiKeyOpt,
     BaseUrlOpt,
     JsonOpt,
+    ProfileOpt,
     SandboxOpt,
     StateDirOpt,
     client_session,
@@ -37,6 +38,7 @@ def status(
     base_url: BaseUrlOpt = None,
     state_dir: StateDirOpt = None,
     sandbox: SandboxOpt = False,
+    profile: ProfileOpt = None,
 ) -> None:
     """Show whether Saleshandy finished each request, and how many rows failed.
 
@@ -50,7 +52,7 @@ def status(
     """
     with (
         progress_for(json_out) as listener,
-        client_session(api_key, base_url, state_dir, sandbox) as (client, conn),
+        client_session(api_key, base_url, state_dir, sandbox, profile) as (client, conn),
     ):
         result = check_status(
             request_ids,

@@ -304,7 +304,9 @@ class _Run:
         if self.opts.dry_run:
             return self._dry_run(labels, step_id)
         spool_streams(self.paths, self.spools, self.state_dir, self.max_stream_bytes, self.stdin)
-        part = {"v": 2, "step": step_id, "options": self.opts.fingerprint_part()}
+        part: dict[str, Any] = {"v": 2, "step": step_id, "options": self.opts.fingerprint_part()}
+        if self.account:  # the same file for two accounts is two imports (their runs never mix)
+            part["account"] = self.account
         fingerprint, self.inputs = fingerprint_inputs(self.paths, self.spools, part)
         with Journal(self.state_dir) as journal:
             self.journal = journal

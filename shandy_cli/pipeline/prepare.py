@@ -286,13 +286,19 @@ def open_input(
     fastexcel: bool = True,
 ) -> Source:
     """Open one input, reading a private copy in place of stdin or a pipe when there is one."""
-    how = {"encoding": opts.encoding, "delimiter": opts.delimiter, "sheet": opts.sheet}
+    how: dict[str, Any] = {
+        "encoding": opts.encoding,
+        "delimiter": opts.delimiter,
+        "sheet": opts.sheet,
+        "member": opts.member,
+        "fastexcel": fastexcel,
+    }
     if spool is None:
-        return open_source(path, stdin=stdin, fastexcel=fastexcel, **how)
+        return open_source(path, stdin=stdin, **how)
     handle = spool.open("rb")
     try:
         shown = None if path == "-" else path
-        src = open_source("-", stdin=handle, name=shown, fastexcel=fastexcel, **how)
+        src = open_source("-", stdin=handle, name=shown, **how)
     except BaseException:
         handle.close()
         raise

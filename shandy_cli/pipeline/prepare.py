@@ -62,6 +62,7 @@ if TYPE_CHECKING:
 # When "auto" takes the columnar reader (pipeline/columnar/): decided here, before
 # anything imports polars, so small files never load it.
 COLUMNAR_MIN_SIZE = 2 << 20  # a CSV below this is as fast row by row as starting workers
+COLUMNAR_PACKED_RATIO = 5  # a compressed CSV's size unpacked, guessed (gzip, zstd: 4-8x)
 COLUMNAR_MIN_ROWS = 5000  # a sheet this small is read as fast row by row
 PROGRESS_EVERY = 2000  # rows between read-progress events: cheap, still smooth
 
@@ -655,13 +656,15 @@ def _done(value: str) -> Future[str]:
 
 def _cheap_no(info: SourceInfo, path: str | None, choice: str) -> bool:
     """Sources the columnar path never takes, decided without importing polars:
-    no file, not a delimited format, or (``choice`` "auto") a small one."""
+    no file, not a delimited format, or (``choice`` "auto") a small one (a compressed
+    one by its guessed size unpacked: ``COLUMNAR_PACKED_RATIO``)."""
     if path is None or info.format not in ("csv", "tsv", "txt"):
         return True
     if choice == "always":
         return False
+    ratio = COLUMNAR_PACKED_RATIO if info.compression else 1
     try:
-        return os.stat(path).st_size < COLUMNAR_MIN_SIZE
+        return os.stat(path).st_size * ratio < COLUMNAR_MIN_SIZE
     except OSError:
         return True
 

@@ -18,7 +18,6 @@ import sys
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from shandy_cli.config import DEFAULT_MAX_STREAM_BYTES
 from shandy_cli.errors import InputError
 
 from ._readers import compressed
@@ -68,7 +67,7 @@ class _How:
     sheet: str | None
     fastexcel: bool
     member: str | None
-    limit: int
+    limit: int | None  # None: compressed.MAX_INFLATED
 
 
 def open_source(
@@ -81,7 +80,7 @@ def open_source(
     name: str | None = None,
     fastexcel: bool = True,
     member: str | None = None,
-    max_bytes: int = DEFAULT_MAX_STREAM_BYTES,
+    max_bytes: int | None = None,
 ) -> Source:
     """Open ``path`` ("-" for stdin) for reading rows; raises InputError on file problems.
 

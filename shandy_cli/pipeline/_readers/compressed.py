@@ -48,6 +48,10 @@ MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 _BZIP2_BLOCK = b"\x31\x41\x59\x26\x53\x59"  # after "BZh" and the block-size digit
 HEAD = 16  # bytes enough to tell every signature above
+# The most a compressed input may inflate to: the bound on a stream copied aside
+# (``Settings.max_stream_bytes``' default), so an input is never refused for being
+# compressed that would be taken piped in plain.
+MAX_INFLATED = DEFAULT_MAX_STREAM_BYTES
 READ_BUFFER = 1 << 20
 # Member names a zip tool adds that are never the lead file (macOS resource forks,
 # Finder and Explorer metadata).
@@ -161,13 +165,14 @@ def decompressor(kind: str, raw: BinaryIO) -> Any:
 
 
 def inflate(
-    raw: BinaryIO, kind: str, *, name: str, limit: int, owns: bool = True
+    raw: BinaryIO, kind: str, *, name: str, limit: int | None = None, owns: bool = True
 ) -> io.BufferedReader:
     """``raw`` (gzip, bzip2, xz or zstd) decompressed as it is read, bounded by ``limit``.
 
     Buffered: ``read(n)`` returns ``n`` bytes unless the stream ends, as a file's does,
     which the readers' sampling and the columnar reader's blocks rely on.
     """
+    limit = MAX_INFLATED if limit is None else limit
     inner = decompressor(kind, raw)
     owned = (raw,) if owns else ()  # never the caller's stdin
     return io.BufferedReader(
@@ -198,7 +203,7 @@ def open_member(
     name: str,
     member: str | None,
     seekable: bool,
-    limit: int = DEFAULT_MAX_STREAM_BYTES,
+    limit: int | None = None,
     known: Callable[[str], bool] = lambda _n: True,
     owns: bool = True,
 ) -> Member:
@@ -210,6 +215,7 @@ def open_member(
     A zip read from a stream must be held in memory (zip's directory is at its end):
     at most ``spreadsheet.MEMORY_MAX_BYTES``. ``owns``: closing the member closes ``f``.
     """
+    limit = MAX_INFLATED if limit is None else limit
     location: BinaryIO = f if seekable else _in_memory(f, name)
     try:
         archive = zipfile.ZipFile(location)
@@ -329,7 +335,9 @@ def _check_member(info: zipfile.ZipInfo, name: str, limit: int, count: int) -> N
         )
 
 
-def reopen(path: str, kind: str, member: str | None, *, name: str, limit: int) -> io.BufferedReader:
+def reopen(
+    path: str, kind: str, member: str | None, *, name: str, limit: int | None = None
+) -> io.BufferedReader:
     """The decompressed bytes of the file at ``path`` again (``SourceInfo.compression``,
     ``.member``): what the columnar reader reads in blocks, without a copy on disk."""
     raw = open(path, "rb")  # noqa: SIM115 -- the returned stream owns and closes it

@@ -157,11 +157,14 @@ def _not_this(head: bytes, fmt: str) -> str:
     names = {"parquet": "a Parquet file", "ipc": "an Arrow IPC file", "json": "a JSON array"}
     if found:
         return f"this is {names[found]}, not {names[fmt]}: name it for what it is"
-    if fmt == "json" and head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+    start = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if fmt == "json" and start == b"{":
         return (
             "a .json input must be one array of objects ([{...}, {...}]); "
             "for one object per line, name it .jsonl"
         )
+    if fmt == "json" and start == b"[":
+        return "a .json input must be one array of objects ([{...}, {...}]), not of other values"
     return f"this is not {names[fmt]} (if it is text, name it .csv)"
 
 

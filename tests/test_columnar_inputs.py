@@ -218,3 +218,77 @@ def test_values_survive_as_text(
         for i, s in zip(ints, strings, strict=True)
     ]
     assert got == want
+
+
+# -- the columnar reader's sheet path, against the per-row loop ------------------------------
+
+
+def _prepare(path: Path, out: Path, way: str) -> tuple[object, ...]:
+    from shandy_cli.pipeline.prepare import PrepareContext, prepare
+    from shandy_cli.pipeline.results import ImportOptions
+
+    run_dir = out / "run"
+    run_dir.mkdir(parents=True)
+    ctx = PrepareContext(
+        paths=[str(path)],
+        opts=ImportOptions(step_id="S1", columnar=way),
+        labels=["Email", "First Name", "Company", "Phone Number", "Lead Source"],
+        step_id="S1",
+        run_dir=run_dir,
+        rejects_path=out / "rejects.csv",
+        listener=lambda e: None,
+        notice=lambda text, level: None,
+    )
+    got = prepare(ctx)
+    return (
+        (got.rows_read, got.rows_submitted, got.rows_rejected, got.rows_skipped),
+        [c.path.read_bytes() if c.path else None for c in got.chunks],
+        [got.keys_path(c).read_bytes() for c in got.chunks if c.path],
+        got.rejects_file.read_bytes() if got.rejects_file else None,
+        (run_dir / "sent.idx").read_bytes(),
+        got.rows_columnar,
+    )
+
+
+NOTES = [
+    'say "hi"',
+    "a,b",
+    "tab\there",
+    "back\\slash",
+    "line\nbreak",
+    "  padded  ",
+    "é🙂",
+    "",
+    None,
+]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "feather", "json"])
+@pytest.mark.parametrize("nul", [False, True])
+def test_sheet_path_sends_what_the_row_loop_sends(tmp_path: Path, fmt: str, nul: bool) -> None:
+    n = 3000
+    emails = [f"user{i}@example.test" for i in range(n)]
+    emails[5], emails[9], emails[11] = "bad", " USER3@Example.TEST ", None  # type: ignore[call-overload]
+    notes = [NOTES[i % len(NOTES)] for i in range(n)]
+    if nul:
+        notes[2000] = "a\x00b"  # the sheet path hands over to the row loop
+    frame = pl.DataFrame(
+        {
+            "Email": emails,
+            "First Name": [f"Ann{i}" if i % 7 else "" for i in range(n)],
+            "Phone Number": pl.Series([5550000000 + i if i % 5 else None for i in range(n)]),
+            "Lead Source": notes,
+        }
+    )
+    path = tmp_path / f"leads.{fmt}"
+    if fmt == "parquet":
+        frame.write_parquet(path, row_group_size=500)
+    elif fmt == "feather":
+        frame.write_ipc(path)
+    else:
+        path.write_text(json.dumps(frame.to_dicts()))
+    fast = _prepare(path, tmp_path / "fast", "always")
+    slow = _prepare(path, tmp_path / "slow", "never")
+    assert slow[-1] == 0
+    assert fast[-1] == (0 if nul else n)
+    assert fast[:-1] == slow[:-1]

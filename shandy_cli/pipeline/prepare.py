@@ -21,6 +21,7 @@ from shandy_cli._files import open_private
 from shandy_cli.client import SaleshandyClient
 from shandy_cli.config import columnar_mode
 from shandy_cli.errors import InputError, ShandyError
+from shandy_cli.pipeline._readers.columnar_files import ColumnarFileSource
 from shandy_cli.pipeline._readers.spreadsheet import WorkbookSource
 from shandy_cli.pipeline.changes import CHANGED, UNCHANGED, Changes, update_conflict
 from shandy_cli.pipeline.chunking import (
@@ -494,6 +495,8 @@ class _Reader:
             return 0, None
         if isinstance(src, WorkbookSource) and src.frame is not None:  # a text-only sheet
             return self._columnar_sheet(src, mapping, file_index)
+        if isinstance(src, ColumnarFileSource):  # Parquet, IPC, JSON: as a text sheet
+            return self._columnar_file(src, mapping, file_index)
         spool = self.ctx.spools.get(file_index)
         path = str(spool) if spool is not None else (None if info.path == "-" else info.path)
         if _cheap_no(info, path, self.columnar):
@@ -525,6 +528,25 @@ class _Reader:
             return exc.done, None
         src.drop_frame()  # all read: let the memory go
         return rows, info.size or 0
+
+    def _columnar_file(
+        self, src: ColumnarFileSource, mapping: Mapping, file_index: int
+    ) -> tuple[int, int | None]:
+        """A Parquet / IPC / JSON input through the sheet path, its values cast to text
+        (``ColumnarFileSource.text_sheet``): ~5x the per-row loop on 1M rows."""
+        from shandy_cli.pipeline import columnar
+
+        small = src.total < COLUMNAR_MIN_ROWS and self.columnar != "always"
+        if small or columnar.plan_problem(mapping) is not None:
+            return 0, None
+        frame = src.text_sheet()
+        try:
+            rows = columnar.read_sheet(
+                frame, 0, src.info, mapping, self._state(src.info, file_index)
+            )
+        except columnar.Handover as exc:
+            return exc.done, None
+        return rows, src.info.size or 0
 
     def _state(self, info: SourceInfo, file_index: int) -> columnar.RunState:
         """The run's state the columnar readers commit into."""

@@ -500,3 +500,47 @@ def test_wrong_compressed_kind_names_what_it_is(tmp_path: Path) -> None:
     ran = shandy(tmp_path, "preview", str(path))
     assert ran.returncode == 2
     assert "named .gz, but this is zstd data" in ran.stderr
+
+
+@pytest.mark.parametrize("fifo_name", ["pipe", "leads.zip", "leads.csv.gz"])
+def test_pipes_of_archives_are_read(tmp_path: Path, fifo_name: str) -> None:
+    """A FIFO (what ``<(cat leads.zip)`` is): spooled, then read for what it holds."""
+    import os
+    import threading
+
+    data = zipped({"leads.csv": csv_bytes()}) if "zip" in fifo_name else gzip.compress(csv_bytes())
+    for dry in (True, False):
+        fifo = tmp_path / fifo_name
+        os.mkfifo(fifo)
+
+        def feed(target: Path = fifo) -> None:
+            with open(target, "wb") as fh:
+                fh.write(data)
+
+        writer = threading.Thread(target=feed)
+        writer.start()
+        args = ["--dry-run"] if dry else []
+        ran = shandy(
+            tmp_path, "import", str(fifo), "--sandbox", "--step", "StepA1", "--json", *args
+        )
+        writer.join()
+        fifo.unlink()
+        assert ran.returncode == 1, (dry, ran.stderr)
+        assert {k: json.loads(ran.stdout)[k] for k in EXPECTED_COUNTS} == EXPECTED_COUNTS
+
+
+def test_a_compressed_workbook_is_read_in_memory(tmp_path: Path) -> None:
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(HEADER)
+    for row in lead_rows(10):
+        sheet.append([*row[:3], int(row[3])])
+    buf = io.BytesIO()
+    book.save(buf)
+    (tmp_path / "leads.xlsx.gz").write_bytes(gzip.compress(buf.getvalue()))
+    (tmp_path / "book.zip").write_bytes(zipped({"leads.xlsx": buf.getvalue()}))
+    for name in ("leads.xlsx.gz", "book.zip"):
+        rows = [r.values for r in open_source(str(tmp_path / name)).rows()]
+        assert rows[1] == ["person1@example.com", "Ann 1", "Acme, Inc. 1", "5550000001"]

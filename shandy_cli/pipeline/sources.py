@@ -102,7 +102,9 @@ def open_source(
     how = _How(encoding, delimiter, sheet, fastexcel, member, max_bytes)
     if path == "-":
         source = stdin if stdin is not None else sys.stdin.buffer
-        return _open_any(source, path=path, shown=name or STDIN_NAME, named=name, how=how)
+        # a name whose extension says nothing (/dev/fd/63 of a pipe) leaves it to the content
+        named = name if name and _is_lead_name(name) else None
+        return _open_any(source, path=path, shown=name or STDIN_NAME, named=named, how=how)
     f, is_regular = _open_file(path)
     try:
         size = os.fstat(f.fileno()).st_size if is_regular else None
@@ -148,7 +150,9 @@ def _open_any(
         )
     if kind is not None and magic != kind:
         raise InputError(_not_compressed(head, kind, named or shown), file=shown)
-    if kind is None and magic == "zip" and _is_workbook(f, seekable):
+    if kind is None and magic == "zip" and not seekable:
+        f, seekable = compressed.in_memory(f, shown), True  # a zip's directory is at its end
+    if kind is None and magic == "zip" and _is_workbook(f):
         magic = None  # an unnamed .xlsx or .ods: a workbook, not an archive of lead files
     if kind is None and magic is None:
         return _open_stream(f, path=path, name=shown, fmt=None, size=size, how=how, owned=owned)
@@ -186,10 +190,8 @@ def _peek(f: BinaryIO) -> tuple[bytes, BinaryIO, bool]:
     return head, compressed.replay(head, f), False
 
 
-def _is_workbook(f: BinaryIO, seekable: bool) -> bool:
+def _is_workbook(f: BinaryIO) -> bool:
     """An unnamed zip: an .xlsx / .ods workbook (by the members that make one), or not."""
-    if not seekable:
-        return True  # read whole by open_workbook, which tells the two apart no further
     try:
         import zipfile
 

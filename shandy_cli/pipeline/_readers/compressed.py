@@ -216,7 +216,7 @@ def open_member(
     at most ``spreadsheet.MEMORY_MAX_BYTES``. ``owns``: closing the member closes ``f``.
     """
     limit = MAX_INFLATED if limit is None else limit
-    location: BinaryIO = f if seekable else _in_memory(f, name)
+    location: BinaryIO = f if seekable else in_memory(f, name)
     try:
         archive = zipfile.ZipFile(location)
         infos = archive.infolist()
@@ -242,7 +242,8 @@ def open_member(
         raise
 
 
-def _in_memory(f: BinaryIO, name: str) -> BinaryIO:
+def in_memory(f: BinaryIO, name: str) -> BinaryIO:
+    """A zip from a stream, held in memory (bounded) so its directory can be read."""
     data = f.read(MEMORY_MAX_BYTES + 1)
     if len(data) > MEMORY_MAX_BYTES:
         raise InputError(

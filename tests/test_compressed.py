@@ -584,3 +584,8 @@ def test_kill_9_mid_run_on_an_archive_then_resume(
     assert doc["resumed"] is True and doc["completed"] is True
     assert 7 <= accepted() <= 8  # 35 rows in chunks of 5; the one in flight at most once more
     assert len(landed(sandbox)) == 35
+
+
+def test_member_leaves_older_fingerprints_as_they_were() -> None:
+    assert "member" not in ImportOptions().fingerprint_part()
+    assert ImportOptions.from_json(ImportOptions(member="a.csv").to_json()).member == "a.csv"

@@ -207,7 +207,8 @@ class ImportOptions:
             data["suppress"] = [_file_digest(Path(p)) for p in self.suppress]
         else:  # fingerprints of runs from before --suppress stay as they were
             data.pop("suppress")
-        for later in ("only_changed", "update_existing"):  # so do those from before these
+        # so do those from before these
+        for later in ("only_changed", "update_existing", "member"):
             if not data[later]:
                 data.pop(later)
         return {k: v for k, v in data.items() if k not in NOT_FINGERPRINTED}

@@ -91,9 +91,11 @@ def open_source(
 
     A compressed input (``.gz``, ``.bz2``, ``.xz``, ``.zst``, or a ``.zip`` holding one
     lead file, ``member`` when it holds several; by its magic bytes when it has no
-    name) is read as it decompresses, at most ``max_bytes`` of it; its format is its
-    inner name's (``leads.csv.gz`` is a CSV), and its rows are named
-    ``leads.csv.gz`` / ``leads.zip:leads.csv`` in ``_file``.
+    name) is read as it decompresses, at most ``max_bytes`` of it (None:
+    ``compressed.MAX_INFLATED``, 4 GB); its format is its inner name's (``leads.csv.gz``
+    is a CSV), and its rows are named ``leads.csv.gz`` / ``leads.zip:leads.csv`` in
+    ``_file``. Parquet, Arrow IPC and JSON arrays come as rows of text
+    (``_readers/columnar_files.py``).
     """
     if encoding is not None:
         encoding = normalize_encoding(encoding)

@@ -166,7 +166,6 @@ def _open_any(
         path=path,
         shown=shown,
         how=how,
-        size=size,
         owned=owned,
         seekable=seekable,
     )
@@ -225,7 +224,6 @@ def _open_packed(
     path: str,
     shown: str,
     how: _How,
-    size: int | None,
     owned: bool,
     seekable: bool,
 ) -> Source:
@@ -247,8 +245,10 @@ def _open_packed(
         stream = compressed.inflate(f, kind, name=shown, limit=how.limit, owns=owned)
     try:
         fmt = _inner_format(inner, shown)
+        # No size: progress counts the bytes read unpacked, which the archive's size
+        # would put past 100% (and its ETA at nothing); stdin's progress is the same.
         src = _open_stream(
-            stream, path=path, name=shown, fmt=fmt, size=size, how=how, owned=True, packed=True
+            stream, path=path, name=shown, fmt=fmt, size=None, how=how, owned=True, packed=True
         )
     except BaseException:
         stream.close()

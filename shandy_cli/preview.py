@@ -49,6 +49,7 @@ def preview_file(
     encoding: str | None = None,
     delimiter: str | None = None,
     sheet: str | None = None,
+    member: str | None = None,
     column_map: dict[str, str] | None = None,
     mapping_file: Path | None = None,
     constants: dict[str, str] | None = None,
@@ -59,7 +60,9 @@ def preview_file(
     if mapping_file:
         file_map, file_set = load_mapping_file(mapping_file)
         explicit, consts = {**file_map, **explicit}, {**file_set, **consts}
-    with open_source(path, encoding=encoding, delimiter=delimiter, sheet=sheet, stdin=stdin) as src:
+    with open_source(
+        path, encoding=encoding, delimiter=delimiter, sheet=sheet, member=member, stdin=stdin
+    ) as src:
         info = src.info
         rows = list(itertools.islice(src.rows(), max(limit, 0)))
     problem = None

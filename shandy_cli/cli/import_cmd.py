@@ -65,6 +65,9 @@ def import_(
         list[str] | None, typer.Option("--set", help='"Field Label=value" on every prospect.')
     ] = None,
     sheet: Annotated[str | None, typer.Option("--sheet", help="Workbook sheet.")] = None,
+    member: Annotated[
+        str | None, typer.Option("--member", help="The file to read inside a .zip input.")
+    ] = None,
     encoding: Annotated[str | None, typer.Option("--encoding", help="Text encoding.")] = None,
     delimiter: Annotated[str | None, typer.Option("--delimiter", help="CSV delimiter.")] = None,
     on_unknown_column: Annotated[
@@ -159,6 +162,7 @@ def import_(
             mapping_file=mapping,
             constants=parse_pairs(set_ or [], "--set"),
             sheet=sheet,
+            member=member,
             encoding=encoding,
             delimiter=delimiter,
             on_unknown_column=on_unknown_column,

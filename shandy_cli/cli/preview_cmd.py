@@ -30,6 +30,9 @@ def preview(
     mapping: Annotated[Path | None, typer.Option("--mapping", help="Mapping file.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help='"Field Label=value".')] = None,
     sheet: Annotated[str | None, typer.Option("--sheet")] = None,
+    member: Annotated[
+        str | None, typer.Option("--member", help="The file to read inside a .zip input.")
+    ] = None,
     encoding: Annotated[str | None, typer.Option("--encoding")] = None,
     delimiter: Annotated[str | None, typer.Option("--delimiter")] = None,
     json_out: JsonOpt = False,
@@ -55,6 +58,7 @@ def preview(
             encoding=encoding,
             delimiter=delimiter,
             sheet=sheet,
+            member=member,
             column_map=parse_pairs(map_ or [], "--map"),
             mapping_file=mapping,
             constants=parse_pairs(set_ or [], "--set"),

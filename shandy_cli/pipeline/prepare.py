@@ -21,6 +21,7 @@ from shandy_cli._files import open_private
 from shandy_cli.client import SaleshandyClient
 from shandy_cli.config import columnar_mode
 from shandy_cli.errors import InputError, ShandyError
+from shandy_cli.pipeline._readers.columnar_files import ColumnarFileSource
 from shandy_cli.pipeline._readers.spreadsheet import WorkbookSource
 from shandy_cli.pipeline.changes import CHANGED, UNCHANGED, Changes, update_conflict
 from shandy_cli.pipeline.chunking import (
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
 # When "auto" takes the columnar reader (pipeline/columnar/): decided here, before
 # anything imports polars, so small files never load it.
 COLUMNAR_MIN_SIZE = 2 << 20  # a CSV below this is as fast row by row as starting workers
+COLUMNAR_PACKED_RATIO = 5  # a compressed CSV's size unpacked, guessed (gzip, zstd: 4-8x)
 COLUMNAR_MIN_ROWS = 5000  # a sheet this small is read as fast row by row
 PROGRESS_EVERY = 2000  # rows between read-progress events: cheap, still smooth
 
@@ -286,13 +288,19 @@ def open_input(
     fastexcel: bool = True,
 ) -> Source:
     """Open one input, reading a private copy in place of stdin or a pipe when there is one."""
-    how = {"encoding": opts.encoding, "delimiter": opts.delimiter, "sheet": opts.sheet}
+    how: dict[str, Any] = {
+        "encoding": opts.encoding,
+        "delimiter": opts.delimiter,
+        "sheet": opts.sheet,
+        "member": opts.member,
+        "fastexcel": fastexcel,
+    }
     if spool is None:
-        return open_source(path, stdin=stdin, fastexcel=fastexcel, **how)
+        return open_source(path, stdin=stdin, **how)
     handle = spool.open("rb")
     try:
         shown = None if path == "-" else path
-        src = open_source("-", stdin=handle, name=shown, fastexcel=fastexcel, **how)
+        src = open_source("-", stdin=handle, name=shown, **how)
     except BaseException:
         handle.close()
         raise
@@ -487,6 +495,8 @@ class _Reader:
             return 0, None
         if isinstance(src, WorkbookSource) and src.frame is not None:  # a text-only sheet
             return self._columnar_sheet(src, mapping, file_index)
+        if isinstance(src, ColumnarFileSource):  # Parquet, IPC, JSON: as a text sheet
+            return self._columnar_file(src, mapping, file_index)
         spool = self.ctx.spools.get(file_index)
         path = str(spool) if spool is not None else (None if info.path == "-" else info.path)
         if _cheap_no(info, path, self.columnar):
@@ -518,6 +528,25 @@ class _Reader:
             return exc.done, None
         src.drop_frame()  # all read: let the memory go
         return rows, info.size or 0
+
+    def _columnar_file(
+        self, src: ColumnarFileSource, mapping: Mapping, file_index: int
+    ) -> tuple[int, int | None]:
+        """A Parquet / IPC / JSON input through the sheet path, its values cast to text
+        (``ColumnarFileSource.text_sheet``): ~5x the per-row loop on 1M rows."""
+        from shandy_cli.pipeline import columnar
+
+        small = src.total < COLUMNAR_MIN_ROWS and self.columnar != "always"
+        if small or columnar.plan_problem(mapping) is not None:
+            return 0, None
+        frame = src.text_sheet()
+        try:
+            rows = columnar.read_sheet(
+                frame, 0, src.info, mapping, self._state(src.info, file_index)
+            )
+        except columnar.Handover as exc:
+            return exc.done, None
+        return rows, src.info.size or 0
 
     def _state(self, info: SourceInfo, file_index: int) -> columnar.RunState:
         """The run's state the columnar readers commit into."""
@@ -649,13 +678,15 @@ def _done(value: str) -> Future[str]:
 
 def _cheap_no(info: SourceInfo, path: str | None, choice: str) -> bool:
     """Sources the columnar path never takes, decided without importing polars:
-    no file, not a delimited format, or (``choice`` "auto") a small one."""
+    no file, not a delimited format, or (``choice`` "auto") a small one (a compressed
+    one by its guessed size unpacked: ``COLUMNAR_PACKED_RATIO``)."""
     if path is None or info.format not in ("csv", "tsv", "txt"):
         return True
     if choice == "always":
         return False
+    ratio = COLUMNAR_PACKED_RATIO if info.compression else 1
     try:
-        return os.stat(path).st_size < COLUMNAR_MIN_SIZE
+        return os.stat(path).st_size * ratio < COLUMNAR_MIN_SIZE
     except OSError:
         return True
 

@@ -61,6 +61,9 @@ class ImportOptions:
         mapping_file: a JSON or ``Column=Label`` file of the same (``--mapping``).
         constants: field label -> a value set on every prospect (``--set``).
         sheet: the workbook sheet to read (``--sheet``); the first one by default.
+        member: the file to read inside a ``.zip`` input (``--member``): its name in
+            the archive, or its base name when that is unique; needed only when the
+            archive holds several lead files. Part of the fingerprint.
         encoding: the text encoding of CSV/TSV/JSONL inputs; detected when None.
         delimiter: the CSV delimiter; sniffed when None.
         on_unknown_column: a column that matches no field label: ``error`` (stop
@@ -110,6 +113,7 @@ class ImportOptions:
     mapping_file: Path | None = None
     constants: dict[str, str] = field(default_factory=dict)
     sheet: str | None = None
+    member: str | None = None
     encoding: str | None = None
     delimiter: str | None = None
     on_unknown_column: str = "error"
@@ -203,7 +207,8 @@ class ImportOptions:
             data["suppress"] = [_file_digest(Path(p)) for p in self.suppress]
         else:  # fingerprints of runs from before --suppress stay as they were
             data.pop("suppress")
-        for later in ("only_changed", "update_existing"):  # so do those from before these
+        # so do those from before these
+        for later in ("only_changed", "update_existing", "member"):
             if not data[later]:
                 data.pop(later)
         return {k: v for k, v in data.items() if k not in NOT_FINGERPRINTED}

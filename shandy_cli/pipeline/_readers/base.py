@@ -21,11 +21,17 @@ REPLACEMENT = "\ufffd"
 class SourceInfo:
     path: str  # as given by the user ("-" for stdin)
     name: str  # display name used in _file and messages ("<stdin>" for stdin)
-    format: str  # "csv" | "tsv" | "txt" | "xlsx" | "xls" | "ods" | "jsonl"
+    format: (
+        str  # "csv" | "tsv" | "txt" | "xlsx" | "xls" | "ods" | "jsonl" | "parquet" | "ipc" | "json"
+    )
     encoding: str | None  # None for spreadsheets
     delimiter: str | None  # None for spreadsheets and JSONL
     columns: list[str]  # the header exactly as in the file (not trimmed)
     size: int | None  # file bytes when known (for ETA)
+    # How the bytes were packed: "gzip", "bzip2", "xz", "zstd" or "zip" (None: as
+    # they are), and the zip member read: what reading the file again must undo.
+    compression: str | None = None
+    member: str | None = None
 
 
 @dataclass(slots=True)

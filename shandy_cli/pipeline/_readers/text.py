@@ -30,7 +30,12 @@ MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\xff\xd8\xff", "a JPEG image"),
     (b"GIF8", "a GIF image"),
     (b"%PDF", "a PDF document"),
-    (b"\x1f\x8b", "gzip-compressed data"),
+    (b"\x1f\x8b", "gzip-compressed data (name it .gz)"),
+    (b"\xfd7zXZ\x00", "xz-compressed data (name it .xz)"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed data (name it .zst)"),
+    (b"BZh91AY&SY", "bzip2-compressed data (name it .bz2)"),
+    (b"PAR1", "a Parquet file (name it .parquet)"),
+    (b"ARROW1", "an Arrow IPC file (name it .arrow)"),
     (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
     (b"Rar!", "a RAR archive"),
 )

@@ -6,7 +6,7 @@ import functools
 import os
 import stat
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from shandy_cli.pipeline.columnar.commit import _Commit, _pipeline
 from shandy_cli.pipeline.columnar.encoder import _Columnar, _Parsed
@@ -19,6 +19,21 @@ from shandy_cli.pipeline.validation import EMAIL_LABEL
 
 if TYPE_CHECKING:
     from shandy_cli.pipeline.sources import SourceInfo
+
+
+# A CSV compresses ~4-8x with gzip or zstd: the guess at a packed file's size unpacked.
+PACKED_RATIO = 5
+
+
+def _opener(path: str, info: SourceInfo) -> Callable[[], BinaryIO]:
+    """How to open the source's bytes: the file, or the file decompressed as it is read
+    (no copy on disk; bounded as ``open_source`` bounds it)."""
+    kind = info.compression
+    if kind is None:
+        return lambda: open(path, "rb")
+    from shandy_cli.pipeline._readers.compressed import reopen
+
+    return functools.partial(reopen, path, kind, info.member, name=info.name)
 
 
 def columnar_eligible(info: SourceInfo, mapping: Mapping | None, path: str | None) -> str | None:
@@ -82,12 +97,14 @@ def read_columnar(path: str, info: SourceInfo, mapping: Mapping, state: RunState
     assert info.delimiter is not None
     delimiter = info.delimiter
     codec = source_codec(info.encoding)  # columnar_eligible has checked it
-    with open(path, "rb") as f:
+    opener = _opener(path, info)
+    with opener() as f:
         codec, bom = _unit_codec(codec, f.read(2))
-    expect = os.path.getsize(path)
+    # the bytes to expect, for the first block's guess at the row count
+    expect = os.path.getsize(path) * (PACKED_RATIO if info.compression else 1)
 
     def jobs() -> Iterator[Callable[[], _Parsed]]:
-        for block in _blocks(path, info.columns, delimiter, codec, bom):
+        for block in _blocks(path, info.columns, delimiter, codec, bom, opener):
             yield functools.partial(reader.parse, block, delimiter, codec)
 
     return _pipeline(jobs(), commit, expect, state.progress)

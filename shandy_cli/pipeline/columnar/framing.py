@@ -9,8 +9,9 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 
@@ -198,16 +199,23 @@ def _last_record_end(buf: bytes) -> int:
 
 
 def _blocks(
-    path: str, columns: list[str], delimiter: str, codec: str | None = None, bom: int = 0
+    path: str,
+    columns: list[str],
+    delimiter: str,
+    codec: str | None = None,
+    bom: int = 0,
+    opener: Callable[[], BinaryIO] | None = None,
 ) -> Iterator[bytes]:
     """The data records of a CSV file as byte blocks of whole records; header checked.
 
     The blocks are the file's bytes: in ``codec`` when it is not None (see
     ``source_codec``; ``_Columnar.parse`` transcodes them).  UTF-16 ("utf-16-le"
-    or "-be" here) is cut on whole code units, after ``bom`` bytes.
+    or "-be" here) is cut on whole code units, after ``bom`` bytes.  ``opener``
+    opens the bytes in place of ``path`` (a compressed file, decompressed as it is
+    read: ``compressed.reopen``); its ``read(n)`` must return ``n`` bytes until the end.
     """
     unit = codec if codec in ("utf-16-le", "utf-16-be") else None  # cut on code units
-    with open(path, "rb") as f:
+    with opener() if opener is not None else open(path, "rb") as f:
         buf = f.read(BLOCK)
         if codec is None and buf.startswith(BOM):
             buf = buf[3:]

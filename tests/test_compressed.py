@@ -461,9 +461,12 @@ def test_attacks_are_one_clear_line_exit_2_nothing_sent(
 ) -> None:
     name, build, said = ATTACKS[attack]
     build(tmp_path / name)
-    # the inflate bound lowered for the gzip bomb (4 GB by default): the same code path
-    monkeypatch.setattr(compressed, "MAX_INFLATED", 4 << 20)
-    env = {"SALESHANDY_BASE_URL": sandbox.url, "SALESHANDY_API_KEY": "k"}
+    # the inflate bound lowered for the gzip bomb (4 GB by default) by its setting
+    env = {
+        "SALESHANDY_BASE_URL": sandbox.url,
+        "SALESHANDY_API_KEY": "k",
+        "SHANDY_MAX_STREAM_BYTES": "4MB",
+    }
     for way in ("never", "always"):
         ran = shandy(
             tmp_path,

@@ -143,6 +143,8 @@ class PrepareContext:
     skip_keys: set[int] = field(default_factory=set)
     # --only-changed: the ledger's last landings (None: every row goes to the target)
     changes: Changes | None = None
+    # the most a compressed input may inflate to (Settings.max_stream_bytes; None: 4 GB)
+    max_stream_bytes: int | None = None
     # Label -> fieldType of the account's fields (empty without a key): which
     # values must be numbers.
     field_types: dict[str, str] = field(default_factory=dict)
@@ -271,7 +273,16 @@ def _open_sources(ctx: PrepareContext) -> list[Source]:
         for index, path in enumerate(ctx.paths):
             spool = ctx.spools.get(index)
             fastexcel = ctx.fastexcel_choice
-            sources.append(open_input(path, ctx.opts, spool, ctx.stdin, fastexcel=fastexcel))
+            sources.append(
+                open_input(
+                    path,
+                    ctx.opts,
+                    spool,
+                    ctx.stdin,
+                    fastexcel=fastexcel,
+                    max_bytes=ctx.max_stream_bytes,
+                )
+            )
     except BaseException:
         for src in sources:
             src.close()
@@ -286,14 +297,18 @@ def open_input(
     stdin: BinaryIO | None = None,
     *,
     fastexcel: bool = True,
+    max_bytes: int | None = None,
 ) -> Source:
-    """Open one input, reading a private copy in place of stdin or a pipe when there is one."""
+    """Open one input, reading a private copy in place of stdin or a pipe when there is one.
+    ``max_bytes`` bounds a compressed input's decompressed bytes (``SHANDY_MAX_STREAM_BYTES``;
+    None: the default)."""
     how: dict[str, Any] = {
         "encoding": opts.encoding,
         "delimiter": opts.delimiter,
         "sheet": opts.sheet,
         "member": opts.member,
         "fastexcel": fastexcel,
+        "max_bytes": max_bytes,
     }
     if spool is None:
         return open_source(path, stdin=stdin, **how)

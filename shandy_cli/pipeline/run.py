@@ -669,6 +669,7 @@ class _Run:
             spools=self.spools,
             skip_keys=skip,
             changes=changes,
+            max_stream_bytes=self.max_stream_bytes,
             field_types=self.field_types,
             **self.reading,
         )

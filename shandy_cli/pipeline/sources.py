@@ -254,6 +254,7 @@ def _open_packed(
         stream.close()
         raise
     src.info.compression, src.info.member = kind, member
+    src.info.inflate_limit = how.limit  # reading it again (the columnar reader) is bounded alike
     return src
 
 

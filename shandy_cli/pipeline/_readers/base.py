@@ -32,6 +32,7 @@ class SourceInfo:
     # they are), and the zip member read: what reading the file again must undo.
     compression: str | None = None
     member: str | None = None
+    inflate_limit: int | None = None  # the bound on its decompressed bytes (None: 4 GB)
 
 
 @dataclass(slots=True)

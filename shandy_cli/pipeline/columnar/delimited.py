@@ -33,7 +33,9 @@ def _opener(path: str, info: SourceInfo) -> Callable[[], BinaryIO]:
         return lambda: open(path, "rb")
     from shandy_cli.pipeline._readers.compressed import reopen
 
-    return functools.partial(reopen, path, kind, info.member, name=info.name)
+    return functools.partial(
+        reopen, path, kind, info.member, name=info.name, limit=info.inflate_limit
+    )
 
 
 def columnar_eligible(info: SourceInfo, mapping: Mapping | None, path: str | None) -> str | None:

@@ -252,8 +252,18 @@ class Job:
             "step_number": self.options.step_number,
             "files": list(self.files),
             "profile": self.profile,
-            "options": {k: _jsonable(v) for k, v in self.keys.items()},
+            "options": {k: _listed(k, v) for k, v in self.keys.items()},
         }
+
+
+def _listed(key: str, value: Any) -> Any:
+    """A job's value as ``shandy jobs`` may show it: webhook URLs masked (a Slack URL's
+    path is its token), everything else as it is."""
+    if key == "notify":
+        from shandy_cli.notify import mask_url
+
+        return [mask_url(str(url)) for url in value]
+    return _jsonable(value)
 
 
 @dataclass(frozen=True)

@@ -683,3 +683,18 @@ def test_an_endless_config_is_read_only_to_the_cap(tmp_path: Path) -> None:
     ran = run_cli("jobs", "--config", "/dev/zero", cwd=tmp_path, env={})
     assert ran.returncode == 2 and "larger than" in ran.stderr
     assert time.monotonic() - started < 10
+
+
+def test_shandy_jobs_masks_webhook_urls(tmp_path: Path) -> None:
+    """A Slack URL's path is its token: `shandy jobs` never shows it."""
+    (tmp_path / "a.csv").write_text("Email\na@example.com\n")
+    (tmp_path / "shandy.toml").write_text(
+        '[jobs.n]\nfiles = ["a.csv"]\nstep = "S1"\n'
+        'notify = ["https://hooks.slack.com/services/T0/B0/SECRETTOKEN42"]\n'
+    )
+    env = {"SHANDY_STATE_DIR": str(tmp_path / "s")}
+    for args in (["jobs"], ["jobs", "--json"]):
+        listed = run_cli(*args, cwd=tmp_path, env=env)
+        assert listed.returncode == 0, listed.stderr
+        assert "SECRETTOKEN42" not in listed.stdout + listed.stderr
+        assert "hooks.slack.com" in listed.stdout

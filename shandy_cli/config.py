@@ -14,7 +14,7 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from dotenv import dotenv_values
 from platformdirs import user_state_dir
@@ -121,22 +121,38 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def check_base_url(url: str) -> str:
-    """Refuse anything but https, except plain http to a loopback host (the sandbox)."""
-    url = url.strip()
+# What ``url_problem`` finds: the URL is no URL, not http(s), or plain http off loopback.
+NOT_A_URL, NOT_HTTP, PLAIN_HTTP = "is not a valid URL", "is not an http(s) URL", "plain http"
+
+
+def url_problem(url: str) -> tuple[str | None, SplitResult | None]:
+    """The one rule for every URL shandy sends to (the API, webhooks): https, or plain
+    http to a loopback host only. Returns what is wrong (``NOT_A_URL``, ``NOT_HTTP``,
+    ``PLAIN_HTTP``, None) and the URL's parts; each caller words its own error."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 -- raises ValueError on a bad port
     except ValueError:
-        raise ConfigError(f"base URL {printable(url)!r} is not a valid URL") from None
+        return NOT_A_URL, None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"base URL {printable(url)!r} is not an http(s) URL")
+        return NOT_HTTP, parts
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        return PLAIN_HTTP, parts
+    return None, parts
+
+
+def check_base_url(url: str) -> str:
+    """Refuse anything but https, except plain http to a loopback host (the sandbox)."""
+    url = url.strip()
+    problem, parts = url_problem(url)
+    if problem in (NOT_A_URL, NOT_HTTP) or parts is None:
+        raise ConfigError(f"base URL {printable(url)!r} {problem}")
     if parts.username is not None or parts.password is not None:
         raise ConfigError(
             "the base URL must not contain a user name or password (the API key is sent "
             "in a header; set SALESHANDY_API_KEY)"
         )
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+    if problem == PLAIN_HTTP:
         raise ConfigError(
             f"refusing plain-http base URL {url!r}: the API key would travel unencrypted; "
             "use https:// (plain http is allowed only to loopback)"

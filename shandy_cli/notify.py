@@ -39,7 +39,7 @@ import httpx
 import orjson
 
 from shandy_cli._version import __version__
-from shandy_cli.config import is_loopback_host
+from shandy_cli.config import NOT_A_URL, NOT_HTTP, PLAIN_HTTP, is_loopback_host, url_problem
 from shandy_cli.errors import InputError
 from shandy_cli.exits import INTERRUPT_CODES, ExitCode
 from shandy_cli.redaction import one_line, redact, register_secret
@@ -129,14 +129,10 @@ def _checked_url(raw: object, number: int) -> str:
     shown = f"--notify #{number} ({mask_url(url)})"
     if len(url) > MAX_URL or any(ch.isspace() or not ch.isprintable() for ch in url):
         raise InputError(f"{shown} has spaces or control characters, or is too long")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 -- raises ValueError on a bad port
-    except ValueError:
-        raise InputError(f"{shown} is not a valid URL") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InputError(f"{shown} is not an http(s) URL")
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+    problem, _ = url_problem(url)  # the rule the API's base URL follows
+    if problem in (NOT_A_URL, NOT_HTTP):
+        raise InputError(f"{shown} {problem}")
+    if problem == PLAIN_HTTP:
         raise InputError(
             f"{shown} is plain http: the import's document would travel unencrypted; use "
             "https:// (plain http is allowed only to loopback)"

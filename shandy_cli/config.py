@@ -194,12 +194,12 @@ def resolve_settings(
     chosen = pick(ENV_PROFILE, profile) or DEFAULT_PROFILE
     key, key_source = _key(api_key, env, dotenv)
     url = pick(ENV_BASE_URL, base_url)
-    if key is None or url is None:  # the profile's, only when nothing else gives them
+    if key is None:  # the profile's, only when nothing else gives a key
         stored = stored_profile(chosen, env)
-        if stored is not None and key is None and stored.api_key:
+        if stored is not None and stored.api_key:
             key, key_source = stored.api_key, f"profile {chosen}"
-        if stored is not None and url is None:
-            url = stored.base_url
+            # its base URL goes with its key: a key from elsewhere is never sent to it
+            url = url or stored.base_url
     per_endpoint = _rate(pick(ENV_RATE_PER_ENDPOINT), ENV_RATE_PER_ENDPOINT, DEFAULT_PER_ENDPOINT)
     total = _rate(pick(ENV_RATE_TOTAL), ENV_RATE_TOTAL, DEFAULT_TOTAL)
     stream = pick(ENV_MAX_STREAM_BYTES, max_stream_bytes)

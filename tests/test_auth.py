@@ -156,6 +156,11 @@ def test_precedence_flag_env_dotenv_profile(fresh: Path, sandbox, tmp_path: Path
     # the profile's base URL applies unless a flag, the environment or .env gives one
     other = {**environ, "SALESHANDY_BASE_URL": "https://api.example.com"}
     assert source(environ=other, dotenv_path=empty)[2] == "https://api.example.com"
+    # ... and only with the profile's own key: a key from elsewhere never goes to it
+    assert source(environ=with_env, dotenv_path=empty)[1:] == (
+        "SALESHANDY_API_KEY",
+        "https://open-api.saleshandy.com",
+    )
     # status says which key wins now
     status = run_cli(
         "auth", "status", "--offline", cwd=fresh, env=env(fresh, SALESHANDY_API_KEY="e" * 20)

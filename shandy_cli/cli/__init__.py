@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from shandy_cli._version import __version__
+from shandy_cli._version import version_line
 from shandy_cli.cli import (
     auth_cmd,
     catalog_cmds,
@@ -37,7 +37,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        print(f"shandy {__version__}")
+        print(version_line())
         raise typer.Exit(ExitCode.OK)
 
 

@@ -14,8 +14,8 @@ caller configures logging, as httpx does.
 """
 
 import logging as _logging
-from importlib import import_module as _import_module
 import typing as _typing
+from importlib import import_module as _import_module
 
 from shandy_cli._version import __version__
 from shandy_cli.errors import (

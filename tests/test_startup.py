@@ -14,10 +14,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.core import TyperCommand
 
 from shandy_cli import import_files
 from shandy_cli._version import __version__
+from shandy_cli.cli import COMMANDS, load_command
 from shandy_cli.sandbox import Sandbox
+from tests.incli import run_cli
 
 HEAVY = (
     "httpx",
@@ -33,6 +36,8 @@ HEAVY = (
     "shandy_cli.sandbox",
     "shandy_cli.client",
     "shandy_cli.pipeline",
+    "shandy_cli.cli.render",
+    "shandy_cli.cli.import_cmd",
 )
 
 # Runs ``shandy ARGV`` as the console script does, then reports which HEAVY modules
@@ -147,3 +152,31 @@ def test_status_loads_neither_polars_nor_numpy(sandbox: Sandbox, tmp_path: Path)
     assert request_id in out
     assert "httpx" in modules  # it did talk to the sandbox
     assert not {"polars", "numpy", "shandy_cli.sandbox"} & modules
+
+
+def test_the_root_help_imports_no_command_module(tmp_path: Path) -> None:
+    modules, out = loaded(tmp_path, "--help")
+    assert all(name in out for name in COMMANDS)
+    assert not {"shandy_cli.cli.render", "shandy_cli.cli.import_cmd"} & modules
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_the_root_help_lists_each_command_as_its_own_help_says(name: str) -> None:
+    """COMMANDS' first lines are the commands' docstrings': `shandy --help` shows them
+    without importing the commands, so they must not drift apart."""
+    real = load_command(name)
+    listed = TyperCommand(name, help=COMMANDS[name][3])
+    for limit in (30, 60, 1000):
+        assert listed.get_short_help_str(limit) == real.get_short_help_str(limit)
+
+
+def test_an_unknown_command_is_still_one_clear_line_and_exit_2(tmp_path: Path) -> None:
+    ran = run_cli("imprt", "a.csv", cwd=tmp_path)
+    assert ran.returncode == 2 and "No such command 'imprt'" in ran.stderr
+
+
+def test_the_auth_group_loads_and_lists_its_commands(tmp_path: Path) -> None:
+    ran = run_cli("auth", "--help", cwd=tmp_path)
+    assert ran.returncode == 0
+    assert all(word in ran.stdout for word in ("login", "status", "logout"))
+    assert "Usage: shandy auth" in ran.stdout

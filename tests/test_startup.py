@@ -180,3 +180,21 @@ def test_the_auth_group_loads_and_lists_its_commands(tmp_path: Path) -> None:
     assert ran.returncode == 0
     assert all(word in ran.stdout for word in ("login", "status", "logout"))
     assert "Usage: shandy auth" in ran.stdout
+
+
+def test_a_command_registered_the_usual_way_is_still_listed_and_runs(tmp_path: Path) -> None:
+    """A command added with ``app.command`` (not through COMMANDS) is not lost."""
+    from shandy_cli.cli import app
+
+    def hello() -> None:
+        """Say hello."""
+        print("hello")
+
+    app.command("hello")(hello)
+    try:
+        listed = run_cli("--help", cwd=tmp_path)
+        ran = run_cli("hello", cwd=tmp_path)
+    finally:
+        app.registered_commands.pop()
+    assert "hello      Say hello." in listed.stdout and "import" in listed.stdout
+    assert (ran.returncode, ran.stdout) == (0, "hello\n")

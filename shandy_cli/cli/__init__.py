@@ -117,7 +117,8 @@ class LazyCommands(TyperGroup):
     """The root group: lists every command, imports one only when it is looked up."""
 
     def list_commands(self, ctx: Any) -> list[str]:
-        return list(COMMANDS)
+        # commands registered the usual way (app.command) still count, after COMMANDS
+        return [*COMMANDS, *(name for name in self.commands if name not in COMMANDS)]
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name not in self.commands and cmd_name in COMMANDS:
@@ -126,9 +127,16 @@ class LazyCommands(TyperGroup):
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:
         """`shandy --help`'s list, from COMMANDS' first lines: no command is imported."""
-        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
-        summaries = [TyperCommand(name, help=line) for name, (*_, line) in COMMANDS.items()]
-        rows = [(cmd.name or "", cmd.get_short_help_str(limit)) for cmd in summaries]
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        summaries = [
+            TyperCommand(name, help=COMMANDS[name][3]) if name in COMMANDS else self.commands[name]
+            for name in names
+        ]
+        rows = [
+            (name, cmd.get_short_help_str(limit))
+            for name, cmd in zip(names, summaries, strict=True)
+        ]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 

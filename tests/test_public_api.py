@@ -49,10 +49,22 @@ def is_public(name: str) -> bool:
     return not name.startswith("_") or name in PUBLIC_DUNDERS
 
 
+def top_level(tree: ast.Module) -> list[ast.stmt]:
+    """The module's statements, with an ``if TYPE_CHECKING:`` block's own: the names the
+    package loads on first use (its ``__getattr__``) are imported there for type checkers."""
+    body: list[ast.stmt] = []
+    for node in tree.body:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            body.extend(node.body)
+        else:
+            body.append(node)
+    return body
+
+
 def names_bound_in_init() -> set[str]:
     """Every name ``__init__.py`` binds at top level: imports, defs, classes, assignments."""
     bound: set[str] = set()
-    for node in ast.parse(INIT.read_text(encoding="utf-8")).body:
+    for node in top_level(ast.parse(INIT.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import | ast.ImportFrom):
             bound.update((a.asname or a.name).split(".")[0] for a in node.names)
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):

@@ -32,7 +32,7 @@ from shandy_cli.cli.common import GLOBALS, fail, print_json, safe_text, stdout_c
 from shandy_cli.pipeline.events import ChunkEvent, Event, Notice, Phase, ReadProgress
 from shandy_cli.pipeline.housekeeping import PruneResult
 from shandy_cli.pipeline.outcome import already_present_fails
-from shandy_cli.pipeline.run import ImportResult
+from shandy_cli.pipeline.results import ImportResult
 from shandy_cli.pipeline.runs import RUN_COLUMNS, RunsResult, run_cells
 from shandy_cli.pipeline.trace import TRACE_COLUMNS, TraceResult, trace_cells
 from shandy_cli.preview import PreviewResult

@@ -15,15 +15,32 @@ the lock file itself is the library's (the soft lock's marker is its owner recor
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
-
-import filelock
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from shandy_cli._files import ensure_private_dir, open_private
 from shandy_cli.errors import InputError
+
+if TYPE_CHECKING:
+    import filelock
+
+
+@functools.cache
+def _filelock() -> ModuleType:
+    """filelock, imported on first use: it costs ~10-30 ms that ``shandy --version``,
+    ``--help`` and ``status`` never need. Without ``fcntl`` it warns at import that only
+    its soft lock is available: that is the fallback chosen here, not news for the user."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "only soft file lock", UserWarning)
+        import filelock
+
+    return filelock
 
 
 def lock_path(state_dir: Path, fingerprint: str) -> Path:
@@ -37,9 +54,10 @@ def _holder_path(path: Path) -> Path:
 def _file_lock(path: Path) -> filelock.BaseFileLock:
     # Not a singleton and not thread-local: each RunLock is its own claim, as an
     # flock on a fresh descriptor was; 0600 like every file shandy writes.
-    return filelock.FileLock(
+    lock: filelock.BaseFileLock = _filelock().FileLock(
         path, timeout=0, mode=0o600, thread_local=False, is_singleton=False
     )
+    return lock
 
 
 def is_held(path: Path) -> bool:
@@ -51,7 +69,7 @@ def is_held(path: Path) -> bool:
     probe = _file_lock(path)
     try:
         probe.acquire()
-    except filelock.Timeout:
+    except _filelock().Timeout:
         return True
     except OSError:
         return False  # unreadable or gone: nobody we can see holds it
@@ -70,7 +88,7 @@ class RunLock:
         lock = _file_lock(self.path)
         try:
             lock.acquire()
-        except filelock.Timeout:
+        except _filelock().Timeout:
             holder = _read_holder(_holder_path(self.path))
             raise InputError(
                 f"this import is already running ({holder or 'another process'}); "
@@ -101,6 +119,6 @@ def _read_holder(path: Path) -> str:
 def exclusive(path: Path) -> Iterator[None]:
     """Wait for, then hold, a lock on ``path``: one writer at a time of a small shared
     file (the profiles index). The same portable lock as ``RunLock``, but blocking."""
-    lock = filelock.FileLock(path, mode=0o600, thread_local=False, is_singleton=False)
+    lock = _filelock().FileLock(path, mode=0o600, thread_local=False, is_singleton=False)
     with lock:
         yield

@@ -51,11 +51,22 @@ def _holder_path(path: Path) -> Path:
     return path.with_suffix(".holder")
 
 
-def _file_lock(path: Path) -> filelock.BaseFileLock:
+# The soft lock breaks a marker it cannot read (a damaged disk, a torn write) only once
+# it has watched it unchanged for 2 s; a kernel lock needs no wait at all.
+SOFT_WAIT = 2.5
+
+
+def _file_lock(path: Path, *, wait: bool = False) -> filelock.BaseFileLock:
     # Not a singleton and not thread-local: each RunLock is its own claim, as an
     # flock on a fresh descriptor was; 0600 like every file shandy writes.
-    lock: filelock.BaseFileLock = _filelock().FileLock(
-        path, timeout=0, mode=0o600, thread_local=False, is_singleton=False
+    module = _filelock()
+    soft = module.FileLock is module.SoftFileLock
+    lock: filelock.BaseFileLock = module.FileLock(
+        path,
+        timeout=SOFT_WAIT if wait and soft else 0,
+        mode=0o600,
+        thread_local=False,
+        is_singleton=False,
     )
     return lock
 
@@ -85,9 +96,14 @@ class RunLock:
 
     def __enter__(self) -> RunLock:
         ensure_private_dir(self.path.parent)
-        lock = _file_lock(self.path)
+        lock = _file_lock(self.path, wait=True)
         try:
-            lock.acquire()
+            try:
+                lock.acquire()
+            except _filelock().Timeout:
+                if not _break_torn_marker(self.path):
+                    raise
+                lock.acquire()
         except _filelock().Timeout:
             holder = _read_holder(_holder_path(self.path))
             raise InputError(
@@ -106,6 +122,27 @@ class RunLock:
             _holder_path(self.path).unlink(missing_ok=True)
             self._lock.release()
             self._lock = None
+
+
+# An empty soft-lock marker this old is a holder that died between creating it and
+# writing its record (filelock 4 writes the record at once): the soft lock never breaks
+# an empty marker itself, so without this it would block the import for ever.
+TORN_MARKER_AGE = 60.0
+
+
+def _break_torn_marker(path: Path) -> bool:
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    module = _filelock()
+    torn = st.st_size == 0 and time.time() - st.st_mtime > TORN_MARKER_AGE
+    if module.FileLock is not module.SoftFileLock or not torn:
+        return False
+    if _holder_path(path).exists():
+        return False  # a holder wrote its note: not torn
+    path.unlink(missing_ok=True)
+    return True
 
 
 def _read_holder(path: Path) -> str:

@@ -170,6 +170,39 @@ def test_without_fcntl_a_second_run_is_refused_and_a_killed_run_resumes(
     assert len(accepted_posts(sandbox)) >= 3
 
 
+# A damaged marker (garbage, or empty from a holder killed mid-creation) does not block
+# an import for ever; a fresh empty one (a holder still writing it) is left alone.
+DAMAGED = (
+    NO_FCNTL
+    + """
+import os, time
+from pathlib import Path
+from shandy_cli._lock import RunLock, lock_path
+from shandy_cli.errors import InputError
+def attempt(name, content, age):
+    path = lock_path(Path(sys.argv[1]), name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    os.utime(path, (time.time() - age,) * 2)
+    try:
+        with RunLock(path, "run"):
+            return "taken"
+    except InputError as exc:
+        return "refused" if "already running" in str(exc) else str(exc)
+print(attempt("garbage", b"\\x00\\xffnot a record\\n", 0))
+print(attempt("torn", b"", 3600))
+print(attempt("fresh", b"", 0))
+"""
+)
+
+
+def test_without_fcntl_a_damaged_lock_marker_is_taken_over(tmp_path: Path) -> None:
+    proc = no_fcntl_proc(None, tmp_path, DAMAGED, str(tmp_path / "state"))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and not err, err
+    assert out.split() == ["taken", "taken", "refused"]
+
+
 # -- shell completion and installs ----------------------------------------------------------
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,13 +9,12 @@ On disk, in the user config directory (``SHANDY_CONFIG_DIR`` overrides it):
 - ``credentials.json`` (0600): the keys of profiles kept in the file, where no keychain
   works (a headless server, cron) or ``--store file`` asked for it.
 
-Both are written atomically, 0600, under an flock, in a directory created 0700.
+Both are written atomically, 0600, under a file lock, in a directory created 0700.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import re
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from shandy_cli._files import ensure_private_dir, private_output
+from shandy_cli._lock import exclusive
 from shandy_cli.errors import ApiError, ConfigError
 from shandy_cli.exits import ExitCode
 from shandy_cli.redaction import mask_secret, one_line, register_secret
@@ -194,12 +194,8 @@ class Store:
     def locked(self) -> Iterator[None]:
         """One writer at a time: two logins at once must not lose either's entry."""
         ensure_private_dir(self.root)
-        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with exclusive(self.root / ".lock"):  # portable: no fcntl on Windows
             yield
-        finally:
-            os.close(fd)
 
     def write_index(self, profiles: Mapping[str, Any]) -> None:
         _write_json(self.index_path, {"version": 1, "profiles": dict(sorted(profiles.items()))})

@@ -147,7 +147,7 @@ app = typer.Typer(
     help="Bulk-import prospects from CSV/XLSX/JSONL files into Saleshandy sequences.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     context_settings={"help_option_names": ["-h", "--help"]},
     rich_markup_mode=None,
 )

@@ -194,8 +194,9 @@ def sigterm_as_exception() -> Iterator[None]:
         raise Hangup()
 
     previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, raise_terminated)}
-    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
-        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, raise_hangup)
+    hup = getattr(signal, "SIGHUP", None)  # Windows has no SIGHUP
+    if hup is not None and signal.getsignal(hup) is not signal.SIG_IGN:
+        previous[hup] = signal.signal(hup, raise_hangup)
     try:
         yield
     finally:

@@ -421,3 +421,40 @@ def test_a_link_run_resumes_from_its_copy_without_downloading_again(
     again = do_import(tmp_path, sandbox, f"{web.url}/leads.csv")
     assert "already completed" in again.stderr + again.stdout, again.stderr
     assert len(posts(sandbox)) == sent and spooled(tmp_path) == []
+
+
+def test_a_truncated_body_is_refused_not_imported_in_part(
+    sandbox: Sandbox, web: LinkServer, tmp_path: Path
+) -> None:
+    body = csv_bytes()
+
+    def cut(handler: BaseHTTPRequestHandler) -> None:  # declares it all, sends half
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        handler.wfile.write(body[: len(body) // 2])
+        handler.close_connection = True
+
+    web.routes["/cut.csv"] = cut
+    ran = do_import(tmp_path, sandbox, f"{web.url}/cut.csv")
+    refused(ran, "could not download it")
+    assert posts(sandbox) == [] and spooled(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("link", "words"),
+    [
+        ("https://", "it is not an http(s) URL"),
+        ("https://[::1", "it is not a valid URL"),
+        ("https://exa\x1bmple.com/a.csv", "it is not a valid URL"),
+        ("https://h:99999/x.csv", "it is not a valid URL"),
+        ("https://" + "a" * 300 + ".invalid/x.csv", "could not download it"),
+    ],
+)
+def test_a_hostile_link_is_one_clear_line(
+    sandbox: Sandbox, tmp_path: Path, link: str, words: str
+) -> None:
+    ran = do_import(tmp_path, sandbox, link)
+    refused(ran, words)
+    assert "\x1b" not in ran.stderr and posts(sandbox) == []

@@ -65,8 +65,12 @@ def link_path(url: str) -> str:
 def sheets_export_url(url: str) -> str:
     """A Google Sheets share link (``.../spreadsheets/d/ID/edit#gid=GID``) as its CSV
     export (``.../spreadsheets/d/ID/export?format=csv&gid=GID``); any other link as is."""
-    parts = urlsplit(url)
-    if (parts.hostname or "").lower() != SHEETS_HOST:
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        return url  # not a URL: the URL check says so
+    if host != SHEETS_HOST:
         return url
     found = _SHEET.match(parts.path)
     if not found or parts.path.rstrip("/").endswith("/export"):
@@ -102,8 +106,8 @@ def spool_links(
 def download_link(url: str, state_dir: Path, limit: int, timeout: float | None = None) -> Path:
     """Fetch ``url`` to a private copy named by its content; at most ``limit`` bytes."""
     shown = shown_link(url)
+    _check_hop(url, shown, first=True)  # before anything else parses it
     target = sheets_export_url(url)
-    _check_hop(target, shown)
     folder = ensure_private_dir(state_dir / "stdin")  # spool.SPOOL_DIR, beside stdin's
     tmp = folder / f".{secrets.token_hex(8)}.part"
     try:
@@ -161,19 +165,21 @@ def _fetch(url: str, out: _Hashing, shown: str, limit: int, timeout: float) -> N
             ) from None
         except TooManyRedirects:
             raise InputError("too many redirects; nothing was sent", file=shown) from None
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:
             raise InputError(
                 f"could not download it ({type(exc).__name__}); nothing was sent", file=shown
             ) from None
     _check_type(response, shown)
 
 
-def _check_hop(url: str, shown: str) -> dict[str, str]:
-    """Every URL fetched, the first and each redirect: the one URL rule, and no user
-    name or password (they would be sent, and kept in the journal)."""
+def _check_hop(url: str, shown: str, *, first: bool = False) -> dict[str, str]:
+    """Every URL fetched, the first and each redirect: the one URL rule, printable,
+    and no user name or password
+    (they would be sent, and kept in the journal)."""
+    what = "it" if first else "a redirect"
     problem, parts = url_problem(url)
-    if problem == NOT_A_URL or parts is None:
-        raise InputError("is not a valid URL; nothing was sent", file=shown)
+    if problem == NOT_A_URL or parts is None or not _printable(url):
+        raise InputError(f"{what} is not a valid URL; nothing was sent", file=shown)
     if problem == PLAIN_HTTP:
         where = printable(parts.hostname or "")
         raise InputError(
@@ -182,10 +188,16 @@ def _check_hop(url: str, shown: str) -> dict[str, str]:
             file=shown,
         )
     if problem is not None:
-        raise InputError(f"a redirect went to a URL that {problem}; nothing was sent", file=shown)
+        raise InputError(f"{what} {problem}; nothing was sent", file=shown)
     if parts.username is not None or parts.password is not None:
         raise InputError("a link must not contain a user name or password", file=shown)
     return {}
+
+
+def _printable(url: str) -> bool:
+    """No control characters (a header could be split); Unicode is percent- or
+    IDNA-encoded by the client."""
+    return url.isprintable()
 
 
 def _status_text(response: httpx.Response) -> str:

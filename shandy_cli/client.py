@@ -19,11 +19,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import orjson
 
+from shandy_cli._download import MAX_REDIRECTS, TooBig, TooManyRedirects, TooSlow, fetch_capped
 from shandy_cli._version import __version__
 from shandy_cli.config import is_loopback_host
 from shandy_cli.errors import (
@@ -52,7 +53,7 @@ IMPORT_TO_LIST = "/v1/prospects/import-with-field-name"
 # redirects, each checked like the first URL.
 REPORT_MAX_BYTES = 512 * 1024 * 1024
 REPORT_TIMEOUT = 600.0
-REPORT_REDIRECTS = 5
+REPORT_REDIRECTS = MAX_REDIRECTS
 REQUEST_ID_MAX = 200
 STATUS_ENDPOINT = "GET /v1/prospects/import-status/{id}"
 SEQUENCE_PAGE_SIZE = 1000  # the API's maximum: fewest calls for big accounts
@@ -624,28 +625,22 @@ class SaleshandyClient:
         return dest
 
     def _fetch_report(self, url: str, out: Any, what: str, max_bytes: int, deadline: float) -> None:
-        for _hop in range(REPORT_REDIRECTS + 1):
-            headers = self._report_headers(url)
-            with self._http.stream("GET", url, headers=headers) as response:
-                if response.is_redirect and response.headers.get("location"):
-                    url = urljoin(url, response.headers["location"])
-                    continue
-                if response.status_code != 200:
-                    response.read()
-                    raise error_for(response, what)
-                declared = response.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > max_bytes:
-                    raise ApiError(f"report larger than {max_bytes} bytes", request=what)
-                total = 0
-                for part in response.iter_bytes():
-                    total += len(part)
-                    if total > max_bytes:
-                        raise ApiError(f"report larger than {max_bytes} bytes", request=what)
-                    if time.monotonic() > deadline:
-                        raise TransportError("took longer than the download limit", request=what)
-                    out.write(part)
-                return
-        raise ApiError(f"more than {REPORT_REDIRECTS} redirects", request=what)
+        try:
+            fetch_capped(
+                self._http,
+                url,
+                out,
+                max_bytes=max_bytes,
+                deadline=deadline,
+                headers_for=self._report_headers,
+                on_status=lambda response: error_for(response, what),
+            )
+        except TooBig:
+            raise ApiError(f"report larger than {max_bytes} bytes", request=what) from None
+        except TooSlow:
+            raise TransportError("took longer than the download limit", request=what) from None
+        except TooManyRedirects:
+            raise ApiError(f"more than {REPORT_REDIRECTS} redirects", request=what) from None
 
     def _report_headers(self, url: str) -> dict[str, str]:
         """Only https (or loopback http); the key goes only to the API's own origin."""

@@ -38,6 +38,7 @@ from shandy_cli.pipeline.housekeeping import drop_bodies, keep_runs, run_dir
 from shandy_cli.pipeline.labels import SYSTEM_LABELS as SYSTEM_LABELS
 from shandy_cli.pipeline.labels import field_labels
 from shandy_cli.pipeline.labels import field_type as field_type
+from shandy_cli.pipeline.links import is_link, shown_link, spool_links
 from shandy_cli.pipeline.outcome import (
     DONE_STATES,
     after_sending_code,
@@ -264,7 +265,7 @@ class _Run:
         self.keep_days = DEFAULT_KEEP_DAYS  # finished runs older than this are pruned
         self.profile: str | None = None  # the account profile the settings came from
         self.run_id = new_run_id()
-        names = ["<stdin>" if p == "-" else p for p in paths]
+        names = ["<stdin>" if p == "-" else shown_link(p) if is_link(p) else p for p in paths]
         self.result = ImportResult(
             self.run_id, opts.dry_run, opts.step_id, names, conflict=opts.conflict
         )
@@ -301,8 +302,14 @@ class _Run:
         self._outputs()  # no input is ever overwritten: checked before anything is sent
         labels = self._labels()
         step_id = self._target()
+        # a link is downloaded once, first (pipeline/links.py): a dry run reads it too
+        fetched = spool_links(self.paths, self.spools, self.state_dir, self.max_stream_bytes)
         if self.opts.dry_run:
-            return self._dry_run(labels, step_id)
+            try:
+                return self._dry_run(labels, step_id)
+            finally:
+                with Journal(self.state_dir) as journal:  # not a copy a resume may need
+                    remove_spools(releasable(journal, fetched))
         spool_streams(self.paths, self.spools, self.state_dir, self.max_stream_bytes, self.stdin)
         part: dict[str, Any] = {"v": 2, "step": step_id, "options": self.opts.fingerprint_part()}
         if self.account:  # the same file for two accounts is two imports (their runs never mix)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from shandy_cli.errors import InputError
+from shandy_cli.pipeline import links
 
 from ._readers import compressed
 from ._readers.base import EmptySource, Row, Source, SourceInfo
@@ -104,9 +105,10 @@ def open_source(
     how = _How(encoding, delimiter, sheet, fastexcel, member, max_bytes)
     if path == "-":
         source = stdin if stdin is not None else sys.stdin.buffer
-        # a name whose extension says nothing (/dev/fd/63 of a pipe) leaves it to the content
-        named = name if name and _is_lead_name(name) else None
-        return _open_any(source, path=path, shown=name or STDIN_NAME, named=named, how=how)
+        shown, named = _stream_names(name)
+        return _open_any(source, path=path, shown=shown, named=named, how=how)
+    if links.is_link(path):  # read from its download (pipeline/links.py), never in place
+        raise InputError("a link is read from its download; import it with shandy import")
     f, is_regular = _open_file(path)
     try:
         size = os.fstat(f.fileno()).st_size if is_regular else None
@@ -256,6 +258,17 @@ def _open_packed(
     src.info.compression, src.info.member = kind, member
     src.info.inflate_limit = how.limit  # reading it again (the columnar reader) is bounded alike
     return src
+
+
+def _stream_names(name: str | None) -> tuple[str, str | None]:
+    """How a stream read through stdin is shown, and the name its format is read from:
+    None, a name whose extension says nothing (``/dev/fd/63``, ``https://host/download``),
+    leaves it to the content. A link is shown without its query (a signed link's token),
+    and named by its path (``https://host/leads.csv.gz?sig=...`` is a gzipped CSV)."""
+    if name and links.is_link(name):
+        path = links.link_path(name)
+        return links.shown_link(name), path if _is_lead_name(path) else None
+    return name or STDIN_NAME, name if name and _is_lead_name(name) else None
 
 
 def _is_lead_name(name: str) -> bool:

@@ -12,20 +12,17 @@ A Google Sheets share link becomes its CSV export.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import secrets
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
-from shandy_cli._files import ensure_private_dir, open_private
 from shandy_cli._version import __version__
 from shandy_cli.config import ENV_MAX_STREAM_BYTES, NOT_A_URL, PLAIN_HTTP, url_problem
 from shandy_cli.errors import InputError
+from shandy_cli.pipeline.spool import HashingWriter, spool_copy
 from shandy_cli.redaction import printable
 
 if TYPE_CHECKING:
@@ -108,37 +105,11 @@ def download_link(url: str, state_dir: Path, limit: int, timeout: float | None =
     shown = shown_link(url)
     _check_hop(url, shown, first=True)  # before anything else parses it
     target = sheets_export_url(url)
-    folder = ensure_private_dir(state_dir / "stdin")  # spool.SPOOL_DIR, beside stdin's
-    tmp = folder / f".{secrets.token_hex(8)}.part"
-    try:
-        with open_private(tmp, "wb") as raw:
-            out = _Hashing(raw)
-            _fetch(target, out, shown, limit, timeout if timeout is not None else LINK_TIMEOUT)
-        copy = folder / f"{out.digest.hexdigest()}.bin"
-        os.replace(tmp, copy)
-    except BaseException:
-        # an error, Ctrl-C or SIGTERM: a partial download never outlives the process
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    return copy
+    wait = timeout if timeout is not None else LINK_TIMEOUT
+    return spool_copy(state_dir, lambda out: _fetch(target, out, shown, limit, wait))
 
 
-class _Hashing:
-    """A file that hashes what is written to it, so the copy is named by its content."""
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        self.raw = raw
-        from xxhash import xxh3_128
-
-        self.digest = xxh3_128()
-
-    def write(self, data: bytes) -> int:
-        self.digest.update(data)
-        return self.raw.write(data)
-
-
-def _fetch(url: str, out: _Hashing, shown: str, limit: int, timeout: float) -> None:
+def _fetch(url: str, out: HashingWriter, shown: str, limit: int, timeout: float) -> None:
     import httpx  # loaded only when a link is read: sources.py imports this module
 
     from shandy_cli._download import TooBig, TooManyRedirects, TooSlow, fetch_capped

@@ -16,7 +16,7 @@ import os
 import secrets
 import stat
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -106,23 +106,44 @@ def spool_streams(
 
 def spool(source: IO[bytes], state_dir: Path, limit: int, name: str) -> Path:
     """Copy ``source`` to a private file named by its content; at most ``limit`` bytes."""
+
+    def fill(out: HashingWriter) -> None:
+        size = 0
+        # One byte past the cap tells "exactly the cap" from "more than the cap".
+        while block := source.read(min(BLOCK, limit + 1 - size)):
+            size += len(block)
+            if size > limit:
+                raise InputError(_too_big_text(limit), file=name)
+            out.write(block)
+
+    return spool_copy(state_dir, fill)
+
+
+class HashingWriter:
+    """A file that hashes what is written to it, so the copy is named by its content."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.digest = xxh3_128()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.raw.write(data)
+
+
+def spool_copy(state_dir: Path, fill: Callable[[HashingWriter], None]) -> Path:
+    """A private copy (0600, in the state dir's 0700 spool folder) of what ``fill`` writes,
+    named by its content: the one way stdin, pipes and links are copied aside. Any error,
+    Ctrl-C, SIGTERM or SIGHUP: a partial copy is never left behind."""
     folder = ensure_private_dir(spool_dir(state_dir))
     tmp = folder / f".{secrets.token_hex(8)}.part"
-    digest = xxh3_128()
     try:
-        with open_private(tmp, "wb") as out:
-            size = 0
-            # One byte past the cap tells "exactly the cap" from "more than the cap".
-            while block := source.read(min(BLOCK, limit + 1 - size)):
-                size += len(block)
-                if size > limit:
-                    raise InputError(_too_big_text(limit), file=name)
-                digest.update(block)
-                out.write(block)
-        target = folder / f"{digest.hexdigest()}.bin"
+        with open_private(tmp, "wb") as raw:
+            out = HashingWriter(raw)
+            fill(out)
+        target = folder / f"{out.digest.hexdigest()}.bin"
         os.replace(tmp, target)
     except BaseException:
-        # Any error, Ctrl-C, SIGTERM or SIGHUP: a partial copy is never left behind.
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise

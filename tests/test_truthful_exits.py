@@ -90,8 +90,14 @@ def _lock_is_a_directory(state: Path, tmp_path: Path, sandbox: Sandbox) -> None:
     """The lock file of this very import is a directory (its name is the fingerprint)."""
     probe = shandy(*IMPORT, tmp_path=tmp_path, sandbox=sandbox, state=tmp_path / "probe")
     assert probe.returncode == 0, probe.stderr
-    for lock in (tmp_path / "probe" / "locks").iterdir():
-        (state / "locks" / lock.name).mkdir(parents=True)
+    from shandy_cli._lock import lock_path
+    from shandy_cli.journal import Journal
+
+    # from the journal, not from the probe's locks folder: a soft lock (no fcntl) leaves
+    # no file there once released
+    with Journal(tmp_path / "probe") as journal:
+        [run] = journal.runs()
+    lock_path(state, run.fingerprint).mkdir(parents=True)
 
 
 @pytest.mark.parametrize("fault", ["lock is a directory", "state under a file", "symlink loop"])

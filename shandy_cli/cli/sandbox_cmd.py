@@ -110,7 +110,8 @@ def sandbox(
         )
         say(
             f"webhooks: --notify {sandbox.url}/webhooks/NAME (GET it to see what arrived), "
-            f"a Slack stand-in at {sandbox.url}/services/T000/B000/XXXX"
+            f"and a Slack stand-in at {sandbox.url}/services/TEAM/BOT/TOKEN (any three path "
+            "parts, as a Slack incoming-webhook URL has)"
         )
 
     serve_forever(config, on_ready=ready)

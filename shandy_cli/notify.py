@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
@@ -42,7 +42,7 @@ from shandy_cli._version import __version__
 from shandy_cli.config import NOT_A_URL, NOT_HTTP, PLAIN_HTTP, is_loopback_host, url_problem
 from shandy_cli.errors import InputError
 from shandy_cli.exits import INTERRUPT_CODES, ExitCode
-from shandy_cli.redaction import one_line, redact, register_secret
+from shandy_cli.redaction import one_line, redact, redact_tree, register_secret
 
 if TYPE_CHECKING:
     from shandy_cli.config import Settings
@@ -151,17 +151,7 @@ def should_notify(notify_on: str, exit_code: int) -> bool:
 def document(result: ImportResult) -> bytes:
     """The body a webhook gets: the import's ``--json`` document, every secret hidden as
     ``--json`` hides it (``cli.common.print_json``)."""
-    return orjson.dumps(_redacted(result.to_dict()))
-
-
-def _redacted(data: Any) -> Any:
-    if isinstance(data, str):
-        return redact(data)
-    if isinstance(data, dict):
-        return {k: _redacted(v) for k, v in data.items()}
-    if isinstance(data, list | tuple):
-        return [_redacted(v) for v in data]
-    return data
+    return orjson.dumps(redact_tree(result.to_dict()))
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:

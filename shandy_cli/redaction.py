@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Any
 
 from shandy_cli.errors import ConfigError
 
@@ -88,3 +89,15 @@ def account_id(base_url: str, api_key: str | None) -> str:
         return ""
     text = f"{base_url.rstrip('/')}\n{api_key}".encode()
     return hashlib.blake2b(text, key=b"shandy account v1", digest_size=12).hexdigest()
+
+
+def redact_tree(data: Any) -> Any:
+    """``redact`` over a JSON document's every string, keys too: what ``--json`` prints and
+    what a webhook is sent are the same document, redacted alike."""
+    if isinstance(data, str):
+        return redact(data)
+    if isinstance(data, dict):
+        return {redact_tree(k): redact_tree(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [redact_tree(v) for v in data]
+    return data

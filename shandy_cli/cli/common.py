@@ -30,7 +30,14 @@ from shandy_cli.errors import Hangup, ShandyError, Terminated, interrupt_exit_co
 from shandy_cli.exits import ExitCode
 from shandy_cli.faults import fault_message, stop_code
 from shandy_cli.pipeline.events import NOTICE
-from shandy_cli.redaction import account_id, mask_secret, printable, redact, register_secret
+from shandy_cli.redaction import (
+    account_id,
+    mask_secret,
+    printable,
+    redact,
+    redact_tree,
+    register_secret,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -131,18 +138,8 @@ def wait_line(endpoint: str, seconds: float) -> None:
 def print_json(data: Any) -> None:
     """One JSON document on stdout, with the key hidden in every string (a server's
     error words can quote it, and they end up in ``error``)."""
-    sys.stdout.write(orjson.dumps(_redacted(data), option=orjson.OPT_INDENT_2).decode() + "\n")
+    sys.stdout.write(orjson.dumps(redact_tree(data), option=orjson.OPT_INDENT_2).decode() + "\n")
     sys.stdout.flush()
-
-
-def _redacted(data: Any) -> Any:
-    if isinstance(data, str):
-        return redact(data)
-    if isinstance(data, dict):
-        return {_redacted(k): _redacted(v) for k, v in data.items()}
-    if isinstance(data, list | tuple):
-        return [_redacted(v) for v in data]
-    return data
 
 
 def fail(message: str, code: int = ExitCode.USAGE) -> typer.Exit:

@@ -6,12 +6,19 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
 from shandy_cli.errors import ConfigError
+
+# Windows refuses to replace a file another program holds open: Excel keeps the failures
+# CSV it shows open, and a virus scanner holds a new file for a moment. The waits cover
+# the scanner; a file left open gets one line saying so, naming the file, not the temp.
+REPLACE_WAITS = (0.05, 0.1, 0.2, 0.4, 0.8)
+_WINDOWS = os.name == "nt"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _NAME_MAX = 100  # characters kept from the text; well under every file system's limit
@@ -26,10 +33,25 @@ def private_output(path: Path, mode: str = "w", **kwargs: object) -> Iterator[IO
         os.chmod(tmp, 0o600)
         with os.fdopen(fd, mode, **kwargs) as fh:  # type: ignore[call-overload]
             yield fh
-        os.replace(tmp, path)
+        replace_file(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def replace_file(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """``os.replace(src, dst)``, the one way shandy puts a finished file in place: retried
+    for a moment where the target is held open (Windows), then an error naming ``dst``."""
+    for wait in (*REPLACE_WAITS, None):
+        try:
+            os.replace(src, dst)
+            return
+        except PermissionError as exc:
+            if wait is None:
+                words = "is open in another program: close it and run again"
+                why = words if _WINDOWS else "permission denied replacing it"
+                raise PermissionError(exc.errno, why, os.fspath(dst)) from None
+            time.sleep(wait)
 
 
 def open_private(path: Path, mode: str = "w", **kwargs: object) -> IO:

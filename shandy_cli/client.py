@@ -25,6 +25,7 @@ import httpx
 import orjson
 
 from shandy_cli._download import MAX_REDIRECTS, TooBig, TooManyRedirects, TooSlow, fetch_capped
+from shandy_cli._files import replace_file
 from shandy_cli._version import __version__
 from shandy_cli.config import is_loopback_host
 from shandy_cli.errors import (
@@ -618,7 +619,7 @@ class SaleshandyClient:
                     raise TransportError("timed out", request=what) from None
                 except httpx.HTTPError as exc:
                     raise TransportError(f"{type(exc).__name__}", request=what) from None
-            os.replace(tmp_name, dest)
+            replace_file(tmp_name, dest)
         except BaseException:
             Path(tmp_name).unlink(missing_ok=True)
             raise

@@ -7,7 +7,6 @@ drive the terminal or forge a log line).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Any
 
@@ -88,6 +87,8 @@ def account_id(base_url: str, api_key: str | None) -> str:
     if not api_key:
         return ""
     text = f"{base_url.rstrip('/')}\n{api_key}".encode()
+    import hashlib  # here, not at the top: `shandy --help` loads redaction, not OpenSSL
+
     return hashlib.blake2b(text, key=b"shandy account v1", digest_size=12).hexdigest()
 
 

@@ -40,8 +40,6 @@ from shandy_cli.pipeline.outcome import (
     write_run_failures,
 )
 from shandy_cli.pipeline.polling import FIRST_INTERVAL, poll_until_done
-from shandy_cli.pipeline.prepare import fetch_rows
-from shandy_cli.pipeline.reporting import SentIndex
 from shandy_cli.pipeline.results import ImportOptions
 from shandy_cli.pipeline.spool import stored_spools
 
@@ -260,6 +258,11 @@ def _join_run(
 
 def _write_failures(journal: Journal, record: RunRecord, listener: Listener) -> Path | None:
     """The run's failures file, as ``import`` writes it once its last chunk is done."""
+    # Here, not at the top: only the status call that completes a run joins its failures
+    # to the input's rows, and the readers behind fetch_rows are most of the pipeline.
+    from shandy_cli.pipeline.prepare import fetch_rows
+    from shandy_cli.pipeline.reporting import SentIndex
+
     stored, meta = record.options, record.meta
     opts = _options(record)
     spools = stored_spools(stored)

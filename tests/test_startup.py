@@ -33,6 +33,15 @@ HEAVY = (
     "xxhash",
     "zstandard",
     "keyring",
+    "dotenv",
+    "rich.console",
+    "shandy_cli.config",
+    "shandy_cli.profiles",
+    "shandy_cli.journal",
+    "shandy_cli.pipeline.prepare",
+    "shandy_cli.pipeline.sources",
+    "shandy_cli.pipeline.trace",
+    "shandy_cli.preview",
     "shandy_cli.sandbox",
     "shandy_cli.client",
     "shandy_cli.pipeline",
@@ -158,6 +167,66 @@ def test_the_root_help_imports_no_command_module(tmp_path: Path) -> None:
     modules, out = loaded(tmp_path, "--help")
     assert all(name in out for name in COMMANDS)
     assert not {"shandy_cli.cli.render", "shandy_cli.cli.import_cmd"} & modules
+
+
+def test_the_root_help_imports_no_client_settings_or_keychain(tmp_path: Path) -> None:
+    """The root options (--profile, -v, -q) need none of what a connection needs: httpx,
+    the settings (dotenv), the profiles (keyring), the journal, rich's console."""
+    modules, _ = loaded(tmp_path, "--help")
+    connection = {"httpx", "dotenv", "keyring", "rich.console", "shandy_cli.client"}
+    assert not (connection | {"shandy_cli.config", "shandy_cli.profiles"}) & modules
+    assert not {"shandy_cli.journal", "xxhash", "zstandard"} & modules
+
+
+def test_status_renders_its_table_without_the_readers_or_the_trace_store(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """A human `shandy status` needs the client, the journal and a table: not the
+    import's readers (prepare, sources), the preview or the trace store."""
+    (tmp_path / "a.csv").write_text("email,first_name\na@example.com,Ann\n", encoding="utf-8")
+    result = import_files(
+        [tmp_path / "a.csv"],
+        api_key="test-key",
+        base_url=sandbox.url,
+        step_id="StepA1",
+        state_dir=tmp_path / "state",
+        poll_interval=0.05,
+    )
+    [request_id] = result.request_ids
+    env = {"SALESHANDY_API_KEY": "test-key", "SALESHANDY_BASE_URL": sandbox.url}
+    env["SHANDY_STATE_DIR"] = str(tmp_path / "state")
+    modules, out = loaded(tmp_path, "status", request_id, env=env)
+    assert request_id in out and "completed" in out  # the table, not JSON
+    assert {"httpx", "shandy_cli.journal", "rich.console"} <= modules
+    light = {"shandy_cli.pipeline.prepare", "shandy_cli.pipeline.sources"}
+    assert not (light | {"shandy_cli.pipeline.trace", "shandy_cli.preview"}) & modules
+
+
+def test_every_renderer_names_a_real_result_class_and_every_result_has_one() -> None:
+    """Renderers are found by their result's class name (so that render.py imports no
+    result module): a renamed or moved class must not leave its results unrendered."""
+    from importlib import import_module
+
+    from shandy_cli.cli import render
+
+    for name in COMMANDS:
+        load_command(name)  # each command module registers its own renderers
+    for type_name in render.RENDERERS:
+        module, _, cls = type_name.rpartition(".")
+        assert isinstance(getattr(import_module(module), cls), type), type_name
+    results = {
+        "shandy_cli.pipeline.results.ImportResult",
+        "shandy_cli.status.StatusResult",
+        "shandy_cli.preview.PreviewResult",
+        "shandy_cli.catalog.SequencesResult",
+        "shandy_cli.catalog.FieldsResult",
+        "shandy_cli.pipeline.runs.RunsResult",
+        "shandy_cli.pipeline.housekeeping.PruneResult",
+        "shandy_cli.pipeline.trace.TraceResult",
+    }
+    assert results <= set(render.RENDERERS)
+    with pytest.raises(TypeError, match="no renderer for object"):
+        render.render_result(object(), False)
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))

@@ -21,7 +21,7 @@ from shandy_cli.cli.common import (
     stdout_console,
     warn,
 )
-from shandy_cli.cli.render import cell, conclude, render_result
+from shandy_cli.cli.render import cell, conclude, renders
 from shandy_cli.errors import ConfigError, ShandyError
 from shandy_cli.profiles import AuthStatus, LoginResult, LogoutResult, profile_name
 from shandy_cli.redaction import one_line
@@ -159,10 +159,10 @@ def logout(profile: NameOpt = None, json_out: JsonOpt = False) -> None:
     conclude(profiles.logout(profile_name(profile or GLOBALS.profile)), json_out)
 
 
-# -- rendering (registered with cli/render.py's render_result) ------------------------
+# -- rendering (registered with cli/render.py's renders) ------------------------
 
 
-@render_result.register
+@renders(LoginResult)
 def _login(result: LoginResult, json_out: bool) -> None:
     if result.note:
         warn(result.note)
@@ -173,7 +173,7 @@ def _login(result: LoginResult, json_out: bool) -> None:
     print(safe_text(f"profile {result.profile}: key {result.key} kept in {result.where}{url}"))
 
 
-@render_result.register
+@renders(LogoutResult)
 def _logout(result: LogoutResult, json_out: bool) -> None:
     if json_out:
         print_json(result.to_dict())
@@ -182,7 +182,7 @@ def _logout(result: LogoutResult, json_out: bool) -> None:
     print(safe_text(f"profile {result.profile} removed: key taken from {where}"))
 
 
-@render_result.register
+@renders(AuthStatus)
 def _auth_status(result: AuthStatus, json_out: bool) -> None:
     if json_out:
         print_json(result.to_dict())

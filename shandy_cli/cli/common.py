@@ -16,19 +16,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import orjson
 import typer
-from rich.console import Console
 
-from shandy_cli import profiles
-from shandy_cli._files import ensure_private_dir
-from shandy_cli.client import SaleshandyClient
-from shandy_cli.config import Settings, forget_warnings, resolve_settings
 from shandy_cli.errors import Hangup, ShandyError, Terminated, interrupt_exit_code
 from shandy_cli.exits import ExitCode
-from shandy_cli.faults import fault_message, stop_code
 from shandy_cli.pipeline.events import NOTICE
 from shandy_cli.redaction import (
     account_id,
@@ -38,6 +32,15 @@ from shandy_cli.redaction import (
     redact_tree,
     register_secret,
 )
+
+# The client, config and profiles (httpx, dotenv, keyring behind them) load when a command
+# first needs a connection, not when the root group is built: `shandy --help` and a
+# command's own --help stay near the cost of typer and rich (issue 16, start-up).
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from shandy_cli.client import SaleshandyClient
+    from shandy_cli.config import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,10 +59,14 @@ LIBRARY_LOGGER = "shandy_cli"
 
 
 def stdout_console() -> Console:
+    from rich.console import Console
+
     return Console(highlight=False, soft_wrap=True)
 
 
 def stderr_console() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -98,8 +105,7 @@ def start_invocation(verbose: bool, quiet: bool, profile: str | None = None) -> 
     records. Returns the function that undoes it, called when the command ends."""
     GLOBALS.verbose, GLOBALS.quiet, GLOBALS.profile = verbose, quiet, profile
     _PS_WARNED.clear()
-    forget_warnings()
-    profiles.forget_warnings()
+    _forget_warnings()
     logger = logging.getLogger(LIBRARY_LOGGER)
     for old in [h for h in logger.handlers if isinstance(h, StderrHandler)]:
         logger.removeHandler(old)
@@ -115,6 +121,15 @@ def start_invocation(verbose: bool, quiet: bool, profile: str | None = None) -> 
         logger.propagate = saved[1]
 
     return finish
+
+
+def _forget_warnings() -> None:
+    """Forget the once-per-invocation warnings of config and profiles. A module not yet
+    imported has warned nothing, so it is not imported just to be told to forget."""
+    for name in ("shandy_cli.config", "shandy_cli.profiles"):
+        module = sys.modules.get(name)
+        if module is not None:
+            module.forget_warnings()
 
 
 def say(message: str) -> None:
@@ -169,6 +184,8 @@ def handle_errors(func: F) -> F:
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:  # a fault of the machine or a bug of ours: one line, -v more
+            from shandy_cli.faults import fault_message, stop_code
+
             if GLOBALS.verbose:
                 print_traceback()
             # Never 1 ("finished, some rows rejected"): an import that sent anything turned
@@ -253,6 +270,8 @@ def settings_from(
         if not _PS_WARNED:  # once, however many times a command resolves its settings
             _PS_WARNED.append(True)
             warn("--api-key is visible to other users in `ps`; prefer SALESHANDY_API_KEY")
+    from shandy_cli.config import resolve_settings
+
     settings = resolve_settings(
         api_key=api_key, base_url=base_url, state_dir=state_dir, profile=chosen_profile(profile)
     )
@@ -270,6 +289,8 @@ def chosen_profile(profile: str | None) -> str | None:
 def open_client(settings: Settings) -> SaleshandyClient:
     """The client every command uses: retries said through logging (``client``'s default
     hook, rendered by ``StderrHandler``), budget waits too."""
+    from shandy_cli.client import SaleshandyClient
+
     client = SaleshandyClient(
         settings.base_url, settings.api_key, on_wait=wait_line, rate_limits=settings.rate_limits
     )
@@ -300,6 +321,7 @@ def api_session(
         with open_client(settings) as client:
             yield client, Connection(settings, False)
         return
+    from shandy_cli._files import ensure_private_dir
     from shandy_cli.sandbox import SandboxConfig, start_sandbox
 
     sandbox_dir = ensure_private_dir(settings.state_dir / "sandbox")

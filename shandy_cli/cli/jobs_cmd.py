@@ -24,7 +24,7 @@ from shandy_cli.cli.common import (
     stdout_console,
 )
 from shandy_cli.cli.import_cmd import document_on_every_exit, execute_import
-from shandy_cli.cli.render import cell, conclude, render_result
+from shandy_cli.cli.render import cell, conclude, renders
 from shandy_cli.jobs import JobsResult, list_jobs, prepare_job
 from shandy_cli.pipeline.mapping import parse_pairs
 from shandy_cli.redaction import one_line
@@ -200,7 +200,7 @@ def jobs(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     conclude(list_jobs(config), json_out)
 
 
-@render_result.register
+@renders(JobsResult)
 def _jobs(result: JobsResult, json_out: bool) -> None:
     if json_out:
         print_json(result.to_dict())

@@ -10,34 +10,34 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from functools import singledispatch
-from typing import Any, NoReturn
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 from rich.text import Text
 
-from shandy_cli.catalog import FieldsResult, SequencesResult
 from shandy_cli.cli.common import GLOBALS, fail, print_json, safe_text, stdout_console, warn
 from shandy_cli.pipeline.events import ChunkEvent, Event, Notice, Phase, ReadProgress
-from shandy_cli.pipeline.housekeeping import PruneResult
-from shandy_cli.pipeline.outcome import already_present_fails
-from shandy_cli.pipeline.results import ImportResult
-from shandy_cli.pipeline.runs import RUN_COLUMNS, RunsResult, run_cells
-from shandy_cli.pipeline.trace import TRACE_COLUMNS, TraceResult, trace_cells
-from shandy_cli.preview import PreviewResult
 from shandy_cli.redaction import one_line
-from shandy_cli.status import RequestStatus, StatusResult
+
+# The result types are named here for the type checker only. Each renderer is found by
+# its result's class name (``_renders``), so `shandy status` does not import the import
+# pipeline, the preview's readers or the trace store just to render a table of requests
+# (issue 16, start-up); a test checks every name resolves to a real class.
+if TYPE_CHECKING:
+    from rich.progress import TaskID
+
+    from shandy_cli.catalog import FieldsResult, SequencesResult
+    from shandy_cli.pipeline.housekeeping import PruneResult
+    from shandy_cli.pipeline.results import ImportResult
+    from shandy_cli.pipeline.runs import RunsResult
+    from shandy_cli.pipeline.trace import TraceResult
+    from shandy_cli.preview import PreviewResult
+    from shandy_cli.status import RequestStatus, StatusResult
+
+R = TypeVar("R", bound=Callable[[Any, bool], None])
 
 
 class PlainProgress:
@@ -88,6 +88,16 @@ class LiveProgress:
     """rich progress bars: reading (rows, rate, ETA on bytes), submitting, processing."""
 
     def __init__(self) -> None:
+        # here, not at the top: only a terminal's import draws bars
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
         self.console = Console(stderr=True)
         self.progress = Progress(
             TextColumn("{task.description}"),
@@ -195,6 +205,8 @@ def summary_table(result: ImportResult) -> Table:
 
 def already_present_note(result: ImportResult) -> str | None:
     """Why rows already in the sequence count (or not) against the exit code, and what to do."""
+    from shandy_cli.pipeline.outcome import already_present_fails
+
     n = result.rows_already_present
     if not n:
         return None
@@ -261,12 +273,38 @@ def conclude(result: Any, json_out: bool) -> NoReturn:
     raise typer.Exit(int(result.exit_code))
 
 
-@singledispatch
+# "module.Class" of a result -> its renderer
+RENDERERS: dict[str, Callable[[Any, bool], None]] = {}
+
+
+def renders(result_type: str | type) -> Callable[[R], R]:
+    """Register the renderer of a result class: the class itself where its module is
+    loaded anyway, else its name ("module.Class"), so that it is imported only when a
+    command returns one."""
+    name = result_type if isinstance(result_type, str) else _type_name(result_type)
+
+    def register(func: R) -> R:
+        RENDERERS[name] = func
+        return func
+
+    return register
+
+
+def _type_name(klass: type) -> str:
+    return f"{klass.__module__}.{klass.__qualname__}"
+
+
 def render_result(result: Any, json_out: bool) -> None:
+    """Render ``result`` with the renderer of its class (or of the nearest base class)."""
+    for klass in type(result).__mro__:
+        func = RENDERERS.get(_type_name(klass))
+        if func is not None:
+            func(result, json_out)
+            return
     raise TypeError(f"no renderer for {type(result).__name__}")
 
 
-@render_result.register
+@renders("shandy_cli.pipeline.results.ImportResult")
 def _import(result: ImportResult, json_out: bool) -> None:
     if json_out:
         print_json(result.to_dict())
@@ -281,7 +319,7 @@ def _import(result: ImportResult, json_out: bool) -> None:
         console.print(cell(note))
 
 
-@render_result.register
+@renders("shandy_cli.status.StatusResult")
 def _status(result: StatusResult, json_out: bool) -> None:
     if json_out:
         print_json(result.to_dict())
@@ -289,7 +327,7 @@ def _status(result: StatusResult, json_out: bool) -> None:
         stdout_console().print(status_table(result.requests))
 
 
-@render_result.register
+@renders("shandy_cli.preview.PreviewResult")
 def _preview(result: PreviewResult, json_out: bool) -> None:
     doc = result.document
     if json_out:
@@ -317,7 +355,7 @@ def _preview(result: PreviewResult, json_out: bool) -> None:
         console.print(rows)
 
 
-@render_result.register
+@renders("shandy_cli.catalog.SequencesResult")
 def _sequences(result: SequencesResult, json_out: bool) -> None:
     if json_out:
         print_json(result.to_json())
@@ -337,7 +375,7 @@ def _sequences(result: SequencesResult, json_out: bool) -> None:
     stdout_console().print(table)
 
 
-@render_result.register
+@renders("shandy_cli.catalog.FieldsResult")
 def _fields(result: FieldsResult, json_out: bool) -> None:
     if json_out:
         print_json(result.to_json())
@@ -348,11 +386,13 @@ def _fields(result: FieldsResult, json_out: bool) -> None:
     stdout_console().print(table)
 
 
-@render_result.register
+@renders("shandy_cli.pipeline.runs.RunsResult")
 def _runs(result: RunsResult, json_out: bool) -> None:
     if json_out:
         print_json(result.to_json())
         return
+    from shandy_cli.pipeline.runs import RUN_COLUMNS, run_cells
+
     if not sys.stdout.isatty():
         # Off a terminal, one tab-separated line a run with every value whole: a table
         # fitted to 80 columns cut run ids to ``20261201T2…``, which ``resume`` cannot take.
@@ -365,7 +405,7 @@ def _runs(result: RunsResult, json_out: bool) -> None:
     stdout_console().print(table)
 
 
-@render_result.register
+@renders("shandy_cli.pipeline.housekeeping.PruneResult")
 def _pruned(result: PruneResult, json_out: bool) -> None:
     if json_out:
         print_json(result.to_json())
@@ -381,11 +421,13 @@ def _pruned(result: PruneResult, json_out: bool) -> None:
         )
 
 
-@render_result.register
+@renders("shandy_cli.pipeline.trace.TraceResult")
 def _trace(result: TraceResult, json_out: bool) -> None:
     if json_out:
         print_json(result.to_dict())
         return
+    from shandy_cli.pipeline.trace import TRACE_COLUMNS, trace_cells
+
     if not result.entries:
         return  # conclude says so, on stderr, with exit 1
     if not sys.stdout.isatty():

@@ -48,7 +48,6 @@ from shandy_cli.pipeline.reporting import (
     write_failures,
 )
 from shandy_cli.pipeline.spool import releasable
-from shandy_cli.pipeline.trace import save_outcome
 from shandy_cli.pipeline.validation import email_key
 
 # How Saleshandy words "this prospect is already in the sequence": live, "Prospect already
@@ -232,6 +231,8 @@ def write_run_failures(
     and the file written (None: no row to list)."""
     outcome = settle_run(journal, run_id, conflict)
     # `shandy trace`: Saleshandy's word on each row, and the rows late chunks sent again
+    from shandy_cli.pipeline.trace import save_outcome  # once a run, not at every status
+
     save_outcome(journal, run_id, outcome.failed, outcome.already_present, outcome.sent_again)
     written = write_failures(path, columns, rejects, outcome.listed, sent, sources, fetch)
     return outcome, written

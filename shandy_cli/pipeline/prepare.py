@@ -22,6 +22,7 @@ from shandy_cli.client import SaleshandyClient
 from shandy_cli.config import columnar_mode
 from shandy_cli.errors import InputError, ShandyError
 from shandy_cli.pipeline._readers.columnar_files import ColumnarFileSource
+from shandy_cli.pipeline._readers.compressed import PACKED_RATIO
 from shandy_cli.pipeline._readers.spreadsheet import WorkbookSource
 from shandy_cli.pipeline.changes import CHANGED, UNCHANGED, Changes, update_conflict
 from shandy_cli.pipeline.chunking import (
@@ -63,7 +64,6 @@ if TYPE_CHECKING:
 # When "auto" takes the columnar reader (pipeline/columnar/): decided here, before
 # anything imports polars, so small files never load it.
 COLUMNAR_MIN_SIZE = 2 << 20  # a CSV below this is as fast row by row as starting workers
-COLUMNAR_PACKED_RATIO = 5  # a compressed CSV's size unpacked, guessed (gzip, zstd: 4-8x)
 COLUMNAR_MIN_ROWS = 5000  # a sheet this small is read as fast row by row
 PROGRESS_EVERY = 2000  # rows between read-progress events: cheap, still smooth
 
@@ -453,7 +453,7 @@ class _Reader:
             count += 1
             out.rows_read += 1
             if count % PROGRESS_EVERY == 0:
-                self.ctx.listener(ReadProgress(info.name, count, src.bytes_read, info.size))
+                self.ctx.listener(ReadProgress(info.name, count, src.progress_bytes(), info.size))
             if mapping is None:
                 continue
             item, reason = self._judge(row, ncols, mapping)
@@ -494,7 +494,9 @@ class _Reader:
                 stream.sizes.append(len(item))
             out.sent.add(key, file_index, row.number)
             out.rows_submitted += 1
-        self.ctx.listener(ReadProgress(info.name, count, src.bytes_read, info.size, done=True))
+        self.ctx.listener(
+            ReadProgress(info.name, count, src.progress_bytes(done=True), info.size, done=True)
+        )
 
     def _columnar(
         self, src: Source, mapping: Mapping | None, file_index: int
@@ -694,12 +696,12 @@ def _done(value: str) -> Future[str]:
 def _cheap_no(info: SourceInfo, path: str | None, choice: str) -> bool:
     """Sources the columnar path never takes, decided without importing polars:
     no file, not a delimited format, or (``choice`` "auto") a small one (a compressed
-    one by its guessed size unpacked: ``COLUMNAR_PACKED_RATIO``)."""
+    one by its guessed size unpacked: ``PACKED_RATIO``)."""
     if path is None or info.format not in ("csv", "tsv", "txt"):
         return True
     if choice == "always":
         return False
-    ratio = COLUMNAR_PACKED_RATIO if info.compression else 1
+    ratio = PACKED_RATIO if info.compression else 1
     try:
         return os.stat(path).st_size * ratio < COLUMNAR_MIN_SIZE
     except OSError:

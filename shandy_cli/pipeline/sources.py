@@ -11,6 +11,7 @@ next stages can reject just that row. Nothing here ever lets a library exception
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import stat
@@ -170,6 +171,7 @@ def _open_any(
         how=how,
         owned=owned,
         seekable=seekable,
+        size=size,
     )
 
 
@@ -228,8 +230,10 @@ def _open_packed(
     how: _How,
     owned: bool,
     seekable: bool,
+    size: int | None,
 ) -> Source:
-    """A compressed stream or a zip member, decompressed as it is read, then opened."""
+    """A compressed stream or a zip member, decompressed as it is read, then opened.
+    ``size``: the archive's bytes (None: a pipe), what its progress is counted in."""
     member: str | None = None
     if kind == "zip":
         picked = compressed.open_member(
@@ -247,14 +251,14 @@ def _open_packed(
         stream = compressed.inflate(f, kind, name=shown, limit=how.limit, owns=owned)
     try:
         fmt = _inner_format(inner, shown)
-        # No size: progress counts the bytes read unpacked, which the archive's size
-        # would put past 100% (and its ETA at nothing); stdin's progress is the same.
         src = _open_stream(
-            stream, path=path, name=shown, fmt=fmt, size=None, how=how, owned=True, packed=True
+            stream, path=path, name=shown, fmt=fmt, size=size, how=how, owned=True, packed=True
         )
     except BaseException:
         stream.close()
         raise
+    if size is not None:  # progress in the archive's bytes: the unpacked ones pass 100%
+        src.packed_read = functools.partial(compressed.packed_read, stream)
     src.info.compression, src.info.member = kind, member
     src.info.inflate_limit = how.limit  # reading it again (the columnar reader) is bounded alike
     return src

@@ -23,7 +23,7 @@ from typing import IO, Any
 import orjson
 from xxhash import xxh3_128
 
-from shandy_cli._files import ensure_private_dir, open_private
+from shandy_cli._files import ensure_private_dir, open_private, replace_file
 from shandy_cli.config import ENV_MAX_STREAM_BYTES
 from shandy_cli.errors import InputError
 from shandy_cli.journal import UNFINISHED, Journal
@@ -142,7 +142,10 @@ def spool_copy(state_dir: Path, fill: Callable[[HashingWriter], None]) -> Path:
             out = HashingWriter(raw)
             fill(out)
         target = folder / f"{out.digest.hexdigest()}.bin"
-        os.replace(tmp, target)
+        if target.is_file():  # the same bytes, spooled before (and maybe open in a run)
+            tmp.unlink()
+        else:
+            replace_file(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()

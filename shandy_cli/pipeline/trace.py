@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shandy_cli._files import ensure_private_dir, open_private, private_output
+from shandy_cli._files import ensure_private_dir, open_private, private_output, replace_file
 from shandy_cli.errors import InputError
 from shandy_cli.exits import ExitCode
 from shandy_cli.pipeline.suppression import Suppressed
@@ -87,6 +87,24 @@ def secret_path(state_dir: Path) -> Path:
     return Path(state_dir) / SECRET_FILE
 
 
+def _publish_once(tmp: Path, path: Path) -> None:
+    """Put ``tmp`` at ``path`` unless a file is there already (another run's, which wins).
+    A hard link does it atomically; where the file system has none (FAT and exFAT drives,
+    some network shares), a lock around "is it there yet, else rename" does."""
+    try:
+        os.link(tmp, path)  # fails if another process made it first: theirs is used
+        return
+    except FileExistsError:
+        return
+    except OSError:
+        pass  # no hard links here
+    from shandy_cli._lock import exclusive
+
+    with exclusive(path.with_name(f".{path.name}.lock")):
+        if not path.exists():
+            replace_file(tmp, path)
+
+
 def load_secret(state_dir: Path, *, create: bool) -> tuple[int, int] | None:
     """The digests' key (two 64-bit halves) of ``state_dir``; None when it has none (and
     ``create`` is False). Made atomically on first use: two runs starting at once agree."""
@@ -97,9 +115,7 @@ def load_secret(state_dir: Path, *, create: bool) -> tuple[int, int] | None:
         with open_private(tmp, "w", encoding="ascii") as fh:
             fh.write(secrets.token_hex(16) + "\n")
         try:
-            os.link(tmp, path)  # fails if another process made it first: theirs is used
-        except FileExistsError:
-            pass
+            _publish_once(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -27,7 +27,7 @@ class SourceInfo:
     encoding: str | None  # None for spreadsheets
     delimiter: str | None  # None for spreadsheets and JSONL
     columns: list[str]  # the header exactly as in the file (not trimmed)
-    size: int | None  # file bytes when known (for ETA)
+    size: int | None  # file bytes when known (for ETA); a compressed input's: the archive's
     # How the bytes were packed: "gzip", "bzip2", "xz", "zstd" or "zip" (None: as
     # they are), and the zip member read: what reading the file again must undo.
     compression: str | None = None
@@ -51,6 +51,8 @@ class Source(ABC):
     def __init__(self, info: SourceInfo) -> None:
         self.info = info
         self._started = False
+        # A compressed input's progress: the archive's bytes read, set by the opener.
+        self.packed_read: Callable[[], int | None] | None = None
 
     def rows(self) -> Iterator[Row]:
         # Single pass: the underlying stream (stdin, a pipe) cannot be rewound.
@@ -66,6 +68,16 @@ class Source(ABC):
     @property
     def bytes_read(self) -> int:
         return 0
+
+    def progress_bytes(self, *, done: bool = False) -> int:
+        """The input's bytes read so far, in ``info.size``'s unit: the file's, or for a
+        compressed input the archive's (its unpacked bytes would run past 100%). Done, a
+        compressed input is all read, though a zip's directory after its member is not."""
+        if self.packed_read is None:
+            return self.bytes_read
+        if done and self.info.size is not None:
+            return self.info.size
+        return self.packed_read() or 0
 
     def close(self) -> None:  # noqa: B027 -- a source with no file has nothing to release
         """Release the file; safe to call twice."""

@@ -53,6 +53,10 @@ HEAD = 16  # bytes enough to tell every signature above
 # compressed that would be taken piped in plain.
 MAX_INFLATED = DEFAULT_MAX_STREAM_BYTES
 READ_BUFFER = 1 << 20
+# A CSV compresses ~4-8x with gzip or zstd: the guess at a packed file's size unpacked,
+# where a decision needs it before reading (the columnar path's size floor, its first
+# block's row-count guess).
+PACKED_RATIO = 5
 # Member names a zip tool adds that are never the lead file (macOS resource forks,
 # Finder and Explorer metadata).
 _JUNK = frozenset({"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini"})
@@ -89,9 +93,11 @@ class Inflating(io.RawIOBase):
         name: str,
         limit: int,
         owned: tuple[Any, ...] = (),
+        archive: IO[bytes] | None = None,
     ) -> None:
         super().__init__()
         self._stream = stream
+        self._archive = archive  # the packed bytes' file, whose position is the progress
         self._kind = kind
         self._name = name
         self._limit = limit
@@ -100,6 +106,16 @@ class Inflating(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def packed_read(self) -> int | None:
+        """How far into the archive the decoder has read (its bytes, not the unpacked
+        ones): a compressed input's progress. None where that is unknown (a pipe)."""
+        if self._archive is None:
+            return None
+        try:
+            return self._archive.tell()
+        except (OSError, ValueError):  # not seekable, or closed at the end
+            return None
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
@@ -175,9 +191,15 @@ def inflate(
     limit = MAX_INFLATED if limit is None else limit
     inner = decompressor(kind, raw)
     owned = (raw,) if owns else ()  # never the caller's stdin
-    return io.BufferedReader(
-        Inflating(inner, kind=kind, name=name, limit=limit, owned=owned), READ_BUFFER
-    )
+    wrapped = Inflating(inner, kind=kind, name=name, limit=limit, owned=owned, archive=raw)
+    return io.BufferedReader(wrapped, READ_BUFFER)
+
+
+def packed_read(stream: object) -> int | None:
+    """The archive bytes read so far under a stream ``inflate``, ``open_member`` or
+    ``reopen`` gave (None for any other stream, or where unknown)."""
+    inner = getattr(stream, "raw", None)
+    return inner.packed_read() if isinstance(inner, Inflating) else None
 
 
 def replay(head: bytes, rest: BinaryIO) -> io.BufferedReader:
@@ -235,7 +257,9 @@ def open_member(
             ) from None
         shown = f"{name}:{chosen.filename}"
         owned = (archive, location) if owns or location is not f else (archive,)
-        wrapped = Inflating(stream, kind="zip", name=shown, limit=limit, owned=owned)
+        wrapped = Inflating(
+            stream, kind="zip", name=shown, limit=limit, owned=owned, archive=location
+        )
         return Member(chosen.filename, io.BufferedReader(wrapped, READ_BUFFER), chosen.file_size)
     except BaseException:
         archive.close()

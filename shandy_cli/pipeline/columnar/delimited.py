@@ -8,6 +8,7 @@ import stat
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, BinaryIO
 
+from shandy_cli.pipeline._readers.compressed import PACKED_RATIO, packed_read
 from shandy_cli.pipeline.columnar.commit import _Commit, _pipeline
 from shandy_cli.pipeline.columnar.encoder import _Columnar, _Parsed
 from shandy_cli.pipeline.columnar.framing import _blocks, _unit_codec, source_codec
@@ -19,10 +20,6 @@ from shandy_cli.pipeline.validation import EMAIL_LABEL
 
 if TYPE_CHECKING:
     from shandy_cli.pipeline.sources import SourceInfo
-
-
-# A CSV compresses ~4-8x with gzip or zstd: the guess at a packed file's size unpacked.
-PACKED_RATIO = 5
 
 
 def _opener(path: str, info: SourceInfo) -> Callable[[], BinaryIO]:
@@ -104,9 +101,22 @@ def read_columnar(path: str, info: SourceInfo, mapping: Mapping, state: RunState
         codec, bom = _unit_codec(codec, f.read(2))
     # the bytes to expect, for the first block's guess at the row count
     expect = os.path.getsize(path) * (PACKED_RATIO if info.compression else 1)
+    opened: list[BinaryIO] = []  # the stream the blocks come from, for a packed one's progress
+
+    def open_blocks() -> BinaryIO:
+        opened[:] = [opener()]
+        return opened[0]
+
+    def progress(rows: int, nbytes: int) -> None:
+        # a compressed input's progress is in its archive's bytes, as info.size is
+        if not info.compression:
+            state.progress(rows, nbytes)
+            return
+        packed = packed_read(opened[0]) if opened else None  # None: closed, all read
+        state.progress(rows, packed if packed is not None else (info.size or nbytes))
 
     def jobs() -> Iterator[Callable[[], _Parsed]]:
-        for block in _blocks(path, info.columns, delimiter, codec, bom, opener):
+        for block in _blocks(path, info.columns, delimiter, codec, bom, open_blocks):
             yield functools.partial(reader.parse, block, delimiter, codec)
 
-    return _pipeline(jobs(), commit, expect, state.progress)
+    return _pipeline(jobs(), commit, expect, progress)

@@ -244,9 +244,15 @@ def installed_shandy_runs(bin_dir: Path, tmp_path: Path) -> None:
     assert json.loads(ran.stdout)["completed"] is True
 
 
+def tool(name: str) -> str | None:
+    """``name`` from this venv (the test extra installs pipx and uv), else from PATH."""
+    here = Path(sys.executable).parent / name
+    return str(here) if here.is_file() else shutil.which(name)
+
+
 @pytest.mark.timeout(900)
 def test_pipx_install_gives_a_working_shandy(tmp_path: Path) -> None:
-    pipx = shutil.which("pipx")
+    pipx = tool("pipx")
     if pipx is None:
         pytest.skip("pipx is not installed (pip install pipx to run this)")
     home = tmp_path / "pipx"
@@ -259,7 +265,7 @@ def test_pipx_install_gives_a_working_shandy(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(900)
 def test_uv_tool_install_gives_a_working_shandy(tmp_path: Path) -> None:
-    uv = shutil.which("uv")
+    uv = tool("uv")
     if uv is None:
         pytest.skip("uv is not installed (pip install uv to run this)")
     home = tmp_path / "uv"

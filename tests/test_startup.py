@@ -144,7 +144,9 @@ def test_help_loads_neither_polars_nor_numpy(tmp_path: Path, argv: tuple[str, ..
     assert not {"polars", "numpy", "shandy_cli.sandbox"} & modules
 
 
-def test_status_loads_neither_polars_nor_numpy(sandbox: Sandbox, tmp_path: Path) -> None:
+@pytest.fixture
+def imported(sandbox: Sandbox, tmp_path: Path) -> tuple[str, dict[str, str]]:
+    """A request id of a one-row import into the sandbox, and the environment to ask it."""
     (tmp_path / "a.csv").write_text("email,first_name\na@example.com,Ann\n", encoding="utf-8")
     result = import_files(
         [tmp_path / "a.csv"],
@@ -157,6 +159,13 @@ def test_status_loads_neither_polars_nor_numpy(sandbox: Sandbox, tmp_path: Path)
     [request_id] = result.request_ids
     env = {"SALESHANDY_API_KEY": "test-key", "SALESHANDY_BASE_URL": sandbox.url}
     env["SHANDY_STATE_DIR"] = str(tmp_path / "state")
+    return request_id, env
+
+
+def test_status_loads_neither_polars_nor_numpy(
+    imported: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    request_id, env = imported
     modules, out = loaded(tmp_path, "status", request_id, "--json", env=env)
     assert request_id in out
     assert "httpx" in modules  # it did talk to the sandbox
@@ -179,22 +188,11 @@ def test_the_root_help_imports_no_client_settings_or_keychain(tmp_path: Path) ->
 
 
 def test_status_renders_its_table_without_the_readers_or_the_trace_store(
-    sandbox: Sandbox, tmp_path: Path
+    imported: tuple[str, dict[str, str]], tmp_path: Path
 ) -> None:
     """A human `shandy status` needs the client, the journal and a table: not the
     import's readers (prepare, sources), the preview or the trace store."""
-    (tmp_path / "a.csv").write_text("email,first_name\na@example.com,Ann\n", encoding="utf-8")
-    result = import_files(
-        [tmp_path / "a.csv"],
-        api_key="test-key",
-        base_url=sandbox.url,
-        step_id="StepA1",
-        state_dir=tmp_path / "state",
-        poll_interval=0.05,
-    )
-    [request_id] = result.request_ids
-    env = {"SALESHANDY_API_KEY": "test-key", "SALESHANDY_BASE_URL": sandbox.url}
-    env["SHANDY_STATE_DIR"] = str(tmp_path / "state")
+    request_id, env = imported
     modules, out = loaded(tmp_path, "status", request_id, env=env)
     assert request_id in out and "completed" in out  # the table, not JSON
     assert {"httpx", "shandy_cli.journal", "rich.console"} <= modules

@@ -204,6 +204,7 @@ OPTION_KEYS: dict[str, tuple[str, Callable[[Any, _Ctx], Any]]] = {
     "rejects": ("rejects", _output_file),
     "report_dir": ("report_dir", _output_dir),
     "sheet": ("sheet", _text),
+    "member": ("member", _text),
     "encoding": ("encoding", _encoding),
     "delimiter": ("delimiter", _delimiter),
     "notify": ("notify", _texts),

@@ -698,3 +698,47 @@ def test_shandy_jobs_masks_webhook_urls(tmp_path: Path) -> None:
         assert listed.returncode == 0, listed.stderr
         assert "SECRETTOKEN42" not in listed.stdout + listed.stderr
         assert "hooks.slack.com" in listed.stdout
+
+
+def _flags(name: str) -> set[str]:
+    from shandy_cli.cli import load_command
+
+    params = load_command(name).params
+    return {opt for param in params for opt in param.opts if opt.startswith("--")}
+
+
+def test_run_takes_every_flag_import_takes_and_a_job_every_key() -> None:
+    """`shandy run` and a job are `shandy import` by another name: a flag added to import
+    (as --member was) and not to them would be a file a job cannot read."""
+    from shandy_cli.jobs import ALIASES
+
+    ours = {"--config"}  # run's own; import's FILES argument is a job's `files`
+    assert _flags("run") - ours == _flags("import")
+    connection = {"--json", "--api-key", "--base-url", "--state-dir", "--sandbox", "--profile"}
+    hidden = {"--poll-interval"}  # for tests, not for jobs
+    keys = {ALIASES.get(f[2:].replace("-", "_"), f[2:].replace("-", "_"))
+            for f in _flags("import") - connection - hidden}  # fmt: skip
+    assert keys <= set(JOB_KEYS), keys - set(JOB_KEYS)
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    listed = re.search(r"A job's keys are .*?\n((?:.*\n){1,8}?)Relative paths", readme)
+    assert listed is not None
+    assert set(re.findall(r"`([a-z_]+)`", listed.group(1))) >= set(JOB_KEYS)
+
+
+def test_a_job_reads_a_member_of_a_zip(sandbox: Sandbox, tmp_path: Path) -> None:
+    """`member` in a job (and --member on the line) picks the lead file inside a .zip."""
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "leads.zip", "w") as zf:
+        zf.writestr("a.csv", "email,first_name\na@example.com,Ann\n")
+        zf.writestr("b.csv", "email,first_name\nb@example.com,Bob\nc@example.com,Cy\n")
+    (tmp_path / "shandy.toml").write_text(
+        '[jobs.z]\nfiles = ["leads.zip"]\nstep = "StepA1"\nmember = "b.csv"\n', encoding="utf-8"
+    )
+    env = {"SALESHANDY_BASE_URL": sandbox.url, "SALESHANDY_API_KEY": "test-key"}
+    ran = run_cli("run", "z", "--json", cwd=tmp_path, env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)["rows_submitted"] == 2
+    again = run_cli("run", "z", "--member", "a.csv", "--json", cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["rows_submitted"] == 1

@@ -80,6 +80,9 @@ def run(
         typer.Option("--set", help='"Field Label=value" (repeatable; wins per label).'),
     ] = None,
     sheet: Annotated[str | None, typer.Option("--sheet", help="Workbook sheet.")] = None,
+    member: Annotated[
+        str | None, typer.Option("--member", help="The file to read inside a .zip input.")
+    ] = None,
     encoding: Annotated[str | None, typer.Option("--encoding", help="Text encoding.")] = None,
     delimiter: Annotated[str | None, typer.Option("--delimiter", help="CSV delimiter.")] = None,
     on_unknown_column: Annotated[
@@ -152,6 +155,7 @@ def run(
         "mapping_file": mapping,
         "constants": parse_pairs(set_, "--set") if set_ else None,
         "sheet": sheet,
+        "member": member,
         "encoding": encoding,
         "delimiter": delimiter,
         "on_unknown_column": on_unknown_column,

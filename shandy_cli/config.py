@@ -174,6 +174,7 @@ def resolve_settings(
     max_stream_bytes: int | str | None = None,
     profile: str | None = None,
     config: str | os.PathLike[str] | None = None,
+    need_key: bool = True,
 ) -> Settings:
     """Merge flags, environment and ``.env`` (in the working directory) into Settings.
 
@@ -181,6 +182,8 @@ def resolve_settings(
     keyword argument) wins over the environment, which wins over ``.env``. The API key
     and base URL then fall back to the profile (``--profile`` / ``SHANDY_PROFILE``,
     ``default``) stored by ``shandy auth login`` (``profiles.stored_profile``).
+    ``need_key`` False (a command that never calls the API: ``runs``, ``trace``): the
+    profile's key is not looked up, so the keychain is not read (nor asks, on macOS).
     """
     env = os.environ if environ is None else environ
     dotenv = read_dotenv(dotenv_path if dotenv_path is not None else Path(".env"))
@@ -194,7 +197,7 @@ def resolve_settings(
     chosen = pick(ENV_PROFILE, profile) or DEFAULT_PROFILE
     key, key_source = _key(api_key, env, dotenv)
     url = pick(ENV_BASE_URL, base_url)
-    if key is None:  # the profile's, only when nothing else gives a key
+    if key is None and need_key:  # the profile's, only when nothing else gives a key
         stored = stored_profile(chosen, env)
         if stored is not None and stored.api_key:
             key, key_source = stored.api_key, f"profile {chosen}"

@@ -310,7 +310,7 @@ class JobsResult:
 def jobs_path(config: str | os.PathLike[str] | None = None) -> Path:
     """The jobs file: ``config`` (``--config``), else ``SHANDY_CONFIG`` (environment or
     ``.env``), else ``shandy.toml`` in the working directory."""
-    chosen = resolve_settings(config=config).config_file
+    chosen = resolve_settings(config=config, need_key=False).config_file
     return chosen if chosen is not None else Path(DEFAULT_FILE)
 
 

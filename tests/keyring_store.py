@@ -52,3 +52,13 @@ class LockedKeychain(KeyringBackend):
 
     def delete_password(self, service: str, username: str) -> None:
         raise KeyringError("the keychain is locked")
+
+
+class CountingKeychain(FileKeychain):
+    """``FileKeychain`` that notes each read in ``KEYRING_READS_FILE``: which commands ask
+    the keychain (on macOS a read may show a prompt)."""
+
+    def get_password(self, service: str, username: str) -> str | None:
+        with open(os.environ["KEYRING_READS_FILE"], "a", encoding="utf-8") as fh:
+            fh.write(f"{service}/{username}\n")
+        return super().get_password(service, username)

@@ -449,3 +449,23 @@ def test_a_keychain_that_cannot_be_read_is_a_warning_with_the_way_out(
     assert runs.returncode == 0, runs.stderr
     status = run_cli("auth", "status", cwd=fresh, env=env(fresh))
     assert status.returncode == 2 and "cannot be read here" in status.stdout
+
+
+def test_commands_that_never_call_the_api_never_read_the_keychain(
+    fresh: Path, sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`shandy runs`, `runs --prune` and `trace` read the journal only: asking the keychain
+    for a key they do not use could prompt on macOS. An import still reads it."""
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring_store.CountingKeychain")
+    reads = tmp_path / "reads.txt"
+    monkeypatch.setenv("KEYRING_READS_FILE", str(reads))
+    assert login(fresh, "default", KEY_A, sandbox.url).returncode == 0
+    reads.unlink(missing_ok=True)
+    imported = run_cli("import", "leads.csv", "--step", "StepA1", cwd=fresh, env=env(fresh))
+    assert imported.returncode == 0, imported.stderr
+    assert reads.read_text().count("\n") >= 1  # the import took the profile's key
+    reads.unlink()
+    for args in (("runs",), ("runs", "--prune"), ("trace", "ann@example.com")):
+        ran = run_cli(*args, cwd=fresh, env=env(fresh))
+        assert ran.returncode == 0, (args, ran.stderr)
+    assert not reads.exists(), reads.read_text()

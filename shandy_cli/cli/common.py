@@ -264,7 +264,11 @@ def settings_from(
     base_url: str | None,
     state_dir: Path | None,
     profile: str | None = None,
+    *,
+    need_key: bool = True,
 ) -> Settings:
+    """The command's settings (``resolve_settings``); ``need_key`` False for commands that
+    never call the API, which then read no profile's key from the keychain."""
     if api_key:
         register_secret(api_key)
         if not _PS_WARNED:  # once, however many times a command resolves its settings
@@ -273,7 +277,11 @@ def settings_from(
     from shandy_cli.config import resolve_settings
 
     settings = resolve_settings(
-        api_key=api_key, base_url=base_url, state_dir=state_dir, profile=chosen_profile(profile)
+        api_key=api_key,
+        base_url=base_url,
+        state_dir=state_dir,
+        profile=chosen_profile(profile),
+        need_key=need_key,
     )
     if settings.api_key:
         register_secret(settings.api_key)  # a profile's key too: never in any output

@@ -62,7 +62,7 @@ def runs(
       shandy runs --json | jq '.[] | select(.outcome != "completed")'
       shandy runs --prune --older-than 3
     """
-    settings = settings_from(None, None, state_dir)
+    settings = settings_from(None, None, state_dir, need_key=False)
     if prune_:
         conclude(prune(older_than, state_dir=settings.state_dir), json_out)
     conclude(list_runs(limit, state_dir=settings.state_dir), json_out)
@@ -116,7 +116,7 @@ def resume(
 
 def _recorded_profile(run_id: str | None, last: bool, state_dir: Path | None) -> str | None:
     """The profile the journal says the run was made with: its account's key resumes it."""
-    settings = settings_from(None, None, state_dir)
+    settings = settings_from(None, None, state_dir, need_key=False)
     with Journal(settings.state_dir) as journal:
         record = journal.last() if last or not run_id else journal.get(run_id)
     found = record.options.get("profile") if record is not None else None

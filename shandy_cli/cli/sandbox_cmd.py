@@ -82,7 +82,7 @@ def sandbox(
     except ValueError as exc:
         raise fail(str(exc)) from None  # a usage error: ExitCode.USAGE
 
-    settings = settings_from(None, None, state_dir)
+    settings = settings_from(None, None, state_dir, need_key=False)
     config = SandboxConfig(
         state_dir=ensure_private_dir(Path(settings.state_dir) / "sandbox"),
         host=host,

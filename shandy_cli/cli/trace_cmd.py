@@ -27,5 +27,5 @@ def trace(
       shandy trace ann@example.com
       shandy trace ann@example.com --json | jq '.entries[] | select(.outcome == "failed")'
     """
-    settings = settings_from(None, None, state_dir)
+    settings = settings_from(None, None, state_dir, need_key=False)
     conclude(trace_address(email, state_dir=settings.state_dir), json_out)

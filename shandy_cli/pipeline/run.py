@@ -202,7 +202,7 @@ def resume_import(
     """Continue an unfinished run from the journal (by id, or the most recent one), with
     the account profile it ran with unless ``profile`` names another."""
     overrides_profile = profile
-    settings = resolve_settings(state_dir=state_dir)
+    settings = resolve_settings(state_dir=state_dir, need_key=False)  # the run's key, below
     with Journal(settings.state_dir) as journal:
         record = journal.last() if last or not run_id else journal.get(run_id)
     if record is None:

@@ -35,7 +35,7 @@ class RunsResult:
 
 def list_runs(limit: int = 20, *, state_dir: str | os.PathLike[str] | None = None) -> RunsResult:
     """The ``limit`` most recent runs in the journal of ``state_dir``, newest first."""
-    settings = resolve_settings(state_dir=state_dir)
+    settings = resolve_settings(state_dir=state_dir, need_key=False)
     with Journal(settings.state_dir) as journal:
         return RunsResult([run_record(journal, r) for r in journal.runs(limit)])
 
@@ -47,7 +47,7 @@ def prune(
     ``older_than_days`` removed whole (``expire_runs``, as a completed import does once a
     day; default the ``keep_days`` setting, ``SHANDY_KEEP_DAYS``), then the leftovers of
     unfinished runs older than ``older_than_days`` (``prune_runs``; default a week)."""
-    settings = resolve_settings(state_dir=state_dir)
+    settings = resolve_settings(state_dir=state_dir, need_key=False)
     leftovers = PRUNE_DAYS if older_than_days is None else older_than_days
     keep = settings.keep_days if older_than_days is None else older_than_days
     with Journal(settings.state_dir) as journal:

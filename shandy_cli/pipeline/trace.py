@@ -783,7 +783,7 @@ def trace(email: str, *, state_dir: str | os.PathLike[str] | None = None) -> Tra
     address = email.strip().lower()
     if not address:
         raise InputError("trace needs an email address")
-    settings = resolve_settings(state_dir=state_dir)
+    settings = resolve_settings(state_dir=state_dir, need_key=False)
     result = TraceResult(address, keep_days=settings.keep_days)
     try:
         key = load_secret(settings.state_dir, create=False)

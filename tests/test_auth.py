@@ -465,7 +465,10 @@ def test_commands_that_never_call_the_api_never_read_the_keychain(
     assert imported.returncode == 0, imported.stderr
     assert reads.read_text().count("\n") >= 1  # the import took the profile's key
     reads.unlink()
-    for args in (("runs",), ("runs", "--prune"), ("trace", "ann@example.com")):
+    (fresh / "shandy.toml").write_text(
+        '[jobs.n]\nfiles = ["leads.csv"]\nstep = "StepA1"\nprofile = "default"\n'
+    )
+    for args in (("runs",), ("runs", "--prune"), ("trace", "ann@example.com"), ("jobs",)):
         ran = run_cli(*args, cwd=fresh, env=env(fresh))
         assert ran.returncode == 0, (args, ran.stderr)
     assert not reads.exists(), reads.read_text()

@@ -271,9 +271,9 @@ def test_an_unknown_profile_is_said_once(fresh: Path, sandbox) -> None:
         "--profile nosuch (shandy auth status lists the profiles)"
     )
     assert lines[1].startswith("shandy: error: no API key") and len(lines) == 2
-    # a command that needs no key still works, and says it once
+    # a command that needs no key works, and never looks the profile up
     runs = run_cli("runs", cwd=fresh, env=env(fresh, SHANDY_PROFILE="nosuch"))
-    assert runs.returncode == 0 and runs.stderr.count("no profile 'nosuch'") == 1
+    assert runs.returncode == 0 and "nosuch" not in runs.stderr
     # a key from the environment wins, and never asks for the profile's
     given = env(fresh, SALESHANDY_API_KEY=KEY_A, SALESHANDY_BASE_URL=sandbox.url)
     ok = run_cli("--profile", "nosuch", "sequences", cwd=fresh, env=given)

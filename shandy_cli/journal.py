@@ -110,6 +110,10 @@ _ADDED_COLUMNS = (
 )
 
 LATE = 2  # chunks.updates of a late update chunk (--update-existing)
+# ledger_chunks.updates of a row ``compact_ledger`` wrote: its run's refusals and
+# already-present marks are applied in it already (an older shandy reads it as an
+# update chunk's: its keys and digests as they are, which is what they are).
+COMPACTED = 3
 
 UNFINISHED = ("running", "interrupted", "failed", "processing")
 # A chunk in one of these states reached Saleshandy: a resume never sends it again.
@@ -484,16 +488,19 @@ class Journal:
     ) -> set[int]:
         """Email keys Saleshandy accepted into ``step`` in earlier runs (or in ``only_run``),
         of ``account`` (None: any; the ledger's rows from before accounts were kept match
-        every account)."""
+        every account).
+
+        A run's refusals take its own rows' keys out, not an earlier run's: a row another
+        run landed is in the sequence (``ledger_state`` counts it the same way)."""
         refused = self._ledger_marks("ledger_refused")
         keys: set[int] = set()
-        for run_id, blob, _, _ in self._ledger_rows(step, exclude_run, account):
+        for run_id, blob, _, updates in self._ledger_rows(step, exclude_run, account):
             if only_run is not None and run_id != only_run:
                 continue
             packed = array("Q")
             packed.frombytes(_whole(blob))
-            keys.update(packed)
-            keys.difference_update(refused.get(run_id, ()))
+            dropped = refused.get(run_id) if updates != COMPACTED else None
+            keys.update(set(packed) - dropped if dropped else packed)
         return keys
 
     def ledger_state(
@@ -508,8 +515,6 @@ class Journal:
         """
         import numpy as np
 
-        from shandy_cli._arrays import members
-
         refused = self._ledger_marks("ledger_refused")
         stale = self._ledger_marks("ledger_stale")
         runs: dict[str, int] = {}  # run id -> its index, in order of appearance
@@ -517,16 +522,7 @@ class Journal:
         hashes: list[np.ndarray] = []
         owners: list[np.ndarray] = []
         for run_id, blob, hblob, updates in self._ledger_rows(step, exclude_run, account):
-            k = np.frombuffer(_whole(blob), np.uint64)
-            if hblob and len(hblob) == 8 * len(k):
-                h = np.frombuffer(hblob, np.uint64)
-            else:  # none (an older shandy's), or damaged: its digests are unknown
-                h = np.zeros(len(k), np.uint64)
-            if run_id in stale and not updates:  # an update chunk's rows were written
-                h = np.where(members(k, _marks(stale[run_id])), np.uint64(0), h)
-            if run_id in refused:
-                landed = ~members(k, _marks(refused[run_id]))
-                k, h = k[landed], h[landed]
+            k, h = _landed(run_id, blob, hblob, updates, refused, stale)
             owner = runs.setdefault(run_id, len(runs))
             keys.append(k)
             hashes.append(h)
@@ -617,6 +613,47 @@ class Journal:
                 ((run_id, signed64(k)) for k in keys),
             )
 
+    # -- compaction ----------------------------------------------------------------------------
+
+    def compact_ledger(self) -> LedgerCompaction:
+        """Fold the ledger's rows of runs that can change no more into one row a run holding
+        each address's last landing: ``ledger_keys`` and ``ledger_state`` answer the same
+        before and after, but a nightly import of the same million rows no longer adds
+        16 MB a night to what every ``--only-new`` run reads.
+
+        Only a completed run, or one gone from the journal (expired), is folded: a
+        resumable run's rows stay as they are (a resume reads ``ledger_keys(only_run=)``;
+        ``status`` completing it marks its refusals). The rows' order is kept: each
+        stretch of consecutive rows of one step (in the order they were accepted) from
+        such runs and one account becomes rows in that stretch's place, so a later
+        landing still comes after it. One transaction: a crash leaves it as it was.
+        """
+        result = LedgerCompaction()
+        with self._tx() as db:
+            unfinished = {
+                r for (r,) in db.execute("SELECT id FROM runs WHERE outcome != ?", ("completed",))
+            }
+            refused = self._ledger_marks("ledger_refused")
+            stale = self._ledger_marks("ledger_stale")
+            steps = [step for (step,) in db.execute("SELECT DISTINCT step FROM ledger_chunks")]
+            for step in steps:
+                rows = db.execute(
+                    "SELECT rowid, run_id, account, keys, hashes, updates FROM ledger_chunks"
+                    " WHERE step = ? ORDER BY rowid",
+                    (step,),
+                ).fetchall()
+                for stretch in _stretches(rows, unfinished):
+                    _fold(db, step, stretch, (refused, stale), result)
+            for table in ("ledger_refused", "ledger_stale"):
+                # the marks of finished runs none of whose rows is left unfolded: applied
+                db.execute(
+                    f"DELETE FROM {table} WHERE run_id NOT IN (SELECT run_id FROM"
+                    " ledger_chunks WHERE COALESCE(updates, 0) != ?) AND run_id NOT IN"
+                    " (SELECT id FROM runs WHERE outcome != 'completed')",
+                    (COMPACTED,),
+                )
+        return result
+
 
 @dataclass
 class LedgerState:
@@ -655,9 +692,120 @@ class LedgerState:
         return len(self.keys)
 
 
+@dataclass
+class LedgerCompaction:
+    """What ``Journal.compact_ledger`` folded: ledger rows and the email keys they held."""
+
+    rows_before: int = 0
+    rows_after: int = 0
+    keys_before: int = 0
+    keys_after: int = 0
+
+    @property
+    def keys_removed(self) -> int:
+        return self.keys_before - self.keys_after
+
+
+_LedgerRow = tuple[int, str, str, bytes, bytes | None, int | None]
+
+
+def _stretches(rows: list[_LedgerRow], unfinished: set[str]) -> Iterator[list[_LedgerRow]]:
+    """Runs of consecutive rows of finished runs and one account, two rows or more."""
+    stretch: list[_LedgerRow] = []
+    for row in rows:
+        if row[1] in unfinished or (stretch and row[2] != stretch[0][2]):
+            if len(stretch) > 1:
+                yield stretch
+            stretch = [] if row[1] in unfinished else [row]
+            continue
+        stretch.append(row)
+    if len(stretch) > 1:
+        yield stretch
+
+
+def _fold(
+    db: sqlite3.Connection,
+    step: str,
+    stretch: list[_LedgerRow],
+    marks: tuple[dict[str, set[int]], dict[str, set[int]]],
+    result: LedgerCompaction,
+) -> None:
+    """One stretch of rows as one row a run: each key's last landing, in its place."""
+    import numpy as np
+
+    runs: dict[str, int] = {}
+    keys, hashes, owners, held = [], [], [], 0
+    for _, run_id, _, blob, hblob, updates in stretch:
+        k, h = _landed(run_id, blob, hblob, updates, *marks)
+        held += len(blob) // 8
+        keys.append(k)
+        hashes.append(h)
+        owners.append(np.full(len(k), runs.setdefault(run_id, len(runs)), np.int32))
+    state = LedgerState.latest(list(runs), keys, hashes, owners)
+    if len(runs) == len(stretch) and len(state) == held:
+        return  # nothing to gain: every row a run of its own, no key twice, none refused
+    rowids = [row[0] for row in stretch]
+    db.executemany("DELETE FROM ledger_chunks WHERE rowid = ?", [(r,) for r in rowids])
+    account = stretch[0][2]
+    for owner, run_id in enumerate(state.runs):
+        mine = state.owner == owner
+        if not mine.any():
+            continue  # every key it landed landed again later
+        (lowest,) = db.execute(
+            "SELECT MIN(idx) FROM ledger_chunks WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        db.execute(
+            "INSERT INTO ledger_chunks (rowid, step, run_id, idx, keys, account, hashes, updates)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                rowids[owner],  # the stretch's first rowids: its place in the order
+                step,
+                run_id,
+                min(-1, (lowest or 0) - 1),  # below every chunk index: never a chunk's
+                state.keys[mine].tobytes(),
+                account,
+                state.hashes[mine].tobytes(),
+                COMPACTED,
+            ),
+        )
+        result.rows_after += 1
+    result.rows_before += len(stretch)
+    result.keys_before += held
+    result.keys_after += len(state)
+
+
 def _whole(blob: bytes) -> bytes:
     """A packed uint64 blob without a torn tail (a damaged journal's): the whole keys."""
     return blob[: len(blob) - len(blob) % 8]
+
+
+def _landed(
+    run_id: str,
+    blob: bytes,
+    hblob: bytes | None,
+    updates: int | None,
+    refused: dict[str, set[int]],
+    stale: dict[str, set[int]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """A ledger row's keys that landed and their digests: its run's refusals out, the rows
+    Saleshandy found already present digest 0 (an update chunk's rows were written)."""
+    import numpy as np
+
+    from shandy_cli._arrays import members
+
+    k = np.frombuffer(_whole(blob), np.uint64)
+    if hblob and len(hblob) == 8 * len(k):
+        h = np.frombuffer(hblob, np.uint64)
+    else:  # none (an older shandy's), or damaged: its digests are unknown
+        h = np.zeros(len(k), np.uint64)
+    if updates == COMPACTED:
+        return k, h
+    if run_id in stale and not updates:
+        h = np.where(members(k, _marks(stale[run_id])), np.uint64(0), h)
+    if run_id in refused:
+        kept = ~members(k, _marks(refused[run_id]))
+        k, h = k[kept], h[kept]
+    return k, h
 
 
 def _marks(keys: set[int]) -> np.ndarray:

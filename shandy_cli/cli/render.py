@@ -419,6 +419,11 @@ def _pruned(result: PruneResult, json_out: bool) -> None:
             f"removed {len(result.removed_runs)} finished run(s) older than "
             f"{result.keep_days:g} day(s) from the journal"
         )
+    if result.ledger.keys_removed:
+        stdout_console().print(
+            f"folded the ledger: {result.ledger.keys_removed:,} earlier landing(s) of "
+            "addresses landed again since dropped (what --only-new skips is the same)"
+        )
 
 
 @renders("shandy_cli.pipeline.trace.TraceResult")

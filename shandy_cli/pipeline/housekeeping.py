@@ -26,7 +26,9 @@ interrupted or crashed run that read stdin stays while its copy does (a week of
 ``--prune``'s default, or for ever if nobody prunes), and a ``--no-wait`` run
 waiting for ``shandy status`` that read stdin stays too; one that read files goes
 at ``keep_days`` like the rest. The ``--only-new`` ledger is never pruned: it says
-what landed, whatever became of the run that sent it.
+what landed, whatever became of the run that sent it. It is *folded* then
+(``Journal.compact_ledger``): the rows of completed and removed runs keep each
+address's last landing only, so nightly imports of the same rows do not grow it.
 
 ``keep_runs`` does this after a completed import at most once a ~day per state
 dir (the mtime of the 0600 marker ``.kept``), so a cron job of many small runs
@@ -54,7 +56,7 @@ from shandy_cli._lock import RunLock
 from shandy_cli.config import DEFAULT_KEEP_DAYS
 from shandy_cli.errors import InputError
 from shandy_cli.exits import ExitCode
-from shandy_cli.journal import Journal, RunRecord
+from shandy_cli.journal import Journal, LedgerCompaction, RunRecord
 from shandy_cli.pipeline.spool import remove_spools, spool_dir, stored_spools
 
 # Outcomes whose leftovers --prune takes; "processing" runs wait for `shandy status`,
@@ -125,6 +127,7 @@ class PruneResult:
     removed_runs: list[str] = field(default_factory=list)  # finished runs removed whole
     keep_days: float = DEFAULT_KEEP_DAYS  # the age they were removed at
     warnings: list[str] = field(default_factory=list)  # what could not be removed
+    ledger: LedgerCompaction = field(default_factory=LedgerCompaction)  # what was folded
 
     def to_json(self) -> dict[str, Any]:
         """The contract's ``shandy runs --prune --json`` document."""
@@ -133,6 +136,7 @@ class PruneResult:
             "files_removed": self.files,
             "bytes_freed": self.bytes_freed,
             "removed_runs": self.removed_runs,
+            "ledger_keys_folded": self.ledger.keys_removed,
         }
 
 
@@ -172,7 +176,8 @@ def _held_spools(runs: list[RunRecord], taken: set[str]) -> set[Path]:
 def expire_runs(
     journal: Journal, keep_days: float, now: float | None = None, result: PruneResult | None = None
 ) -> PruneResult:
-    """Remove finished runs that ended more than ``keep_days`` ago, whole (see above).
+    """Remove finished runs that ended more than ``keep_days`` ago, whole (see above), and
+    fold the ledger.
 
     What cannot be removed is logged as a warning (and listed in ``warnings``); its
     run stays in the journal. Never raises for a file that will not go."""
@@ -205,6 +210,7 @@ def expire_runs(
             gone.append(run.id)
         journal.forget_runs(gone)
         result.removed_runs.extend(gone)
+    result.ledger = journal.compact_ledger()
     return result
 
 

@@ -637,9 +637,9 @@ class Journal:
             stale = self._ledger_marks("ledger_stale")
             steps = [step for (step,) in db.execute("SELECT DISTINCT step FROM ledger_chunks")]
             for step in steps:
-                rows = db.execute(
-                    "SELECT rowid, run_id, account, keys, hashes, updates FROM ledger_chunks"
-                    " WHERE step = ? ORDER BY rowid",
+                rows = db.execute(  # no blobs here: a stretch's are read a row at a time
+                    "SELECT rowid, run_id, account FROM ledger_chunks WHERE step = ?"
+                    " ORDER BY rowid",
                     (step,),
                 ).fetchall()
                 for stretch in _stretches(rows, unfinished):
@@ -706,7 +706,8 @@ class LedgerCompaction:
         return self.keys_before - self.keys_after
 
 
-_LedgerRow = tuple[int, str, str, bytes, bytes | None, int | None]
+_LedgerRow = tuple[int, str, str]  # rowid, run, account
+MERGE_KEYS = 1 << 21  # keys read before they are merged into a stretch's last landings
 
 
 def _stretches(rows: list[_LedgerRow], unfinished: set[str]) -> Iterator[list[_LedgerRow]]:
@@ -731,22 +732,11 @@ def _fold(
     result: LedgerCompaction,
 ) -> None:
     """One stretch of rows as one row a run: each key's last landing, in its place."""
-    import numpy as np
-
-    runs: dict[str, int] = {}
-    keys, hashes, owners, held = [], [], [], 0
-    for _, run_id, _, blob, hblob, updates in stretch:
-        k, h = _landed(run_id, blob, hblob, updates, *marks)
-        held += len(blob) // 8
-        keys.append(k)
-        hashes.append(h)
-        owners.append(np.full(len(k), runs.setdefault(run_id, len(runs)), np.int32))
-    state = LedgerState.latest(list(runs), keys, hashes, owners)
+    state, held, runs = _last_landings(db, stretch, marks)
     if len(runs) == len(stretch) and len(state) == held:
         return  # nothing to gain: every row a run of its own, no key twice, none refused
     rowids = [row[0] for row in stretch]
     db.executemany("DELETE FROM ledger_chunks WHERE rowid = ?", [(r,) for r in rowids])
-    account = stretch[0][2]
     for owner, run_id in enumerate(state.runs):
         mine = state.owner == owner
         if not mine.any():
@@ -763,7 +753,7 @@ def _fold(
                 run_id,
                 min(-1, (lowest or 0) - 1),  # below every chunk index: never a chunk's
                 state.keys[mine].tobytes(),
-                account,
+                stretch[0][2],
                 state.hashes[mine].tobytes(),
                 COMPACTED,
             ),
@@ -772,6 +762,50 @@ def _fold(
     result.rows_before += len(stretch)
     result.keys_before += held
     result.keys_after += len(state)
+
+
+def _last_landings(
+    db: sqlite3.Connection,
+    stretch: list[_LedgerRow],
+    marks: tuple[dict[str, set[int]], dict[str, set[int]]],
+) -> tuple[LedgerState, int, dict[str, int]]:
+    """A stretch's last landing of each key, the keys its rows held, and its runs (in order).
+
+    Rows are read one at a time and merged every ``MERGE_KEYS`` keys, so memory holds
+    the distinct addresses, not every night's copy of them."""
+    import numpy as np
+
+    runs: dict[str, int] = {}
+    state = LedgerState.latest([], [], [], [])
+    parts: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] = ([], [], [])
+    held = pending = 0
+    for rowid, run_id, _ in stretch:
+        blob, hblob, updates = db.execute(
+            "SELECT keys, hashes, updates FROM ledger_chunks WHERE rowid = ?", (rowid,)
+        ).fetchone()
+        k, h = _landed(run_id, blob, hblob, updates, *marks)
+        held += len(blob) // 8
+        for part, values in zip(
+            parts,
+            (k, h, np.full(len(k), runs.setdefault(run_id, len(runs)), np.int32)),
+            strict=True,
+        ):
+            part.append(values)
+        pending += len(k)
+        if pending >= MERGE_KEYS:
+            state, parts, pending = _merged(state, parts, runs), ([], [], []), 0
+    return _merged(state, parts, runs), held, runs
+
+
+def _merged(
+    state: LedgerState,
+    parts: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]],
+    runs: dict[str, int],
+) -> LedgerState:
+    keys, hashes, owners = parts
+    return LedgerState.latest(
+        list(runs), [state.keys, *keys], [state.hashes, *hashes], [state.owner, *owners]
+    )
 
 
 def _whole(blob: bytes) -> bytes:

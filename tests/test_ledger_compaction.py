@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from incli import Ran, run_cli
 
+import shandy_cli.journal as journal_module
 from shandy_cli.journal import COMPACTED, Journal, LedgerState
 from shandy_cli.sandbox import Sandbox
 
@@ -95,7 +96,10 @@ def ledger_rows(journal: Journal) -> int:
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(runs=st.lists(RUN, min_size=1, max_size=7), more=st.lists(RUN, max_size=2))
-def test_folding_changes_no_answer(tmp_path_factory, runs: list[tuple], more: list[tuple]) -> None:
+def test_folding_changes_no_answer(
+    tmp_path_factory, monkeypatch, runs: list[tuple], more: list[tuple]
+) -> None:
+    monkeypatch.setattr(journal_module, "MERGE_KEYS", 7)  # merge part way through a stretch
     state = tmp_path_factory.mktemp("ledger")
     with Journal(state) as journal:
         build(journal, runs)
@@ -163,8 +167,6 @@ def test_a_running_run_splits_the_fold_and_keeps_its_rows(tmp_path: Path) -> Non
 
 
 def test_a_crash_mid_fold_leaves_the_ledger_as_it_was(tmp_path: Path, monkeypatch) -> None:
-    import shandy_cli.journal as journal_module
-
     with Journal(tmp_path / "state") as journal:
         for n in range(3):
             journal.create_run(f"r{n}", f"fp{n}", {}, [], "S1", 1)

@@ -15,6 +15,7 @@ an account as a keyed digest of its API key and base URL (``redaction.account_id
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import time
 from array import array
@@ -626,24 +627,23 @@ class Journal:
         ``status`` completing it marks its refusals). The rows' order is kept: each
         stretch of consecutive rows of one step (in the order they were accepted) from
         such runs and one account becomes rows in that stretch's place, so a later
-        landing still comes after it. One transaction: a crash leaves it as it was.
+        landing still comes after it. A transaction a stretch: a crash leaves each as it
+        was or folded, and an import running beside it waits for one stretch at most.
         """
         result = LedgerCompaction()
-        with self._tx() as db:
+        with self._tx() as db:  # one view of which runs are finished and of their rows
             unfinished = {
                 r for (r,) in db.execute("SELECT id FROM runs WHERE outcome != ?", ("completed",))
             }
-            refused = self._ledger_marks("ledger_refused")
-            stale = self._ledger_marks("ledger_stale")
-            steps = [step for (step,) in db.execute("SELECT DISTINCT step FROM ledger_chunks")]
-            for step in steps:
-                rows = db.execute(  # no blobs here: a stretch's are read a row at a time
-                    "SELECT rowid, run_id, account FROM ledger_chunks WHERE step = ?"
-                    " ORDER BY rowid",
-                    (step,),
-                ).fetchall()
-                for stretch in _stretches(rows, unfinished):
-                    _fold(db, step, stretch, (refused, stale), result)
+            marks = (self._ledger_marks("ledger_refused"), self._ledger_marks("ledger_stale"))
+            rows = db.execute(  # no blobs here: a stretch's are read a row at a time
+                "SELECT rowid, run_id, account, step FROM ledger_chunks ORDER BY step, rowid"
+            ).fetchall()
+        for step, in_step in itertools.groupby(rows, key=lambda row: row[3]):
+            for stretch in _stretches([row[:3] for row in in_step], unfinished):
+                with self._tx() as db:
+                    _fold(db, step, stretch, marks, result)
+        with self._tx() as db:
             for table in ("ledger_refused", "ledger_stale"):
                 # the marks of finished runs none of whose rows is left unfolded: applied
                 db.execute(
@@ -732,7 +732,10 @@ def _fold(
     result: LedgerCompaction,
 ) -> None:
     """One stretch of rows as one row a run: each key's last landing, in its place."""
-    state, held, runs = _last_landings(db, stretch, marks)
+    landings = _last_landings(db, stretch, marks)
+    if landings is None:
+        return
+    state, held, runs = landings
     if len(runs) == len(stretch) and len(state) == held:
         return  # nothing to gain: every row a run of its own, no key twice, none refused
     rowids = [row[0] for row in stretch]
@@ -768,8 +771,9 @@ def _last_landings(
     db: sqlite3.Connection,
     stretch: list[_LedgerRow],
     marks: tuple[dict[str, set[int]], dict[str, set[int]]],
-) -> tuple[LedgerState, int, dict[str, int]]:
-    """A stretch's last landing of each key, the keys its rows held, and its runs (in order).
+) -> tuple[LedgerState, int, dict[str, int]] | None:
+    """A stretch's last landing of each key, the keys its rows held, and its runs (in order);
+    None if one of its rows has gone since the stretch was read.
 
     Rows are read one at a time and merged every ``MERGE_KEYS`` keys, so memory holds
     the distinct addresses, not every night's copy of them."""
@@ -780,9 +784,13 @@ def _last_landings(
     parts: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] = ([], [], [])
     held = pending = 0
     for rowid, run_id, _ in stretch:
-        blob, hblob, updates = db.execute(
-            "SELECT keys, hashes, updates FROM ledger_chunks WHERE rowid = ?", (rowid,)
+        found = db.execute(
+            "SELECT keys, hashes, updates FROM ledger_chunks WHERE rowid = ? AND run_id = ?",
+            (rowid, run_id),
         ).fetchone()
+        if found is None:  # another shandy folded it since: this stretch is not ours now
+            return None
+        blob, hblob, updates = found
         k, h = _landed(run_id, blob, hblob, updates, *marks)
         held += len(blob) // 8
         for part, values in zip(

@@ -135,19 +135,15 @@ class ColumnarFileSource(Source):
                 raise InputError(_polars_error(exc, self._fmt), file=self._name) from None
             yield part
 
-    def text_sheet(self) -> pl.DataFrame:
-        """The whole file as the columnar reader's sheet path reads a text-only XLSX sheet
-        (``columnar.read_sheet``): strings in columns ``c0, c1, ...``, the header as
-        row 0, so data row N is row N. Held whole: the caller decides when it is worth it."""
-        import polars as pl
-
+    def text_batches(self) -> Iterator[pl.DataFrame]:
+        """``batches`` as the columnar reader reads text frames (``columnar.read_frames``):
+        columns ``c0, c1, ...``; data row N is the Nth row of them all. Progress moves
+        as each batch is handed over."""
         names = [f"c{i}" for i in range(len(self.info.columns))]
-        header = pl.DataFrame(
-            [pl.Series(n, [c], pl.String) for n, c in zip(names, self.info.columns, strict=True)]
-        )
-        parts = [p.rename(dict(zip(p.columns, names, strict=True))) for p in self.batches()]
+        for part in self.batches():
+            yield part.rename(dict(zip(part.columns, names, strict=True)))
+            self._done_rows += part.height
         self._done_rows = self.total
-        return pl.concat([header, *parts], how="vertical")
 
     def _rows(self) -> Iterator[Row]:
         number = 0

@@ -22,7 +22,7 @@ from shandy_cli.pipeline.columnar.delimited import (
     read_columnar,
 )
 from shandy_cli.pipeline.columnar.framing import source_codec
-from shandy_cli.pipeline.columnar.sheet import read_sheet
+from shandy_cli.pipeline.columnar.sheet import read_frames, read_sheet
 from shandy_cli.pipeline.columnar.state import Counts, Handover, RunState
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "columnar_eligible",
     "plan_problem",
     "read_columnar",
+    "read_frames",
     "read_sheet",
     "source_codec",
 ]

@@ -19,6 +19,7 @@ import io
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+import shandy_cli._allocator  # noqa: F401 -- before polars loads: one jemalloc arena
 from shandy_cli.errors import InputError
 
 from .base import Row, Source, SourceInfo, check_header, repair_undecodable

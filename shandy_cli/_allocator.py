@@ -2,9 +2,10 @@
 
 One jemalloc arena for polars: several worker threads otherwise spread freed memory
 over up to 8 arenas, each keeping it for 10 s -- more peak RSS (a 1M-row Parquet dry
-run: 260 MB with jemalloc's defaults, 219 MB with one; ``benchmarks/parquet.py``, and
-``benchmarks/bench.py --only dry-run`` for a CSV). Import this module before any
-``import polars``; a value the user has set wins.
+run: 251-260 MB with jemalloc's defaults, 215-220 MB with one; ``benchmarks/parquet.py``,
+and ``benchmarks/bench.py --only dry-run`` for a CSV). Every way into polars (the columnar
+package, the Parquet and spreadsheet readers) imports this first; a value the user has
+set wins.
 """
 
 from __future__ import annotations

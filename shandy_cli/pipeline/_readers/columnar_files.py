@@ -29,7 +29,10 @@ if TYPE_CHECKING:
     import polars as pl
 
 COLUMNAR_FORMATS = frozenset({"parquet", "ipc", "json"})
-BATCH_ROWS = 65536  # rows per batch: a row group or two of a typical export
+# Rows per batch: memory holds a batch cast to text while the columnar reader works on
+# it (a 1M-row dry run peaked at 218 MB with 65536, 192-198 MB with 16384, as fast;
+# benchmarks/parquet.py); one block of the columnar reader (sheet.SHEET_BLOCK).
+BATCH_ROWS = 16384
 PARQUET_MAGIC = b"PAR1"
 IPC_MAGIC = b"ARROW1"
 FEATHER_V1_MAGIC = b"FEA1"

@@ -590,9 +590,17 @@ def test_a_compressed_workbook_is_read_in_memory(tmp_path: Path) -> None:
         assert rows[1] == ["person1@example.com", "Ann 1", "Acme, Inc. 1", "5550000001"]
 
 
-@pytest.mark.parametrize("name", ["leads.csv.gz", "leads.zip", "leads.parquet"])
+@pytest.mark.parametrize(
+    ("name", "way"),
+    [
+        ("leads.csv.gz", "auto"),
+        ("leads.zip", "auto"),
+        ("leads.parquet", "auto"),
+        ("leads.parquet", "always"),  # read by the columnar reader, batch by batch
+    ],
+)
 def test_kill_9_mid_run_on_an_archive_then_resume(
-    sandbox: Sandbox, tmp_path: Path, name: str
+    sandbox: Sandbox, tmp_path: Path, name: str, way: str
 ) -> None:
     """A killed run of an archive resumes from the archive itself: nothing sent twice,
     every row lands, no unpacked copy was needed."""
@@ -607,7 +615,7 @@ def test_kill_9_mid_run_on_an_archive_then_resume(
     sandbox.set_faults(["slow:0.3"] * 10, match=step_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SALESHANDY_", "SHANDY_"))}
     env.update(SALESHANDY_BASE_URL=sandbox.url, SALESHANDY_API_KEY="k",
-               SHANDY_STATE_DIR=str(tmp_path / "state"))  # fmt: skip
+               SHANDY_STATE_DIR=str(tmp_path / "state"), SHANDY_COLUMNAR=way)  # fmt: skip
     args = [sys.executable, "-m", "shandy_cli", "import", str(path), "--step", "StepA1",
             "--max-rows", "5", "--json", "--poll-interval", "0.05"]  # fmt: skip
 

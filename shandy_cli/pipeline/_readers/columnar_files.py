@@ -19,6 +19,7 @@ import io
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+import shandy_cli._allocator  # noqa: F401 -- before polars loads: one jemalloc arena
 from shandy_cli.errors import InputError
 
 from .base import Row, Source, SourceInfo, check_header, repair_undecodable
@@ -28,7 +29,10 @@ if TYPE_CHECKING:
     import polars as pl
 
 COLUMNAR_FORMATS = frozenset({"parquet", "ipc", "json"})
-BATCH_ROWS = 65536  # rows per batch: a row group or two of a typical export
+# Rows per batch: memory holds a batch cast to text while the columnar reader works on
+# it (a 1M-row dry run peaked at 218 MB with 65536, 192-198 MB with 16384, as fast;
+# benchmarks/parquet.py); one block of the columnar reader (sheet.SHEET_BLOCK).
+BATCH_ROWS = 16384
 PARQUET_MAGIC = b"PAR1"
 IPC_MAGIC = b"ARROW1"
 FEATHER_V1_MAGIC = b"FEA1"
@@ -135,19 +139,15 @@ class ColumnarFileSource(Source):
                 raise InputError(_polars_error(exc, self._fmt), file=self._name) from None
             yield part
 
-    def text_sheet(self) -> pl.DataFrame:
-        """The whole file as the columnar reader's sheet path reads a text-only XLSX sheet
-        (``columnar.read_sheet``): strings in columns ``c0, c1, ...``, the header as
-        row 0, so data row N is row N. Held whole: the caller decides when it is worth it."""
-        import polars as pl
-
+    def text_batches(self) -> Iterator[pl.DataFrame]:
+        """``batches`` as the columnar reader reads text frames (``columnar.read_frames``):
+        columns ``c0, c1, ...``; data row N is the Nth row of them all. Progress moves
+        as each batch is handed over."""
         names = [f"c{i}" for i in range(len(self.info.columns))]
-        header = pl.DataFrame(
-            [pl.Series(n, [c], pl.String) for n, c in zip(names, self.info.columns, strict=True)]
-        )
-        parts = [p.rename(dict(zip(p.columns, names, strict=True))) for p in self.batches()]
+        for part in self.batches():
+            yield part.rename(dict(zip(part.columns, names, strict=True)))
+            self._done_rows += part.height
         self._done_rows = self.total
-        return pl.concat([header, *parts], how="vertical")
 
     def _rows(self) -> Iterator[Row]:
         number = 0

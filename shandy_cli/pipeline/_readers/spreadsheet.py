@@ -24,6 +24,7 @@ from xml.etree import ElementTree
 
 import python_calamine as calamine
 
+import shandy_cli._allocator  # noqa: F401 -- before polars loads: one jemalloc arena
 from shandy_cli.errors import InputError
 
 from .base import Row, Source, SourceInfo, check_header, drop_empty_extras, repair_undecodable

@@ -8,21 +8,14 @@ source it will read this way (small files never load them).
 
 from __future__ import annotations
 
-import os
-
-# One jemalloc arena for polars: several worker threads otherwise spread freed
-# memory over up to 8 arenas, each keeping it for 10 s (more peak RSS; measure with
-# benchmarks/bench.py --only dry-run, the peak RSS column, with and without it).
-# Read when polars loads, so it has to be set before the first import of polars.
-os.environ.setdefault("_RJEM_MALLOC_CONF", "narenas:1")
-
+import shandy_cli._allocator  # noqa: F401 -- before polars loads: one jemalloc arena
 from shandy_cli.pipeline.columnar.delimited import (
     columnar_eligible,
     plan_problem,
     read_columnar,
 )
 from shandy_cli.pipeline.columnar.framing import source_codec
-from shandy_cli.pipeline.columnar.sheet import read_sheet
+from shandy_cli.pipeline.columnar.sheet import read_frames, read_sheet
 from shandy_cli.pipeline.columnar.state import Counts, Handover, RunState
 
 __all__ = [
@@ -32,6 +25,7 @@ __all__ = [
     "columnar_eligible",
     "plan_problem",
     "read_columnar",
+    "read_frames",
     "read_sheet",
     "source_codec",
 ]

@@ -233,10 +233,13 @@ class _Columnar:
         p.starts, p.ends = starts[p.records], ends[p.records]
         return p
 
-    def parse_frame(self, raw: pl.DataFrame, first: int, chars: str = ESCAPE_ALL) -> _Parsed:
-        """A block of a text sheet's rows (columns c0..), numbered from ``first``;
-        ``chars``: the characters JSON escapes that its cells may hold."""
-        p = self._stages(raw, chars, blanks=True)
+    def parse_frame(
+        self, raw: pl.DataFrame, first: int, chars: str = ESCAPE_ALL, blanks: bool = True
+    ) -> _Parsed:
+        """A block of a text frame's rows (columns c0..), numbered from ``first``;
+        ``chars``: the characters JSON escapes that its cells may hold; ``blanks``:
+        whether all-empty rows are skipped (a sheet's), or rows like any other."""
+        p = self._stages(raw, chars, blanks)
         p.numbers = first + p.records
         p.raw = raw
         return p

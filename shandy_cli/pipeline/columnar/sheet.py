@@ -1,9 +1,10 @@
-"""A text-only XLSX sheet (loaded whole by fastexcel) through the columnar stages."""
+"""Text frames -- a text-only XLSX sheet (loaded whole by fastexcel), or a Parquet / IPC /
+JSON input cast to text a batch at a time -- through the columnar stages."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -18,7 +19,8 @@ from shandy_cli.pipeline.mapping import Mapping
 if TYPE_CHECKING:
     from shandy_cli.pipeline.sources import SourceInfo
 
-SHEET_BLOCK = 16384  # rows of a sheet per block
+SHEET_BLOCK = 16384  # rows of a frame per block
+NUL = "a NUL character"
 
 
 def read_sheet(
@@ -29,35 +31,96 @@ def read_sheet(
     ``frame`` holds the whole sheet as strings (``c0, c1, ...``, null for an
     empty cell) and ``header`` is the header's row in it: the sheet's row
     ``header + N`` is data row N, as the per-row reader numbers them (empty rows
-    leave gaps).  What the per-row path would treat differently -- values past
-    the header's columns, NUL characters -- is refused before anything is read.
+    leave gaps, as the per-row XLSX reader skips them).  Values past the header's
+    columns, which the per-row path reads differently, are refused before
+    anything is read.
     """
-    _check_json()
     ncols = len(info.columns)
     data = frame.slice(header + 1)
     extra = data.columns[ncols:]
     if extra and data.select(pl.any_horizontal(pl.col(extra).str.len_bytes() > 0).any()).item():
         raise Handover("values beyond the header's columns")
     data = data.select(data.columns[:ncols])
-    chars, columns = _sheet_escape_chars(data) if data.height else ("", frozenset())
-    if "\x00" in chars:
-        raise Handover("a NUL character")
+    return read_frames([data], info, mapping, state, rows=data.height)
+
+
+def read_frames(
+    frames: Iterable[pl.DataFrame],
+    info: SourceInfo,
+    mapping: Mapping,
+    state: RunState,
+    *,
+    rows: int | None = None,
+    blanks: bool = True,
+) -> int:
+    """Text frames (``c0, c1, ...``, null for empty), one after another, as data rows
+    numbered from 1 in their order; returns the data-row count.
+
+    Only the frame being cut into blocks and the blocks in flight are held, so a
+    source can stream its frames.  ``rows``: the total, when known (the dedupe
+    table is sized once).  ``blanks``: skip all-empty rows, as the per-row XLSX
+    reader does (their numbers stay gaps); False counts them as rows, as the
+    per-row Parquet / IPC / JSON reader does.  At a NUL character, which the
+    per-row path reads differently, raises ``Handover`` with every row before
+    it committed.
+    """
+    _check_json()
     domains = state.suppression is not None and bool(state.suppression.domains)
     reader = _Columnar(mapping, encode=state.encodes, domains=domains)
-    reader.sticky = columns  # known for the whole sheet: no block needs to ask
     commit = _Commit(reader, info, state)
-    state.validator.reserve(data.height)
+    if rows is not None:
+        state.validator.reserve(rows)
+    return _pipeline(_jobs(frames, reader, blanks), commit, 0, state.progress)
 
-    def jobs() -> Iterator[Callable[[], _Parsed]]:
-        for start in range(0, data.height, SHEET_BLOCK):
-            block = data.slice(start, SHEET_BLOCK)
-            yield functools.partial(reader.parse_frame, block, start + 1, chars)
 
-    return _pipeline(jobs(), commit, 0, state.progress)
+def _jobs(
+    frames: Iterable[pl.DataFrame], reader: _Columnar, blanks: bool
+) -> Iterator[Callable[[], _Parsed]]:
+    """Each frame's blocks, to parse on a worker; a NUL ends them with a job raising
+    ``Handover`` (committed in order, so every row before the NUL is in)."""
+    start = 0  # rows of the frames before this one
+    for whole in frames:
+        frame, chars, columns = _up_to_nul(whole)
+        # The columns known to hold an escape only grow: a block of this frame need not
+        # ask about them (``_Columnar._stages`` still asks about the others, so a
+        # worker's stale copy costs a question, never a wrong item).
+        reader.sticky = reader.sticky | columns
+        for at in range(0, frame.height, SHEET_BLOCK):
+            block = frame.slice(at, SHEET_BLOCK)
+            yield functools.partial(reader.parse_frame, block, start + at + 1, chars, blanks)
+        if frame.height < whole.height:  # cut at a NUL: the per-row path goes on from it
+            yield _handover
+            return
+        start += frame.height
+
+
+def _up_to_nul(
+    frame: pl.DataFrame,
+) -> tuple[pl.DataFrame, str, frozenset[int]]:
+    """The frame up to its first NUL character (all of it if none), the characters
+    JSON escapes that those rows hold, and the columns holding one."""
+    if not frame.height:
+        return frame, "", frozenset()
+    chars, columns = _sheet_escape_chars(frame)
+    if "\x00" not in chars:
+        return frame, chars, columns
+    frame = frame.head(_first_nul(frame))
+    chars, columns = _sheet_escape_chars(frame) if frame.height else ("", frozenset())
+    return frame, chars, columns
+
+
+def _handover() -> _Parsed:
+    raise Handover(NUL)
+
+
+def _first_nul(frame: pl.DataFrame) -> int:
+    """The index of the first row holding a NUL character."""
+    has = pl.any_horizontal(pl.all().str.contains("\x00", literal=True).fill_null(False))
+    return int(frame.select(has.arg_true().first()).item())
 
 
 def _sheet_escape_chars(data: pl.DataFrame) -> tuple[str, frozenset[int]]:
-    """The characters JSON escapes that a sheet's cells hold, and the columns holding one."""
+    """The characters JSON escapes that a frame's cells hold, and the columns holding one."""
     special = r'[\x00-\x1f"\\]'
     found = data.select(pl.all().str.extract_all(special).explode().unique().implode()).row(0)
     per_column = [{ch for ch in column if ch} for column in found]

@@ -15,7 +15,6 @@ the same counts.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import os
@@ -26,6 +25,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from generate import format_args  # beside this script
 
 HERE = Path(__file__).resolve().parent
 
@@ -111,11 +112,7 @@ def prepare_inputs(folder: Path, rows: int) -> tuple[Path, Path, Path]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--dir", type=Path, default=Path("/tmp/bench"))
-    args = parser.parse_args()
+    args = format_args(__doc__)
     plain, gz, zst = prepare_inputs(args.dir, args.rows)
     state = args.dir / "state-compressed"
     state.mkdir(exist_ok=True)

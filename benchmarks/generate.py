@@ -203,6 +203,16 @@ def write_xlsx(path: Path, count: int, seed: int, newline_rate: float, typed: bo
     wb.save(path)
 
 
+def format_args(doc: str) -> argparse.Namespace:
+    """``--rows``, ``--repeat`` and ``--dir`` (where the generated leads are kept): what the
+    benchmarks of one input format against another take, with one set of defaults."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/bench"))
+    return parser.parse_args()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("kind", choices=["csv", "xlsx"])

@@ -25,13 +25,14 @@ Checks that every Parquet variant gave the same counts.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from generate import format_args  # beside this script
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -109,11 +110,7 @@ def inputs(folder: Path, rows: int) -> tuple[Path, Path]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--dir", type=Path, default=Path("/tmp/bench"))
-    args = parser.parse_args()
+    args = format_args(__doc__)
     csv, parquet = inputs(args.dir, args.rows)
     state = args.dir / "state-parquet"
     state.mkdir(exist_ok=True)

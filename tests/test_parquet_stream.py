@@ -19,6 +19,7 @@ from test_compressed import landed, shandy
 
 from shandy_cli.pipeline._readers import columnar_files
 from shandy_cli.pipeline.columnar import sheet
+from shandy_cli.pipeline.sources import open_source
 from shandy_cli.sandbox import Sandbox
 
 BATCH = 64  # rows per batch here: a file of N rows is N / 64 batches
@@ -118,6 +119,22 @@ def test_a_nul_in_batch_two_hands_over_at_its_row(
     got = _prepare(parquet, tmp_path / "prep-fast", "always")
     assert got[-1] == BATCH + 10
     assert got[:-1] == _prepare(parquet, tmp_path / "prep-slow", "never")[:-1]
+
+
+@pytest.mark.parametrize("skip", [0, 1, BATCH - 1, BATCH, BATCH + 10, 299, 300, 400])
+def test_after_a_handover_the_row_loop_starts_at_the_row_not_the_file(
+    tmp_path: Path, skip: int
+) -> None:
+    """``skip_first``: the rows the columnar path committed are not cast again (a late
+    NUL in a large file would otherwise be read twice); the rest are the same rows."""
+    path = write(leads(), tmp_path / "pq", "parquet")
+    with open_source(str(path)) as src:
+        every = [(row.number, row.values) for row in src.rows()]
+    with open_source(str(path)) as src:
+        src.skip_first(skip)
+        rest = [(row.number, row.values) for row in src.rows()]
+        assert src.progress_bytes(done=True) == src.info.size
+    assert rest == every[skip:]
 
 
 def test_an_all_null_row_is_a_row_as_the_row_loop_reads_it(

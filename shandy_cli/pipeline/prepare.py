@@ -447,6 +447,7 @@ class _Reader:
             self.ctx.listener(ReadProgress(info.name, done, nbytes, info.size, done=True))
             return
         count = done
+        src.skip_first(done)
         for row in src.rows():
             if row.number <= done:  # committed by the columnar path before it handed over
                 continue

@@ -61,6 +61,11 @@ class Source(ABC):
         self._started = True
         return self._rows()
 
+    def skip_first(self, rows: int) -> None:  # noqa: B027 -- a hint most readers ignore
+        """A hint before ``rows()``: the caller skips data rows numbered ``rows`` or less
+        (the columnar path committed them before it handed over). A reader that can start
+        past them without reading them may; the others yield them, and the caller skips."""
+
     @abstractmethod
     def _rows(self) -> Iterator[Row]:
         """The rows of this format: each reader (delimited, jsonl, workbook, empty) says how."""

@@ -79,6 +79,7 @@ class ColumnarFileSource(Source):
         self._frame: pl.DataFrame | None = None  # the whole file, when read whole
         self._lazy: pl.LazyFrame | None = None
         self._done_rows = 0
+        self._skip = 0  # rows the caller skips (``skip_first``): not read at all
         kind = columnar_kind(head)
         if kind != fmt and not (fmt == "ipc" and head.startswith(FEATHER_V1_MAGIC)):
             raise InputError(_not_this(head, fmt), file=name)
@@ -124,9 +125,10 @@ class ColumnarFileSource(Source):
         # a share of the file, as the rows go by: what progress and its ETA need
         return int((self.info.size or 0) * self._done_rows / max(self.total, 1))
 
-    def batches(self) -> Iterator[pl.DataFrame]:
-        """The file's rows as frames of text (``text_exprs``), in order, a batch at a time."""
-        for start in range(0, self.total, BATCH_ROWS):
+    def batches(self, first: int = 0) -> Iterator[pl.DataFrame]:
+        """The file's rows as frames of text (``text_exprs``), in order, a batch at a time,
+        from the row at index ``first`` on (a slice of a scan reads only its row groups)."""
+        for start in range(first, self.total, BATCH_ROWS):
             try:
                 if self._frame is not None:
                     part = self._frame.slice(start, BATCH_ROWS).select(self._exprs)
@@ -149,10 +151,16 @@ class ColumnarFileSource(Source):
             self._done_rows += part.height
         self._done_rows = self.total
 
+    def skip_first(self, rows: int) -> None:
+        # Every row here is numbered (none is skipped as blank): row N is at index N - 1,
+        # so the rows the columnar path committed before a handover need not be cast again.
+        self._skip = max(0, min(rows, self.total))
+
     def _rows(self) -> Iterator[Row]:
-        number = 0
+        number = self._skip
+        self._done_rows = number
         columns = self.info.columns
-        for part in self.batches():
+        for part in self.batches(number):
             for values in part.iter_rows():
                 number += 1
                 texts = ["" if v is None else v for v in values]

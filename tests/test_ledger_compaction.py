@@ -232,3 +232,24 @@ def imported(sandbox: Sandbox, tmp_path: Path, name: str, rows: list[int]) -> No
                  "--poll-interval", "0.05")  # fmt: skip
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout)["completed"] is True
+
+
+def test_a_fold_that_fails_is_a_warning_and_the_prune_goes_on(
+    tmp_path: Path, monkeypatch, caplog
+) -> None:
+    """Keeping never fails a run: a full disk under the fold is said, and what was
+    removed before it stays removed."""
+    from shandy_cli.pipeline.housekeeping import expire_runs
+
+    with Journal(tmp_path / "state") as journal:
+        journal.create_run("old", "fp", {}, [], "S1", 1)
+        journal.update_run("old", outcome="completed", ended=1.0)  # 1970: long expired
+
+        def full(*_args: object) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        monkeypatch.setattr(journal, "compact_ledger", full)
+        result = expire_runs(journal, 90)
+        assert result.removed_runs == ["old"]
+        assert result.warnings == ["the ledger was not folded: database or disk is full"]
+        assert "the ledger was not folded" in caplog.text

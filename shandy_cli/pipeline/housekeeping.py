@@ -45,6 +45,7 @@ import contextlib
 import logging
 import os
 import shutil
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -210,8 +211,19 @@ def expire_runs(
             gone.append(run.id)
         journal.forget_runs(gone)
         result.removed_runs.extend(gone)
-    result.ledger = journal.compact_ledger()
+    _fold_ledger(journal, result)
     return result
+
+
+def _fold_ledger(journal: Journal, result: PruneResult) -> None:
+    """``Journal.compact_ledger``; a failure (a full disk, a busy journal) is a warning: the
+    ledger is as it was, or folded up to the stretch that failed, and answers the same."""
+    try:
+        result.ledger = journal.compact_ledger()
+    except sqlite3.Error as exc:
+        text = f"the ledger was not folded: {exc}"
+        log.warning(text)
+        result.warnings.append(text)
 
 
 def keep_runs(journal: Journal, keep_days: float, now: float | None = None) -> PruneResult | None:

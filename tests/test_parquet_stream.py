@@ -6,6 +6,7 @@ file of a few hundred rows is many of them."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from test_columnar_inputs import _prepare
 from test_compressed import landed, shandy
 
+from shandy_cli.errors import InputError
 from shandy_cli.pipeline._readers import columnar_files
 from shandy_cli.pipeline.columnar import sheet
 from shandy_cli.pipeline.sources import open_source
@@ -194,3 +196,24 @@ def test_any_batches_give_the_row_loops_output(
         fast = _prepare(parquet, folder / "fast", "always")
     slow = _prepare(parquet, folder / "slow", "never")
     assert fast[:-1] == slow[:-1]
+
+
+@pytest.mark.parametrize("how", ["renamed over", "rewritten", "removed"])
+def test_a_parquet_replaced_while_it_is_read_is_refused_not_mixed(tmp_path: Path, how: str) -> None:
+    """A scan opens the file again at each batch: a nightly export renamed over it mid-read
+    would otherwise give the first batches of one export and the rest of another."""
+    path = write(leads(), tmp_path / "pq", "parquet")
+    newer = write([[f"new{i}@example.com", "B", "C", "1", "s"] for i in range(300)],
+                  tmp_path / "next", "parquet")  # fmt: skip
+    with open_source(str(path)) as src:
+        rows = src.rows()
+        first = [next(rows) for _ in range(BATCH)]
+        assert first[0].values[0] == "person0@example.com"
+        if how == "renamed over":
+            os.replace(newer, path)
+        elif how == "rewritten":
+            path.write_bytes(newer.read_bytes())
+        else:
+            path.unlink()
+        with pytest.raises(InputError, match="changed while it was being read"):
+            list(rows)

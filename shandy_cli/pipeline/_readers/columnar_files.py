@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import io
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -80,6 +81,7 @@ class ColumnarFileSource(Source):
         self._lazy: pl.LazyFrame | None = None
         self._done_rows = 0
         self._skip = 0  # rows the caller skips (``skip_first``): not read at all
+        self._path, self._identity = "", _identity("")  # a scanned file's (``_open``)
         kind = columnar_kind(head)
         if kind != fmt and not (fmt == "ipc" and head.startswith(FEATHER_V1_MAGIC)):
             raise InputError(_not_this(head, fmt), file=name)
@@ -108,6 +110,9 @@ class ColumnarFileSource(Source):
             data = _read_capped(location, self._fmt, self._name)
             self._frame = _read_whole(data, self._fmt)
             return self._frame.schema, self._frame.height
+        # A scan opens the path again at every batch: a file replaced meanwhile (a nightly
+        # export renamed over it) would mix two exports' rows. Each batch checks this.
+        self._path, self._identity = location, _identity(location)
         if self._fmt == "parquet":
             lazy = pl.scan_parquet(location)
         elif head.startswith(IPC_MAGIC):
@@ -135,11 +140,24 @@ class ColumnarFileSource(Source):
                 else:
                     assert self._lazy is not None
                     part = self._lazy.slice(start, BATCH_ROWS).select(self._exprs).collect()
+                    self._check_unchanged()
+            except InputError:
+                raise
             except BaseException as exc:
                 if _is_fatal(exc):
                     raise
+                if self._lazy is not None:
+                    self._check_unchanged()  # a file replaced mid-read fails as damaged
                 raise InputError(_polars_error(exc, self._fmt), file=self._name) from None
             yield part
+
+    def _check_unchanged(self) -> None:
+        if _identity(self._path) != self._identity:
+            raise InputError(
+                "the file changed while it was being read (replaced or rewritten): run "
+                "again once it is complete",
+                file=self._name,
+            )
 
     def text_batches(self) -> Iterator[pl.DataFrame]:
         """``batches`` as the columnar reader reads text frames (``columnar.read_frames``):
@@ -172,6 +190,15 @@ class ColumnarFileSource(Source):
     def close(self) -> None:
         self._frame = None
         self._lazy = None
+
+
+def _identity(path: str) -> tuple[int, int, int, int] | None:
+    """Which file ``path`` is, and its state: device, inode, size, mtime (None: gone)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
 
 
 def _not_this(head: bytes, fmt: str) -> str:

@@ -139,6 +139,29 @@ def test_after_a_handover_the_row_loop_starts_at_the_row_not_the_file(
     assert rest == every[skip:]
 
 
+@pytest.mark.parametrize("values", ["late", "none"])
+def test_a_trailing_unnamed_column_is_read_as_the_row_loop_reads_it(
+    sandbox_factory: Callable[..., Sandbox], tmp_path: Path, values: str
+) -> None:
+    """A column with an empty name past the header's (an export's stray one): dropped from
+    the header; a row with a value there is rejected, by the fast path as by the row loop
+    (it hands over at that row), and a column of nulls or empties changes nothing."""
+    rows = leads()
+    extra = [None] * len(rows)
+    if values == "late":
+        extra[2 * BATCH + 5] = "stray"
+        extra[2 * BATCH + 9] = " "  # blank: nothing there, as for a CSV's trailing comma
+    (tmp_path / "pq").mkdir()
+    path = tmp_path / "pq" / "leads.parquet"
+    columns = {h: [r[i] for r in rows] for i, h in enumerate(HEADER)}
+    pl.DataFrame({**columns, "": extra}, schema={**dict.fromkeys(HEADER, pl.String), "": pl.String}
+                 ).write_parquet(path, row_group_size=50)  # fmt: skip
+    fast = imported(sandbox_factory, path, "always")
+    assert fast == imported(sandbox_factory, path, "never")
+    stray = "row has 6 values but the header has 5 columns"
+    assert (stray in fast["rejects"]) is (values == "late")
+
+
 def test_an_all_null_row_is_a_row_as_the_row_loop_reads_it(
     sandbox_factory: Callable[..., Sandbox], tmp_path: Path
 ) -> None:

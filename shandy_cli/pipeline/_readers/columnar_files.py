@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import shandy_cli._allocator  # noqa: F401 -- before polars loads: one jemalloc arena
 from shandy_cli.errors import InputError
 
-from .base import Row, Source, SourceInfo, check_header, repair_undecodable
+from .base import Row, Source, SourceInfo, check_header, drop_empty_extras, repair_undecodable
 from .spreadsheet import MEMORY_MAX_BYTES, cell_text
 
 if TYPE_CHECKING:
@@ -163,9 +163,10 @@ class ColumnarFileSource(Source):
         """``batches`` as the columnar reader reads text frames (``columnar.read_frames``):
         columns ``c0, c1, ...``; data row N is the Nth row of them all. Progress moves
         as each batch is handed over."""
-        names = [f"c{i}" for i in range(len(self.info.columns))]
         for part in self.batches():
-            yield part.rename(dict(zip(part.columns, names, strict=True)))
+            # every column, also those past the header's (a trailing unnamed one):
+            # read_frames hands a row with a value there to the row loop, which rejects it
+            yield part.rename({name: f"c{i}" for i, name in enumerate(part.columns)})
             self._done_rows += part.height
         self._done_rows = self.total
 
@@ -178,10 +179,13 @@ class ColumnarFileSource(Source):
         number = self._skip
         self._done_rows = number
         columns = self.info.columns
+        width = len(columns)
         for part in self.batches(number):
             for values in part.iter_rows():
                 number += 1
-                texts = ["" if v is None else v for v in values]
+                # an empty value past the header's columns (a stray unnamed one) is
+                # nothing, as a CSV's trailing comma is
+                texts = drop_empty_extras(["" if v is None else v for v in values], width)
                 texts, problem = repair_undecodable(texts, columns, None)
                 yield Row(self._name, number, texts, problem)
             self._done_rows = number

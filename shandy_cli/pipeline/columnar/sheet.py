@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 SHEET_BLOCK = 16384  # rows of a frame per block
 NUL = "a NUL character"
+PAST = "values beyond the header's columns"
 
 
 def read_sheet(
@@ -31,16 +32,9 @@ def read_sheet(
     ``frame`` holds the whole sheet as strings (``c0, c1, ...``, null for an
     empty cell) and ``header`` is the header's row in it: the sheet's row
     ``header + N`` is data row N, as the per-row reader numbers them (empty rows
-    leave gaps, as the per-row XLSX reader skips them).  Values past the header's
-    columns, which the per-row path reads differently, are refused before
-    anything is read.
+    leave gaps, as the per-row XLSX reader skips them).
     """
-    ncols = len(info.columns)
     data = frame.slice(header + 1)
-    extra = data.columns[ncols:]
-    if extra and data.select(pl.any_horizontal(pl.col(extra).str.len_bytes() > 0).any()).item():
-        raise Handover("values beyond the header's columns")
-    data = data.select(data.columns[:ncols])
     return read_frames([data], info, mapping, state, rows=data.height)
 
 
@@ -70,17 +64,17 @@ def read_frames(
     commit = _Commit(reader, info, state)
     if rows is not None:
         state.validator.reserve(rows)
-    return _pipeline(_jobs(frames, reader, blanks), commit, 0, state.progress)
+    return _pipeline(_jobs(frames, reader, blanks, len(info.columns)), commit, 0, state.progress)
 
 
 def _jobs(
-    frames: Iterable[pl.DataFrame], reader: _Columnar, blanks: bool
+    frames: Iterable[pl.DataFrame], reader: _Columnar, blanks: bool, ncols: int
 ) -> Iterator[Callable[[], _Parsed]]:
-    """Each frame's blocks, to parse on a worker; a NUL ends them with a job raising
-    ``Handover`` (committed in order, so every row before the NUL is in)."""
+    """Each frame's blocks, to parse on a worker; a row the per-row path must read ends
+    them with a job raising ``Handover`` (committed in order: every row before it is in)."""
     start = 0  # rows of the frames before this one
     for whole in frames:
-        frame, chars, columns = _up_to_nul(whole)
+        frame, why, chars, columns = _up_to_handover(whole, ncols)
         # The columns known to hold an escape only grow: a block of this frame need not
         # ask about them (``_Columnar._stages`` still asks about the others, so a
         # worker's stale copy costs a question, never a wrong item).
@@ -88,35 +82,44 @@ def _jobs(
         for at in range(0, frame.height, SHEET_BLOCK):
             block = frame.slice(at, SHEET_BLOCK)
             yield functools.partial(reader.parse_frame, block, start + at + 1, chars, blanks)
-        if frame.height < whole.height:  # cut at a NUL: the per-row path goes on from it
-            yield _handover
+        if why is not None:  # the per-row path goes on from the row it stopped at
+            yield functools.partial(_handover, why)
             return
         start += frame.height
 
 
-def _up_to_nul(
-    frame: pl.DataFrame,
-) -> tuple[pl.DataFrame, str, frozenset[int]]:
-    """The frame up to its first NUL character (all of it if none), the characters
-    JSON escapes that those rows hold, and the columns holding one."""
+def _up_to_handover(
+    frame: pl.DataFrame, ncols: int
+) -> tuple[pl.DataFrame, str | None, str, frozenset[int]]:
+    """The frame's header columns up to the first row the per-row path reads differently
+    (a NUL character; a value past the header's columns, which it rejects), why it stops
+    there (None: it does not), the characters JSON escapes those rows hold, and the
+    columns holding one."""
+    data = frame.select(frame.columns[:ncols])
     if not frame.height:
-        return frame, "", frozenset()
-    chars, columns = _sheet_escape_chars(frame)
-    if "\x00" not in chars:
-        return frame, chars, columns
-    frame = frame.head(_first_nul(frame))
-    chars, columns = _sheet_escape_chars(frame) if frame.height else ("", frozenset())
-    return frame, chars, columns
+        return data, None, "", frozenset()
+    chars, columns = _sheet_escape_chars(data)
+    stops = []
+    if "\x00" in chars:
+        stops.append((pl.any_horizontal(_has(data.columns, "\x00")), NUL))
+    if frame.width > ncols:
+        past = [pl.col(c).str.len_bytes().fill_null(0) > 0 for c in frame.columns[ncols:]]
+        stops.append((pl.any_horizontal(past), PAST))
+    found = [(frame.select(stop.arg_true().first()).item(), why) for stop, why in stops]
+    if not (found := [(at, why) for at, why in found if at is not None]):
+        return data, None, chars, columns
+    at, why = min(found)
+    data = data.head(at)
+    chars, columns = _sheet_escape_chars(data) if at else ("", frozenset())
+    return data, why, chars, columns
 
 
-def _handover() -> _Parsed:
-    raise Handover(NUL)
+def _has(names: list[str], text: str) -> list[pl.Expr]:
+    return [pl.col(n).str.contains(text, literal=True).fill_null(False) for n in names]
 
 
-def _first_nul(frame: pl.DataFrame) -> int:
-    """The index of the first row holding a NUL character."""
-    has = pl.any_horizontal(pl.all().str.contains("\x00", literal=True).fill_null(False))
-    return int(frame.select(has.arg_true().first()).item())
+def _handover(why: str) -> _Parsed:
+    raise Handover(why)
 
 
 def _sheet_escape_chars(data: pl.DataFrame) -> tuple[str, frozenset[int]]:

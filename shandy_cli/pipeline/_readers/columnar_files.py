@@ -81,7 +81,8 @@ class ColumnarFileSource(Source):
         self._lazy: pl.LazyFrame | None = None
         self._done_rows = 0
         self._skip = 0  # rows the caller skips (``skip_first``): not read at all
-        self._path, self._identity = "", _identity("")  # a scanned file's (``_open``)
+        self._path = ""  # a scanned file's, and what it was when opened (``_open``)
+        self._identity: tuple[int, int, int, int] | None = None
         kind = columnar_kind(head)
         if kind != fmt and not (fmt == "ipc" and head.startswith(FEATHER_V1_MAGIC)):
             raise InputError(_not_this(head, fmt), file=name)

@@ -54,9 +54,9 @@ def read_frames(
     source can stream its frames.  ``rows``: the total, when known (the dedupe
     table is sized once).  ``blanks``: skip all-empty rows, as the per-row XLSX
     reader does (their numbers stay gaps); False counts them as rows, as the
-    per-row Parquet / IPC / JSON reader does.  At a NUL character, which the
-    per-row path reads differently, raises ``Handover`` with every row before
-    it committed.
+    per-row Parquet / IPC / JSON reader does.  At a row the per-row path reads
+    differently (a NUL character, a value past the header's columns), raises
+    ``Handover`` with every row before it committed.
     """
     _check_json()
     domains = state.suppression is not None and bool(state.suppression.domains)
@@ -101,7 +101,8 @@ def _up_to_handover(
     chars, columns = _sheet_escape_chars(data)
     stops = []
     if "\x00" in chars:
-        stops.append((pl.any_horizontal(_has(data.columns, "\x00")), NUL))
+        nul = [pl.col(c).str.contains("\x00", literal=True).fill_null(False) for c in data.columns]
+        stops.append((pl.any_horizontal(nul), NUL))
     if frame.width > ncols:
         past = [pl.col(c).str.len_bytes().fill_null(0) > 0 for c in frame.columns[ncols:]]
         stops.append((pl.any_horizontal(past), PAST))
@@ -112,10 +113,6 @@ def _up_to_handover(
     data = data.head(at)
     chars, columns = _sheet_escape_chars(data) if at else ("", frozenset())
     return data, why, chars, columns
-
-
-def _has(names: list[str], text: str) -> list[pl.Expr]:
-    return [pl.col(n).str.contains(text, literal=True).fill_null(False) for n in names]
 
 
 def _handover(why: str) -> _Parsed:
